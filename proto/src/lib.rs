@@ -1,0 +1,19 @@
+//! Everything that crosses an mcm process boundary.
+//!
+//! - [`sdk`]: the SDK protocol's protobuf messages (generated from `proto/sdk.proto`).
+//! - [`frame`]: the length-prefixed framing those messages travel in.
+//! - [`shm`]: shared-memory layouts (rings, descriptors, mappings) with the code that reads and
+//!   writes them. This is the only module of the crate that uses `unsafe`.
+
+pub mod frame;
+pub mod shm;
+
+/// Protobuf messages of the SDK protocol, generated at build time from `proto/sdk.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, unsafe_code)]
+pub mod sdk {
+    include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
+    pub use self::sdk::*;
+}
+
+/// Version of the SDK protocol this crate speaks. A Hello with another version is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
