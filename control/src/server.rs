@@ -1,0 +1,634 @@
+//! The control thread's event loop: SDK listeners, sessions, stats, the command path.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+
+use crate::dataplane::{Command, Dataplane, Event, LcoreCounters, Notifier};
+use crate::session::{Flow, Session};
+
+const TCP: Token = Token(0);
+const UNIX: Token = Token(1);
+const WAKE: Token = Token(2);
+const FIRST_SESSION: usize = 16;
+
+/// Most bytes queued for a client that does not read its replies before it is dropped.
+const MAX_OUTGOING: usize = 1 << 20;
+/// How long a closing connection is drained so the client reads the last error frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// Period of housekeeping (handshake deadlines, linger expiry).
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
+
+/// Settings of the control thread.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// SDK TCP listen address (port 0 picks a free port).
+    pub tcp: SocketAddr,
+    /// SDK Unix socket path.
+    pub unix: PathBuf,
+    /// Period of the stats log line and lcore ping; `None` disables both.
+    pub stats_interval: Option<Duration>,
+    /// A client that has not sent Hello this long after connecting is closed.
+    pub handshake_timeout: Duration,
+    /// Most concurrent SDK sessions; further clients are refused with an error.
+    pub max_sessions: usize,
+}
+
+/// Why the control server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A listener could not be created.
+    #[error("{key}: cannot listen on {addr}: {source}{hint}")]
+    Listen {
+        /// Config key of the address.
+        key: &'static str,
+        /// The address.
+        addr: String,
+        /// What the OS said.
+        source: io::Error,
+        /// Advice on what is allowed.
+        hint: &'static str,
+    },
+    /// The Unix socket path is held by a live engine or by something that is not a socket.
+    #[error("sdk.unix_socket: {path} {reason}")]
+    UnixPath {
+        /// The path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The mio poll could not be created.
+    #[error("cannot create the control thread's poll: {0}")]
+    Poll(#[from] io::Error),
+}
+
+/// Stops a running [`ControlServer`] from another thread (e.g. the signal handler).
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to stop: it closes its listeners and sessions, stops the data plane, and
+    /// returns from [`ControlServer::run`].
+    pub fn shutdown(&self) {
+        // Release pairs with the Acquire load in the control loop after it wakes.
+        self.flag.store(true, Ordering::Release);
+        let _ = self.waker.wake();
+    }
+}
+
+/// A client's byte stream: TCP or Unix.
+#[derive(Debug)]
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Write),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+/// A connected client: its stream, protocol state and close progress.
+#[derive(Debug)]
+struct Conn {
+    stream: Stream,
+    session: Session,
+    peer: String,
+    /// Set once the session decided to close: drain input until EOF or this deadline.
+    closing_since: Option<Instant>,
+    write_interest: bool,
+}
+
+/// What happened to a connection after handling its readiness.
+#[derive(Debug, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    Drop,
+}
+
+/// Counters of the control thread itself.
+#[derive(Debug, Default, Clone, Copy)]
+struct ControlCounters {
+    accepted: u64,
+    refused: u64,
+    closed: u64,
+    spurious_events: u64,
+}
+
+/// Periodic stats and lcore liveness.
+#[derive(Debug)]
+struct Stats {
+    interval: Duration,
+    next_due: Instant,
+    last: Vec<LcoreCounters>,
+    last_at: Instant,
+    ping_token: u64,
+    answered: HashMap<usize, (u64, Duration)>,
+}
+
+/// The control thread: SDK listeners and sessions on a mio `Poll`.
+pub struct ControlServer {
+    poll: Poll,
+    tcp: TcpListener,
+    unix: UnixListener,
+    unix_path: PathBuf,
+    config: ServerConfig,
+    conns: HashMap<Token, Conn>,
+    next_token: usize,
+    next_session: u64,
+    dataplane: Box<dyn Dataplane>,
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+    counters: ControlCounters,
+    stats: Option<Stats>,
+}
+
+impl ControlServer {
+    /// Binds the SDK listeners and prepares the loop; nothing is served until [`run`](Self::run).
+    pub fn bind(
+        config: ServerConfig,
+        mut dataplane: Box<dyn Dataplane>,
+    ) -> Result<(Self, ShutdownHandle), ServerError> {
+        let poll = Poll::new()?;
+        let mut tcp = TcpListener::bind(config.tcp).map_err(|source| ServerError::Listen {
+            key: "sdk.tcp",
+            addr: config.tcp.to_string(),
+            source,
+            hint: " (allowed: an IP address of this host and a free port, e.g. 127.0.0.1:8002)",
+        })?;
+        let mut unix = bind_unix(&config.unix)?;
+        poll.registry()
+            .register(&mut tcp, TCP, Interest::READABLE)?;
+        poll.registry()
+            .register(&mut unix, UNIX, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
+        dataplane.set_notifier(Notifier(waker.clone()));
+        let flag = Arc::new(AtomicBool::new(false));
+        let handle = ShutdownHandle {
+            flag: flag.clone(),
+            waker: waker.clone(),
+        };
+        let now = Instant::now();
+        let stats = config.stats_interval.map(|interval| Stats {
+            interval,
+            next_due: now + interval,
+            last: dataplane.counters(),
+            last_at: now,
+            ping_token: 0,
+            answered: HashMap::new(),
+        });
+        let server = Self {
+            poll,
+            tcp,
+            unix,
+            unix_path: config.unix.clone(),
+            config,
+            conns: HashMap::new(),
+            next_token: FIRST_SESSION,
+            next_session: 1,
+            dataplane,
+            flag,
+            waker,
+            counters: ControlCounters::default(),
+            stats,
+        };
+        Ok((server, handle))
+    }
+
+    /// The bound TCP address (resolves port 0).
+    pub fn tcp_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// The Unix socket path.
+    pub fn unix_path(&self) -> &Path {
+        &self.unix_path
+    }
+
+    /// A handle that stops the loop from another thread.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: self.flag.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Serves until [`ShutdownHandle::shutdown`]; then closes every session, stops the data plane
+    /// and removes the Unix socket.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(256);
+        let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
+        // Acquire pairs with the Release store in ShutdownHandle::shutdown.
+        while !self.flag.load(Ordering::Acquire) {
+            let now = Instant::now();
+            let due = self
+                .stats
+                .as_ref()
+                .map_or(next_housekeeping, |s| s.next_due.min(next_housekeeping));
+            match self
+                .poll
+                .poll(&mut events, Some(due.saturating_duration_since(now)))
+            {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            for ev in events.iter() {
+                self.dispatch(
+                    ev.token(),
+                    ev.is_readable() || ev.is_read_closed(),
+                    ev.is_writable(),
+                );
+            }
+            let now = Instant::now();
+            if now >= next_housekeeping {
+                self.housekeeping(now);
+                next_housekeeping = now + HOUSEKEEPING;
+            }
+            self.tick_stats(now);
+        }
+        self.stop();
+        Ok(())
+    }
+
+    fn dispatch(&mut self, token: Token, readable: bool, writable: bool) {
+        match token {
+            TCP => self.accept_tcp(),
+            UNIX => self.accept_unix(),
+            WAKE => self.drain_events(),
+            t => match self.conns.get_mut(&t) {
+                Some(conn) => {
+                    let fate = conn.on_ready(readable, writable, self.poll.registry(), t);
+                    if fate == Fate::Drop {
+                        self.close(t);
+                    }
+                }
+                None => self.counters.spurious_events += 1,
+            },
+        }
+    }
+
+    fn accept_tcp(&mut self) {
+        loop {
+            match self.tcp.accept() {
+                Ok((s, peer)) => {
+                    let _ = s.set_nodelay(true);
+                    self.admit(Stream::Tcp(s), peer.to_string());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => return tracing::warn!("sdk.tcp: accept failed: {e}"),
+            }
+        }
+    }
+
+    fn accept_unix(&mut self) {
+        loop {
+            match self.unix.accept() {
+                Ok((s, _)) => self.admit(Stream::Unix(s), "unix".to_owned()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => return tracing::warn!("sdk.unix_socket: accept failed: {e}"),
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: Stream, peer: String) {
+        let token = Token(self.next_token);
+        self.next_token += 1;
+        let id = self.next_session;
+        self.next_session += 1;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = stream.register(self.poll.registry(), token, interest) {
+            return tracing::warn!("cannot register SDK client {peer}: {e}");
+        }
+        let mut conn = Conn {
+            stream,
+            session: Session::new(id, Instant::now()),
+            peer,
+            closing_since: None,
+            write_interest: true,
+        };
+        if self.conns.len() >= self.config.max_sessions {
+            self.counters.refused += 1;
+            let limit = self.config.max_sessions;
+            conn.session
+                .refuse(format!("too many SDK sessions (limit {limit})"));
+            conn.begin_close();
+        } else {
+            self.counters.accepted += 1;
+            tracing::debug!(session = id, peer = %conn.peer, "SDK client connected");
+        }
+        self.conns.insert(token, conn);
+    }
+
+    fn close(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = conn.stream.deregister(self.poll.registry());
+            self.counters.closed += 1;
+            tracing::debug!(session = conn.session.id(), peer = %conn.peer, "SDK client closed");
+        }
+    }
+
+    fn housekeeping(&mut self, now: Instant) {
+        let limit = self.config.handshake_timeout;
+        let registry = self.poll.registry();
+        let mut expired = Vec::new();
+        for (&token, conn) in &mut self.conns {
+            if conn.housekeeping(now, limit, registry, token) == Fate::Drop {
+                expired.push(token);
+            }
+        }
+        for token in expired {
+            self.close(token);
+        }
+    }
+
+    fn drain_events(&mut self) {
+        let stats = &mut self.stats;
+        self.dataplane.drain_events(&mut |ev| match ev {
+            Event::Pong { cpu, token, sent } => {
+                if let Some(s) = stats.as_mut() {
+                    s.answered.insert(cpu, (token, sent.elapsed()));
+                }
+            }
+        });
+    }
+
+    fn tick_stats(&mut self, now: Instant) {
+        let Some(stats) = self.stats.as_mut() else {
+            return;
+        };
+        if now < stats.next_due {
+            return;
+        }
+        let current = self.dataplane.counters();
+        let secs = now.duration_since(stats.last_at).as_secs_f64().max(1e-9);
+        for c in &current {
+            let prev = stats
+                .last
+                .iter()
+                .find(|p| p.cpu == c.cpu)
+                .copied()
+                .unwrap_or_default();
+            let iters = c.iterations - prev.iterations;
+            let busy = c.busy_iterations - prev.busy_iterations;
+            let ping = match stats.answered.get(&c.cpu) {
+                Some(&(token, rtt)) if token == stats.ping_token => {
+                    format!("{} us", rtt.as_micros())
+                }
+                _ if stats.ping_token == 0 => "pending".to_owned(),
+                _ => "NO ANSWER".to_owned(),
+            };
+            tracing::info!(
+                "stats: lcore cpu={} iterations/s={:.0} busy={:.1}% work_items={} parks={} ports={} ping={}",
+                c.cpu,
+                iters as f64 / secs,
+                if iters == 0 {
+                    0.0
+                } else {
+                    100.0 * busy as f64 / iters as f64
+                },
+                c.work_items - prev.work_items,
+                c.parks - prev.parks,
+                c.ports,
+                ping,
+            );
+        }
+        let k = self.counters;
+        tracing::info!(
+            "stats: control sessions={} accepted={} refused={} closed={} spurious_events={}",
+            self.conns.len(),
+            k.accepted,
+            k.refused,
+            k.closed,
+            k.spurious_events
+        );
+        stats.last = current;
+        stats.last_at = now;
+        stats.next_due = now + stats.interval;
+        stats.ping_token += 1;
+        let cmd = Command::Ping {
+            token: stats.ping_token,
+            sent: now,
+        };
+        if let Err(e) = self.dataplane.submit(cmd) {
+            tracing::warn!("stats ping not delivered: {e}");
+        }
+    }
+
+    fn stop(&mut self) {
+        tracing::info!(
+            "control: shutting down ({} SDK sessions open)",
+            self.conns.len()
+        );
+        let tokens: Vec<Token> = self.conns.keys().copied().collect();
+        for token in tokens {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                conn.stream.shutdown_write();
+            }
+            self.close(token);
+        }
+        self.dataplane.shutdown();
+        remove_socket(&self.unix_path);
+    }
+}
+
+impl Conn {
+    fn on_ready(&mut self, readable: bool, writable: bool, reg: &Registry, token: Token) -> Fate {
+        if readable && self.read_input() == Fate::Drop {
+            return Fate::Drop;
+        }
+        if self.closing_since.is_none() && self.session.process(Instant::now()) == Flow::Close {
+            self.begin_close();
+        }
+        if (writable || !self.session.outgoing().is_empty()) && self.flush(reg, token) == Fate::Drop
+        {
+            return Fate::Drop;
+        }
+        Fate::Keep
+    }
+
+    /// Reads until the socket would block. Drops the connection at EOF or on error.
+    fn read_input(&mut self) -> Fate {
+        loop {
+            let res = match self.closing_since {
+                Some(_) => self.stream.read(&mut [0u8; 4096]),
+                None => self.session.decoder().read_from(&mut self.stream),
+            };
+            match res {
+                Ok(0) => return Fate::Drop,
+                Ok(_) if self.closing_since.is_none() => {
+                    // Handle frames as they complete so the buffer stays bounded.
+                    if self.session.process(Instant::now()) == Flow::Close {
+                        self.begin_close();
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Fate::Keep,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Fate::Drop,
+            }
+        }
+    }
+
+    fn begin_close(&mut self) {
+        self.closing_since.get_or_insert_with(Instant::now);
+    }
+
+    /// Writes queued frames; once a closing session's queue is empty, half-closes the stream.
+    fn flush(&mut self, reg: &Registry, token: Token) -> Fate {
+        let out = self.session.outgoing();
+        let mut written = 0;
+        let mut failed = false;
+        while written < out.len() {
+            match self.stream.write(&out[written..]) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let out = self.session.outgoing();
+        out.drain(..written);
+        if failed || out.len() > MAX_OUTGOING {
+            return Fate::Drop;
+        }
+        let pending = !out.is_empty();
+        if !pending && self.closing_since.is_some() {
+            self.stream.shutdown_write();
+        }
+        if pending != self.write_interest {
+            let interest = if pending {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self.stream.reregister(reg, token, interest).is_err() {
+                return Fate::Drop;
+            }
+            self.write_interest = pending;
+        }
+        Fate::Keep
+    }
+
+    fn housekeeping(
+        &mut self,
+        now: Instant,
+        limit: Duration,
+        reg: &Registry,
+        token: Token,
+    ) -> Fate {
+        if let Some(since) = self.closing_since {
+            return if now.duration_since(since) >= CLOSE_LINGER {
+                Fate::Drop
+            } else {
+                Fate::Keep
+            };
+        }
+        if self.session.check_handshake_deadline(now, limit) == Flow::Close {
+            self.begin_close();
+            return self.flush(reg, token);
+        }
+        Fate::Keep
+    }
+}
+
+/// Binds the Unix socket, replacing a stale socket file left by a dead engine.
+fn bind_unix(path: &Path) -> Result<UnixListener, ServerError> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            let reason = "exists and is not a socket (allowed: a free path or a stale socket)";
+            return Err(ServerError::UnixPath {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            let reason = "is in use by a running engine (allowed: a free path or a stale socket)";
+            return Err(ServerError::UnixPath {
+                path: path.to_owned(),
+                reason,
+            });
+        }
+        tracing::info!("removing stale SDK socket {}", path.display());
+        remove_socket(path);
+    }
+    UnixListener::bind(path).map_err(|source| ServerError::Listen {
+        key: "sdk.unix_socket",
+        addr: path.display().to_string(),
+        source,
+        hint: " (allowed: a path in an existing, writable directory, at most 107 bytes)",
+    })
+}
+
+fn remove_socket(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot remove {}: {e}", path.display());
+    }
+}

@@ -1,0 +1,371 @@
+//! One SDK client's session: the protocol state machine, independent of the transport.
+//!
+//! Bytes read from the socket go into [`Session::decoder`]; [`Session::process`] turns complete
+//! frames into replies appended to [`Session::outgoing`] and says whether to keep the session.
+//! Anything unexpected — a frame that does not parse, an oversized frame, a wrong version, a
+//! message out of order — is answered with one `Error` frame, after which the session closes.
+
+use std::time::{Duration, Instant};
+
+use mcm_proto::PROTOCOL_VERSION;
+use mcm_proto::frame::{self, FrameDecoder, FrameError};
+use mcm_proto::sdk::{ClientMessage, EngineMessage, ErrorCode, HelloReply, client_message};
+
+/// Longest accepted `client_name` or `client_id`, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+
+/// Where a session is in its conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Connected; the first frame must be a Hello.
+    AwaitHello,
+    /// Hello accepted.
+    Ready,
+    /// An error was sent; flush what is queued, then close.
+    Closing,
+}
+
+/// What the server should do with the session after [`Session::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Flush [`Session::outgoing`], then close the connection.
+    Close,
+}
+
+/// One client's protocol state.
+#[derive(Debug)]
+pub struct Session {
+    id: u64,
+    state: State,
+    decoder: FrameDecoder,
+    out: Vec<u8>,
+    client_name: String,
+    connected_at: Instant,
+    last_heard: Instant,
+}
+
+impl Session {
+    /// A new session, waiting for Hello.
+    pub fn new(id: u64, now: Instant) -> Self {
+        Self {
+            id,
+            state: State::AwaitHello,
+            decoder: FrameDecoder::new(),
+            out: Vec::new(),
+            client_name: String::new(),
+            connected_at: now,
+            last_heard: now,
+        }
+    }
+
+    /// Session identifier, unique within the engine's lifetime.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Current protocol state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The client's name from its Hello (empty before).
+    pub fn client_name(&self) -> &str {
+        &self.client_name
+    }
+
+    /// Where the transport puts received bytes.
+    pub fn decoder(&mut self) -> &mut FrameDecoder {
+        &mut self.decoder
+    }
+
+    /// Encoded frames waiting to be written to the client; the transport drains it from the front.
+    pub fn outgoing(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    /// Handles every complete frame received so far.
+    pub fn process(&mut self, now: Instant) -> Flow {
+        while self.state != State::Closing {
+            let msg = match self.decoder.next_frame() {
+                Ok(None) => break,
+                Ok(Some(body)) => frame::decode::<ClientMessage>(body),
+                Err(e) => Err(e),
+            };
+            self.last_heard = now;
+            match msg {
+                Ok(msg) => self.handle(msg),
+                Err(e) => self.frame_error(&e),
+            }
+        }
+        self.flow()
+    }
+
+    /// Closes a session that has not said Hello within `limit` of connecting.
+    pub fn check_handshake_deadline(&mut self, now: Instant, limit: Duration) -> Flow {
+        if self.state == State::AwaitHello && now.duration_since(self.connected_at) >= limit {
+            let msg = format!("no Hello within {} ms of connecting", limit.as_millis());
+            self.fail(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, msg);
+        }
+        self.flow()
+    }
+
+    /// Refuses the session before any frame is handled (e.g. too many sessions).
+    pub fn refuse(&mut self, message: String) -> Flow {
+        self.fail(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, message);
+        self.flow()
+    }
+
+    fn flow(&self) -> Flow {
+        match self.state {
+            State::Closing => Flow::Close,
+            _ => Flow::Continue,
+        }
+    }
+
+    fn handle(&mut self, msg: ClientMessage) {
+        match (self.state, msg.body) {
+            (State::AwaitHello, Some(client_message::Body::Hello(h))) => self.hello(h),
+            (State::Ready, Some(client_message::Body::Keepalive(k))) => {
+                let mut reply = EngineMessage::new();
+                reply.set_keepalive(k);
+                self.send(&reply);
+            }
+            (state, body) => {
+                let got = match body {
+                    Some(client_message::Body::Hello(_)) => "Hello",
+                    Some(client_message::Body::Keepalive(_)) => "Keepalive",
+                    Some(_) => "an unknown message",
+                    None => "a message with no body",
+                };
+                let allowed = match state {
+                    State::AwaitHello => "Hello",
+                    _ => "Keepalive",
+                };
+                let msg = format!("unexpected {got} in state {state:?} (allowed: {allowed})");
+                self.fail(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, msg);
+            }
+        }
+    }
+
+    fn hello(&mut self, h: mcm_proto::sdk::Hello) {
+        if h.protocol_version != PROTOCOL_VERSION {
+            let msg = format!(
+                "protocol version {} is not supported (this engine speaks version {PROTOCOL_VERSION})",
+                h.protocol_version
+            );
+            return self.fail(ErrorCode::ERROR_CODE_UNSUPPORTED_VERSION, msg);
+        }
+        for (field, value) in [("client_name", &h.client_name), ("client_id", &h.client_id)] {
+            if value.len() > MAX_NAME_LEN {
+                let msg = format!(
+                    "{field} is {} bytes long (allowed: at most {MAX_NAME_LEN})",
+                    value.len()
+                );
+                return self.fail(ErrorCode::ERROR_CODE_INVALID_ARGUMENT, msg);
+            }
+        }
+        self.client_name = h.client_name;
+        self.state = State::Ready;
+        let mut reply = HelloReply::new();
+        reply.protocol_version = PROTOCOL_VERSION;
+        reply.engine_version = env!("CARGO_PKG_VERSION").to_owned();
+        reply.session_id = self.id;
+        let mut msg = EngineMessage::new();
+        msg.set_hello_reply(reply);
+        self.send(&msg);
+    }
+
+    fn frame_error(&mut self, e: &FrameError) {
+        let code = match e {
+            FrameError::Oversized { .. } => ErrorCode::ERROR_CODE_OVERSIZED_FRAME,
+            _ => ErrorCode::ERROR_CODE_MALFORMED_FRAME,
+        };
+        self.fail(code, e.to_string());
+    }
+
+    fn fail(&mut self, code: ErrorCode, message: String) {
+        tracing::warn!(session = self.id, client = %self.client_name, "closing session: {message}");
+        let mut err = mcm_proto::sdk::Error::new();
+        err.code = code.into();
+        err.message = message;
+        let mut msg = EngineMessage::new();
+        msg.set_error(err);
+        self.send(&msg);
+        self.state = State::Closing;
+    }
+
+    fn send(&mut self, msg: &EngineMessage) {
+        // Replies are small and bounded (error texts are built from bounded inputs), so encoding
+        // cannot exceed the frame limit; if it ever did, close rather than send a broken frame.
+        if frame::encode(msg, &mut self.out).is_err() {
+            self.state = State::Closing;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcm_proto::sdk::{Hello, Keepalive, engine_message};
+
+    fn client_frame(body: client_message::Body) -> Vec<u8> {
+        let mut m = ClientMessage::new();
+        m.body = Some(body);
+        let mut out = Vec::new();
+        frame::encode(&m, &mut out).unwrap();
+        out
+    }
+
+    fn hello(version: u32, name: &str) -> Vec<u8> {
+        let mut h = Hello::new();
+        h.protocol_version = version;
+        h.client_name = name.to_owned();
+        client_frame(client_message::Body::Hello(h))
+    }
+
+    fn replies(s: &mut Session) -> Vec<engine_message::Body> {
+        let bytes = std::mem::take(s.outgoing());
+        let mut src = &bytes[..];
+        let mut out = Vec::new();
+        while let Some(m) = frame::read_message::<EngineMessage, _>(&mut src).unwrap() {
+            out.push(m.body.unwrap());
+        }
+        out
+    }
+
+    fn error_of(body: &engine_message::Body) -> (ErrorCode, String) {
+        match body {
+            engine_message::Body::Error(e) => (e.code.enum_value().unwrap(), e.message.clone()),
+            other => panic!("expected an Error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hello_then_keepalive() {
+        let now = Instant::now();
+        let mut s = Session::new(7, now);
+        s.decoder().buffer(&hello(PROTOCOL_VERSION, "app"));
+        assert_eq!(s.process(now), Flow::Continue);
+        assert_eq!(s.state(), State::Ready);
+        assert_eq!(s.client_name(), "app");
+        let r = replies(&mut s);
+        let engine_message::Body::HelloReply(h) = &r[0] else {
+            panic!("{r:?}")
+        };
+        assert_eq!((h.protocol_version, h.session_id), (PROTOCOL_VERSION, 7));
+        assert_eq!(h.engine_version, env!("CARGO_PKG_VERSION"));
+
+        let mut k = Keepalive::new();
+        k.nonce = 99;
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::Keepalive(k)));
+        assert_eq!(s.process(now), Flow::Continue);
+        let r = replies(&mut s);
+        assert!(matches!(&r[0], engine_message::Body::Keepalive(k) if k.nonce == 99));
+    }
+
+    #[test]
+    fn wrong_version_is_refused_with_allowed_version() {
+        let now = Instant::now();
+        let mut s = Session::new(1, now);
+        s.decoder().buffer(&hello(PROTOCOL_VERSION + 1, "x"));
+        assert_eq!(s.process(now), Flow::Close);
+        let (code, msg) = error_of(&replies(&mut s)[0]);
+        assert_eq!(code, ErrorCode::ERROR_CODE_UNSUPPORTED_VERSION);
+        assert!(msg.contains("protocol version 2 is not supported"), "{msg}");
+        assert!(msg.contains("speaks version 1"), "{msg}");
+    }
+
+    #[test]
+    fn keepalive_before_hello_is_out_of_order() {
+        let now = Instant::now();
+        let mut s = Session::new(1, now);
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::Keepalive(
+                Keepalive::new(),
+            )));
+        assert_eq!(s.process(now), Flow::Close);
+        let (code, msg) = error_of(&replies(&mut s)[0]);
+        assert_eq!(code, ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE);
+        assert!(
+            msg.contains("unexpected Keepalive in state AwaitHello (allowed: Hello)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn second_hello_is_out_of_order() {
+        let now = Instant::now();
+        let mut s = Session::new(1, now);
+        s.decoder().buffer(&hello(PROTOCOL_VERSION, "a"));
+        s.decoder().buffer(&hello(PROTOCOL_VERSION, "a"));
+        assert_eq!(s.process(now), Flow::Close);
+        let r = replies(&mut s);
+        assert_eq!(r.len(), 2);
+        assert_eq!(error_of(&r[1]).0, ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE);
+    }
+
+    #[test]
+    fn garbage_and_oversized_frames_get_an_error_then_close() {
+        let now = Instant::now();
+        let mut s = Session::new(1, now);
+        s.decoder().buffer(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
+        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(
+            error_of(&replies(&mut s)[0]).0,
+            ErrorCode::ERROR_CODE_MALFORMED_FRAME
+        );
+
+        let mut s = Session::new(2, now);
+        s.decoder().buffer(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(s.process(now), Flow::Close);
+        let (code, msg) = error_of(&replies(&mut s)[0]);
+        assert_eq!(code, ErrorCode::ERROR_CODE_OVERSIZED_FRAME);
+        assert!(msg.contains("exceeds the maximum of 65536 bytes"), "{msg}");
+    }
+
+    #[test]
+    fn overlong_name_is_invalid() {
+        let now = Instant::now();
+        let mut s = Session::new(1, now);
+        s.decoder()
+            .buffer(&hello(PROTOCOL_VERSION, &"n".repeat(MAX_NAME_LEN + 1)));
+        assert_eq!(s.process(now), Flow::Close);
+        let (code, msg) = error_of(&replies(&mut s)[0]);
+        assert_eq!(code, ErrorCode::ERROR_CODE_INVALID_ARGUMENT);
+        assert!(
+            msg.contains("client_name is 257 bytes long (allowed: at most 256)"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn silent_client_times_out_but_greeted_one_does_not() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(5);
+        let mut quiet = Session::new(1, t0);
+        assert_eq!(
+            quiet.check_handshake_deadline(t0 + Duration::from_secs(4), limit),
+            Flow::Continue
+        );
+        assert_eq!(
+            quiet.check_handshake_deadline(t0 + limit, limit),
+            Flow::Close
+        );
+        assert!(
+            error_of(&replies(&mut quiet)[0])
+                .1
+                .contains("no Hello within 5000 ms")
+        );
+
+        let mut greeted = Session::new(2, t0);
+        greeted.decoder().buffer(&hello(PROTOCOL_VERSION, "g"));
+        greeted.process(t0);
+        assert_eq!(
+            greeted.check_handshake_deadline(t0 + limit * 10, limit),
+            Flow::Continue
+        );
+    }
+}
