@@ -1,0 +1,659 @@
+//! Configuration: the TOML file's serde types, command-line overrides, and validation into the
+//! runtime [`EngineConfig`].
+//!
+//! File types mirror `configs/cores.toml` and reject unknown keys. [`EngineConfig::from_file`]
+//! checks every value against this machine (CPUs that exist, addresses that parse, paths that
+//! fit) and fails with a [`ConfigError`] naming the key, the value and what is allowed.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes with the NUL).
+const MAX_UNIX_PATH: usize = 107;
+
+/// A configuration value that is wrong, with the key it came from.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// Dotted key path (`lcores.cpus`), or the file name for syntax errors.
+    pub key: String,
+    /// What was wrong and what is allowed.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: &str, message: impl Into<String>) -> Self {
+        Self {
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `[lcores]`: data-plane worker threads.
+    #[serde(default)]
+    pub lcores: LcoresFile,
+    /// `[control]`: the control thread.
+    #[serde(default)]
+    pub control: ControlFile,
+    /// `[sdk]`: SDK endpoints.
+    #[serde(default)]
+    pub sdk: SdkFile,
+    /// `[grpc]`: control-plane endpoint.
+    #[serde(default)]
+    pub grpc: GrpcFile,
+    /// `[memory]`: shared memory.
+    #[serde(default)]
+    pub memory: MemoryFile,
+}
+
+/// How an lcore behaves when none of its ports has work.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleName {
+    /// Spin forever: lowest latency, one full core per lcore (bare metal, isolated cores).
+    Busy,
+    /// Spin for `spin_us`, then park until woken (laptops, CI, shared machines).
+    #[default]
+    Adaptive,
+}
+
+/// Whether pools use huge pages.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum HugePagesName {
+    /// Always; start-up fails if none are reserved.
+    On,
+    /// Never.
+    Off,
+    /// When available, otherwise normal pages (logged).
+    #[default]
+    Auto,
+}
+
+/// `[lcores]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LcoresFile {
+    /// CPUs that run one lcore each.
+    pub cpus: Vec<usize>,
+    /// Idle policy.
+    pub idle: IdleName,
+    /// `adaptive`: how long an idle lcore spins before parking, in microseconds.
+    pub spin_us: u64,
+    /// Most work items one port may do per poll.
+    pub budget: u32,
+    /// Capacity of each lcore's command ring.
+    pub command_ring: usize,
+}
+
+impl Default for LcoresFile {
+    fn default() -> Self {
+        Self {
+            cpus: vec![1],
+            idle: IdleName::Adaptive,
+            spin_us: 200,
+            budget: 64,
+            command_ring: 256,
+        }
+    }
+}
+
+/// `[control]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlFile {
+    /// CPU the control thread is pinned to.
+    pub cpu: usize,
+    /// Period of the stats log line, in milliseconds; 0 disables it.
+    pub stats_interval_ms: u64,
+}
+
+impl Default for ControlFile {
+    fn default() -> Self {
+        Self {
+            cpu: 0,
+            stats_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `[sdk]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SdkFile {
+    /// TCP listen address (MCM's default port is 8002).
+    pub tcp: String,
+    /// Unix socket path; default `<memory.shm_dir>/sdk.sock`.
+    pub unix_socket: Option<String>,
+    /// A client must say Hello within this many milliseconds of connecting.
+    pub handshake_timeout_ms: u64,
+    /// Most concurrent SDK sessions.
+    pub max_sessions: usize,
+}
+
+impl Default for SdkFile {
+    fn default() -> Self {
+        Self {
+            tcp: "127.0.0.1:8002".into(),
+            unix_socket: None,
+            handshake_timeout_ms: 10_000,
+            max_sessions: 1024,
+        }
+    }
+}
+
+/// `[grpc]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcFile {
+    /// Listen address of the control-plane service (MCM's default port is 8001).
+    pub addr: String,
+}
+
+impl Default for GrpcFile {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8001".into(),
+        }
+    }
+}
+
+/// `[memory]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryFile {
+    /// Directory for the engine's shared files (SDK socket, SDP files); created if missing.
+    pub shm_dir: String,
+    /// Huge pages for frame pools.
+    pub huge_pages: HugePagesName,
+}
+
+impl Default for MemoryFile {
+    fn default() -> Self {
+        Self {
+            shm_dir: "/dev/shm/mcm".into(),
+            huge_pages: HugePagesName::Auto,
+        }
+    }
+}
+
+/// Idle policy of every lcore, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdlePolicy {
+    /// Never park.
+    Busy,
+    /// Park after spinning idle for `spin`.
+    Adaptive {
+        /// Idle time before parking.
+        spin: Duration,
+    },
+}
+
+/// The validated configuration the engine runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// One lcore per CPU, in this order.
+    pub lcore_cpus: Vec<usize>,
+    /// Idle policy of the lcores.
+    pub idle: IdlePolicy,
+    /// Work budget per port poll.
+    pub budget: u32,
+    /// Command ring capacity per lcore.
+    pub command_ring: usize,
+    /// CPU of the control thread.
+    pub control_cpu: usize,
+    /// Stats period; `None` when disabled.
+    pub stats_interval: Option<Duration>,
+    /// SDK TCP address.
+    pub sdk_tcp: SocketAddr,
+    /// SDK Unix socket path.
+    pub sdk_unix: PathBuf,
+    /// Hello deadline.
+    pub handshake_timeout: Duration,
+    /// Session limit.
+    pub max_sessions: usize,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Shared-memory directory.
+    pub shm_dir: PathBuf,
+    /// Huge page policy.
+    pub huge_pages: HugePagesName,
+}
+
+/// Parses TOML text into the file types; errors name the key and the line.
+pub fn parse(text: &str) -> Result<ConfigFile, ConfigError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error("", text, &e))?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        toml_error(&key, text, e.inner())
+    })
+}
+
+/// Reads and parses a configuration file.
+pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let msg = format!(
+            "cannot read {}: {e} (allowed: a readable TOML file)",
+            path.display()
+        );
+        ConfigError::new("--config", msg)
+    })?;
+    parse(&text)
+}
+
+fn toml_error(key: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let message = match line {
+        Some(l) => format!("{} (line {l})", e.message().trim_end()),
+        None => e.message().trim_end().to_owned(),
+    };
+    let key = if key.is_empty() || key == "." {
+        "config"
+    } else {
+        key
+    };
+    ConfigError::new(key, message.replace('\n', " "))
+}
+
+/// Overrides from the command line, applied on top of the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `-t/--sdk`: a port number or an `IP:PORT`.
+    pub sdk: Option<String>,
+    /// `-g/--grpc`: a port number or an `IP:PORT`.
+    pub grpc: Option<String>,
+    /// `--lcores`.
+    pub lcores: Option<Vec<usize>>,
+    /// `--control-cpu`.
+    pub control_cpu: Option<usize>,
+    /// `--idle`.
+    pub idle: Option<IdleName>,
+    /// `--unix-socket`.
+    pub unix_socket: Option<String>,
+    /// `--shm-dir`.
+    pub shm_dir: Option<String>,
+    /// `--huge-pages`.
+    pub huge_pages: Option<HugePagesName>,
+    /// `--stats-interval-ms`.
+    pub stats_interval_ms: Option<u64>,
+}
+
+impl Overrides {
+    /// Applies the overrides to `file`.
+    pub fn apply(&self, file: &mut ConfigFile) -> Result<(), ConfigError> {
+        if let Some(v) = &self.sdk {
+            file.sdk.tcp = port_or_addr("sdk.tcp", &file.sdk.tcp, v)?;
+        }
+        if let Some(v) = &self.grpc {
+            file.grpc.addr = port_or_addr("grpc.addr", &file.grpc.addr, v)?;
+        }
+        set(&mut file.lcores.cpus, &self.lcores);
+        set(&mut file.control.cpu, &self.control_cpu);
+        set(&mut file.lcores.idle, &self.idle);
+        set(&mut file.memory.shm_dir, &self.shm_dir);
+        set(&mut file.memory.huge_pages, &self.huge_pages);
+        set(&mut file.control.stats_interval_ms, &self.stats_interval_ms);
+        if self.unix_socket.is_some() {
+            file.sdk.unix_socket.clone_from(&self.unix_socket);
+        }
+        Ok(())
+    }
+}
+
+fn set<T: Clone>(dst: &mut T, src: &Option<T>) {
+    if let Some(v) = src {
+        *dst = v.clone();
+    }
+}
+
+/// MCM's flags take a bare port; we also accept `IP:PORT`. A bare port keeps the file's IP.
+fn port_or_addr(key: &str, current: &str, value: &str) -> Result<String, ConfigError> {
+    let Ok(port) = value.parse::<u16>() else {
+        return Ok(value.to_owned());
+    };
+    let mut addr = parse_addr(key, current)?;
+    addr.set_port(port);
+    Ok(addr.to_string())
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        let msg = format!("`{value}` is not a socket address (allowed: IP:PORT, e.g. 127.0.0.1:8002 or [::1]:8002)");
+        ConfigError::new(key, msg)
+    })
+}
+
+impl EngineConfig {
+    /// Validates `file` against this machine's CPUs.
+    pub fn from_file(file: &ConfigFile) -> Result<Self, ConfigError> {
+        let available: BTreeSet<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        Self::validate(file, &available)
+    }
+
+    /// Validates `file` against an explicit set of usable CPUs.
+    pub fn validate(file: &ConfigFile, available: &BTreeSet<usize>) -> Result<Self, ConfigError> {
+        let lcore_cpus = validate_cpus(&file.lcores.cpus, available)?;
+        let control_cpu = validate_cpu("control.cpu", file.control.cpu, available)?;
+        let idle = validate_idle(&file.lcores)?;
+        if idle == IdlePolicy::Busy && lcore_cpus.contains(&control_cpu) {
+            let msg = format!(
+                "CPU {control_cpu} also runs a busy-polling lcore, which never yields and would starve \
+                 the control thread (allowed: a CPU not in lcores.cpus, or lcores.idle = \"adaptive\")"
+            );
+            return Err(ConfigError::new("control.cpu", msg));
+        }
+        let budget = in_range("lcores.budget", file.lcores.budget as u64, 1, 4096)? as u32;
+        let command_ring = in_range(
+            "lcores.command_ring",
+            file.lcores.command_ring as u64,
+            2,
+            65536,
+        )? as usize;
+        let sdk_tcp = parse_addr("sdk.tcp", &file.sdk.tcp)?;
+        let grpc = parse_addr("grpc.addr", &file.grpc.addr)?;
+        if grpc == sdk_tcp && sdk_tcp.port() != 0 {
+            let msg = format!("{grpc} is also sdk.tcp (allowed: a different address or port)");
+            return Err(ConfigError::new("grpc.addr", msg));
+        }
+        let shm_dir = validate_shm_dir(&file.memory.shm_dir)?;
+        let sdk_unix = match &file.sdk.unix_socket {
+            Some(p) => PathBuf::from(p),
+            None => shm_dir.join("sdk.sock"),
+        };
+        validate_unix_path(&sdk_unix)?;
+        let handshake_ms = in_range(
+            "sdk.handshake_timeout_ms",
+            file.sdk.handshake_timeout_ms,
+            100,
+            600_000,
+        )?;
+        let max_sessions =
+            in_range("sdk.max_sessions", file.sdk.max_sessions as u64, 1, 65536)? as usize;
+        let stats_ms = file.control.stats_interval_ms;
+        if stats_ms != 0 {
+            in_range("control.stats_interval_ms", stats_ms, 100, 86_400_000)?;
+        }
+        Ok(Self {
+            lcore_cpus,
+            idle,
+            budget,
+            command_ring,
+            control_cpu,
+            stats_interval: (stats_ms != 0).then(|| Duration::from_millis(stats_ms)),
+            sdk_tcp,
+            sdk_unix,
+            handshake_timeout: Duration::from_millis(handshake_ms),
+            max_sessions,
+            grpc,
+            shm_dir,
+            huge_pages: file.memory.huge_pages,
+        })
+    }
+}
+
+fn describe_cpus(available: &BTreeSet<usize>) -> String {
+    if available.is_empty() {
+        return "none".into();
+    }
+    let v: Vec<String> = available.iter().map(|c| c.to_string()).collect();
+    v.join(", ")
+}
+
+fn validate_cpu(key: &str, cpu: usize, available: &BTreeSet<usize>) -> Result<usize, ConfigError> {
+    if available.contains(&cpu) {
+        return Ok(cpu);
+    }
+    let msg = format!(
+        "CPU {cpu} does not exist or is not available to this process (allowed: {})",
+        describe_cpus(available)
+    );
+    Err(ConfigError::new(key, msg))
+}
+
+fn validate_cpus(cpus: &[usize], available: &BTreeSet<usize>) -> Result<Vec<usize>, ConfigError> {
+    let key = "lcores.cpus";
+    if cpus.is_empty() {
+        let msg = format!(
+            "the list is empty (allowed: one or more of CPUs {})",
+            describe_cpus(available)
+        );
+        return Err(ConfigError::new(key, msg));
+    }
+    let mut seen = BTreeSet::new();
+    for &cpu in cpus {
+        validate_cpu(key, cpu, available)?;
+        if !seen.insert(cpu) {
+            let msg = format!("CPU {cpu} is listed twice (allowed: each CPU at most once)");
+            return Err(ConfigError::new(key, msg));
+        }
+    }
+    Ok(cpus.to_vec())
+}
+
+fn validate_idle(l: &LcoresFile) -> Result<IdlePolicy, ConfigError> {
+    Ok(match l.idle {
+        IdleName::Busy => IdlePolicy::Busy,
+        IdleName::Adaptive => {
+            let us = in_range("lcores.spin_us", l.spin_us, 0, 1_000_000)?;
+            IdlePolicy::Adaptive {
+                spin: Duration::from_micros(us),
+            }
+        }
+    })
+}
+
+fn in_range(key: &str, v: u64, lo: u64, hi: u64) -> Result<u64, ConfigError> {
+    if (lo..=hi).contains(&v) {
+        return Ok(v);
+    }
+    Err(ConfigError::new(
+        key,
+        format!("{v} is out of range (allowed: {lo} to {hi})"),
+    ))
+}
+
+fn validate_shm_dir(dir: &str) -> Result<PathBuf, ConfigError> {
+    let key = "memory.shm_dir";
+    let path = PathBuf::from(dir);
+    if !path.is_absolute() {
+        let msg = format!(
+            "`{dir}` is not an absolute path (allowed: an absolute directory path, e.g. /dev/shm/mcm)"
+        );
+        return Err(ConfigError::new(key, msg));
+    }
+    if path.exists() && !path.is_dir() {
+        let msg = format!(
+            "`{dir}` exists and is not a directory (allowed: a directory, or a path that can be created)"
+        );
+        return Err(ConfigError::new(key, msg));
+    }
+    Ok(path)
+}
+
+fn validate_unix_path(path: &Path) -> Result<(), ConfigError> {
+    let len = path.as_os_str().len();
+    if len == 0 || len > MAX_UNIX_PATH {
+        let msg = format!(
+            "`{}` is {len} bytes long (allowed: 1 to {MAX_UNIX_PATH} bytes, the kernel's limit for socket paths)",
+            path.display()
+        );
+        return Err(ConfigError::new("sdk.unix_socket", msg));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpus(v: &[usize]) -> BTreeSet<usize> {
+        v.iter().copied().collect()
+    }
+
+    fn check(text: &str) -> Result<EngineConfig, ConfigError> {
+        EngineConfig::validate(&parse(text)?, &cpus(&[0, 1]))
+    }
+
+    fn err(text: &str) -> String {
+        check(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn shipped_configs_parse_and_default_is_laptop_safe() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/");
+        let cores = check(&std::fs::read_to_string(format!("{dir}cores.toml")).unwrap()).unwrap();
+        assert_eq!(cores.lcore_cpus, vec![1]);
+        assert_eq!(cores.control_cpu, 0);
+        assert!(matches!(cores.idle, IdlePolicy::Adaptive { .. }));
+        assert_eq!(cores.sdk_tcp, "127.0.0.1:8002".parse().unwrap());
+        assert_eq!(cores.grpc, "127.0.0.1:8001".parse().unwrap());
+        assert_eq!(cores.huge_pages, HugePagesName::Auto);
+        let bare =
+            parse(&std::fs::read_to_string(format!("{dir}bare-metal.toml")).unwrap()).unwrap();
+        let many: BTreeSet<usize> = (0..64).collect();
+        let bare = EngineConfig::validate(&bare, &many).unwrap();
+        assert_eq!(bare.idle, IdlePolicy::Busy);
+        assert_eq!(bare.huge_pages, HugePagesName::On);
+        assert!(!bare.lcore_cpus.contains(&bare.control_cpu));
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = check("").unwrap();
+        assert_eq!(c.sdk_unix, PathBuf::from("/dev/shm/mcm/sdk.sock"));
+        assert_eq!(c.stats_interval, Some(Duration::from_secs(10)));
+        assert_eq!(c.budget, 64);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_allowed_keys() {
+        let e = err("[lcores]\ncpus = [1]\nspeed = 3\n");
+        assert!(e.starts_with("lcores"), "{e}");
+        assert!(e.contains("unknown field `speed`"), "{e}");
+        assert!(e.contains("`cpus`"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_type_and_enum_value() {
+        let e = err("[lcores]\ncpus = \"one\"\n");
+        assert!(
+            e.starts_with("lcores.cpus: invalid type: string \"one\", expected a sequence"),
+            "{e}"
+        );
+        let e = err("[lcores]\nidle = \"spin\"\n");
+        assert!(
+            e.starts_with("lcores.idle: unknown variant `spin`, expected `busy` or `adaptive`"),
+            "{e}"
+        );
+        let e = err("[memory]\nhuge_pages = \"maybe\"\n");
+        assert!(e.contains("expected one of `on`, `off`, `auto`"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let e = err("[lcores\ncpus = [1]\n");
+        assert!(e.starts_with("config: "), "{e}");
+        assert!(e.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn cpu_checks() {
+        let e = err("[lcores]\ncpus = [7]\n");
+        assert_eq!(
+            e,
+            "lcores.cpus: CPU 7 does not exist or is not available to this process (allowed: 0, 1)"
+        );
+        assert!(
+            err("[lcores]\ncpus = []\n")
+                .contains("the list is empty (allowed: one or more of CPUs 0, 1)")
+        );
+        assert!(err("[lcores]\ncpus = [1, 1]\n").contains("CPU 1 is listed twice"));
+        assert!(err("[control]\ncpu = 9\n").starts_with("control.cpu: CPU 9 does not exist"));
+        let e = err("[lcores]\ncpus = [0, 1]\nidle = \"busy\"\n");
+        assert!(
+            e.starts_with("control.cpu: CPU 0 also runs a busy-polling lcore"),
+            "{e}"
+        );
+        assert!(check("[lcores]\ncpus = [0, 1]\nidle = \"adaptive\"\n").is_ok());
+    }
+
+    #[test]
+    fn address_and_range_checks() {
+        let e = err("[sdk]\ntcp = \"localhost\"\n");
+        assert_eq!(
+            e,
+            "sdk.tcp: `localhost` is not a socket address (allowed: IP:PORT, e.g. 127.0.0.1:8002 or [::1]:8002)"
+        );
+        assert!(
+            err("[grpc]\naddr = \"127.0.0.1:8002\"\n")
+                .starts_with("grpc.addr: 127.0.0.1:8002 is also sdk.tcp")
+        );
+        assert_eq!(
+            err("[lcores]\nbudget = 0\n"),
+            "lcores.budget: 0 is out of range (allowed: 1 to 4096)"
+        );
+        assert!(
+            err("[memory]\nshm_dir = \"rel/dir\"\n")
+                .starts_with("memory.shm_dir: `rel/dir` is not an absolute path")
+        );
+        let long = format!("[sdk]\nunix_socket = \"/{}\"\n", "x".repeat(120));
+        assert!(err(&long).contains("allowed: 1 to 107 bytes"));
+        assert!(err("[control]\nstats_interval_ms = 5\n").contains("allowed: 100 to 86400000"));
+        assert_eq!(
+            check("[control]\nstats_interval_ms = 0\n")
+                .unwrap()
+                .stats_interval,
+            None
+        );
+    }
+
+    #[test]
+    fn overrides_replace_ports_and_values() {
+        let mut f = ConfigFile::default();
+        let o = Overrides {
+            sdk: Some("9002".into()),
+            grpc: Some("[::1]:9001".into()),
+            lcores: Some(vec![0]),
+            idle: Some(IdleName::Busy),
+            control_cpu: Some(1),
+            ..Default::default()
+        };
+        o.apply(&mut f).unwrap();
+        let c = EngineConfig::validate(&f, &cpus(&[0, 1])).unwrap();
+        assert_eq!(c.sdk_tcp, "127.0.0.1:9002".parse().unwrap());
+        assert_eq!(c.grpc, "[::1]:9001".parse().unwrap());
+        assert_eq!(
+            (c.lcore_cpus.clone(), c.control_cpu, c.idle),
+            (vec![0], 1, IdlePolicy::Busy)
+        );
+        let bad = Overrides {
+            sdk: Some("nonsense".into()),
+            ..Default::default()
+        };
+        let mut f = ConfigFile::default();
+        bad.apply(&mut f).unwrap();
+        assert!(
+            EngineConfig::validate(&f, &cpus(&[0, 1]))
+                .unwrap_err()
+                .to_string()
+                .starts_with("sdk.tcp: `nonsense`")
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! lcores: pinned poll-mode worker threads.
+//!
+//! Each lcore owns a set of [`Port`]s and loops: drain the command ring, poll every port with a
+//! bounded budget, publish counters. With [`IdlePolicy::Busy`] an idle lcore spins; with
+//! [`IdlePolicy::Adaptive`] it spins for a while and then parks on its [`Parker`] until a command
+//! (or, later, a port) wakes it. Nothing in the loop allocates, locks or logs.
+
+pub mod park;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use mcm_control::dataplane::{Event, LcoreCounters, Notifier};
+
+use crate::config::IdlePolicy;
+pub use park::Parker;
+
+/// Longest a parked lcore sleeps without being woken, so it re-checks its ports regularly.
+pub const PARK_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What a port's poll achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Nothing to do.
+    Idle,
+    /// This many work items (packets, descriptors) were handled; at most the budget.
+    Worked(u32),
+}
+
+impl Progress {
+    /// Work items handled.
+    pub fn items(self) -> u32 {
+        match self {
+            Progress::Idle => 0,
+            Progress::Worked(n) => n,
+        }
+    }
+}
+
+/// Something an lcore polls: a transport endpoint, a ring from another lcore, a bridge.
+pub trait Port: Send {
+    /// Short name for logs and counters.
+    fn name(&self) -> &str;
+    /// Does at most `budget` items of work without blocking. `now` is the lcore's clock for this
+    /// iteration (tests drive it).
+    fn poll(&mut self, now: Instant, budget: u32) -> Progress;
+}
+
+/// Identifies a port on its lcore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortId(pub u64);
+
+/// A message from the control thread to one lcore.
+pub enum Command {
+    /// Start polling `port`.
+    AddPort(PortId, Box<dyn Port>),
+    /// Stop polling and drop the port.
+    RemovePort(PortId),
+    /// Answer with [`Event::Pong`].
+    Ping {
+        /// Echoed back.
+        token: u64,
+        /// When it was sent.
+        sent: Instant,
+    },
+    /// Use this to wake the control thread after queueing events.
+    SetNotifier(Notifier),
+    /// Leave the loop.
+    Stop,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::AddPort(id, p) => write!(f, "AddPort({}, {})", id.0, p.name()),
+            Command::RemovePort(id) => write!(f, "RemovePort({})", id.0),
+            Command::Ping { token, .. } => write!(f, "Ping({token})"),
+            Command::SetNotifier(_) => f.write_str("SetNotifier"),
+            Command::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+/// Counters one lcore publishes; single writer (the lcore), read by the control thread.
+///
+/// Aligned to its own cache lines so publishing never false-shares with a neighbour's counters.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct SharedCounters {
+    iterations: AtomicU64,
+    busy_iterations: AtomicU64,
+    work_items: AtomicU64,
+    parks: AtomicU64,
+    ports: AtomicU64,
+}
+
+impl SharedCounters {
+    /// A consistent-enough snapshot for logs (each counter is read atomically on its own).
+    pub fn snapshot(&self, cpu: usize) -> LcoreCounters {
+        // Relaxed: counters are independent statistics; no other memory depends on them.
+        LcoreCounters {
+            cpu,
+            iterations: self.iterations.load(Ordering::Relaxed),
+            busy_iterations: self.busy_iterations.load(Ordering::Relaxed),
+            work_items: self.work_items.load(Ordering::Relaxed),
+            parks: self.parks.load(Ordering::Relaxed),
+            ports: self.ports.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The lcore's private copy of its counters, published with plain stores.
+#[derive(Debug, Default, Clone, Copy)]
+struct Local {
+    iterations: u64,
+    busy_iterations: u64,
+    work_items: u64,
+    parks: u64,
+}
+
+/// Everything a worker needs; built on the spawning thread, moved into the lcore thread.
+pub struct Worker {
+    cpu: usize,
+    idle: IdlePolicy,
+    budget: u32,
+    ports: Vec<(PortId, Box<dyn Port>)>,
+    commands: Receiver<Command>,
+    events: Sender<Event>,
+    notifier: Option<Notifier>,
+    parker: Arc<Parker>,
+    shared: Arc<SharedCounters>,
+    local: Local,
+}
+
+/// Whether the loop continues after draining commands.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Run,
+    Stop,
+}
+
+impl Worker {
+    /// A worker for `cpu`; `max_ports` sizes the port table once, so adding ports never allocates
+    /// on the lcore below that count.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cpu: usize,
+        idle: IdlePolicy,
+        budget: u32,
+        commands: Receiver<Command>,
+        events: Sender<Event>,
+        parker: Arc<Parker>,
+        shared: Arc<SharedCounters>,
+        max_ports: usize,
+    ) -> Self {
+        Self {
+            cpu,
+            idle,
+            budget,
+            ports: Vec::with_capacity(max_ports),
+            commands,
+            events,
+            notifier: None,
+            parker,
+            shared,
+            local: Local::default(),
+        }
+    }
+
+    /// Runs the poll loop until [`Command::Stop`] or until the command ring's sender is gone.
+    pub fn run(mut self) {
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let (flow, commands) = self.drain_commands();
+            if flow == Flow::Stop {
+                break;
+            }
+            let now = Instant::now();
+            let work = commands + self.poll_ports(now);
+            self.publish(work);
+            if work > 0 {
+                idle_since = None;
+                continue;
+            }
+            match self.idle {
+                IdlePolicy::Busy => std::hint::spin_loop(),
+                IdlePolicy::Adaptive { spin } => {
+                    let since = *idle_since.get_or_insert(now);
+                    if now.duration_since(since) >= spin {
+                        self.park();
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+        }
+        self.publish(0);
+    }
+
+    fn drain_commands(&mut self) -> (Flow, u32) {
+        let mut n = 0;
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => {
+                    n += 1;
+                    if self.handle(cmd) == Flow::Stop {
+                        return (Flow::Stop, n);
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => return (Flow::Run, n),
+                // Every sender is gone: the engine is tearing down without a Stop.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return (Flow::Stop, n),
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) -> Flow {
+        match cmd {
+            Command::AddPort(id, port) => self.ports.push((id, port)),
+            Command::RemovePort(id) => self.ports.retain(|(p, _)| *p != id),
+            Command::Ping { token, sent } => self.emit(Event::Pong {
+                cpu: self.cpu,
+                token,
+                sent,
+            }),
+            Command::SetNotifier(n) => self.notifier = Some(n),
+            Command::Stop => return Flow::Stop,
+        }
+        // Relaxed: a statistic, read only for display.
+        self.shared
+            .ports
+            .store(self.ports.len() as u64, Ordering::Relaxed);
+        Flow::Run
+    }
+
+    fn emit(&self, ev: Event) {
+        if self.events.send(ev).is_ok()
+            && let Some(n) = &self.notifier
+        {
+            n.notify();
+        }
+    }
+
+    fn poll_ports(&mut self, now: Instant) -> u32 {
+        let mut work = 0;
+        for (_, port) in &mut self.ports {
+            work += port.poll(now, self.budget).items();
+        }
+        work
+    }
+
+    fn publish(&mut self, work: u32) {
+        let l = &mut self.local;
+        l.iterations += 1;
+        if work > 0 {
+            l.busy_iterations += 1;
+            l.work_items += u64::from(work);
+        }
+        // Relaxed stores: the lcore is the only writer; readers want recent values, not order.
+        self.shared
+            .iterations
+            .store(l.iterations, Ordering::Relaxed);
+        self.shared
+            .busy_iterations
+            .store(l.busy_iterations, Ordering::Relaxed);
+        self.shared
+            .work_items
+            .store(l.work_items, Ordering::Relaxed);
+    }
+
+    fn park(&mut self) {
+        let commands = &self.commands;
+        if self.parker.park(PARK_TIMEOUT, || !commands.is_empty()) {
+            self.local.parks += 1;
+            // Relaxed: a statistic.
+            self.shared.parks.store(self.local.parks, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{bounded, unbounded};
+
+    /// A port with a fixed amount of work: it handles at most `budget` items per poll.
+    struct Backlog {
+        left: Arc<AtomicU64>,
+        max_seen_batch: Arc<AtomicU64>,
+    }
+
+    impl Port for Backlog {
+        fn name(&self) -> &str {
+            "backlog"
+        }
+        fn poll(&mut self, _now: Instant, budget: u32) -> Progress {
+            let left = self.left.load(Ordering::Relaxed);
+            let n = left.min(u64::from(budget));
+            self.left.store(left - n, Ordering::Relaxed);
+            self.max_seen_batch.fetch_max(n, Ordering::Relaxed);
+            if n == 0 {
+                Progress::Idle
+            } else {
+                Progress::Worked(n as u32)
+            }
+        }
+    }
+
+    struct Rig {
+        tx: Sender<Command>,
+        events: Receiver<Event>,
+        parker: Arc<Parker>,
+        shared: Arc<SharedCounters>,
+        thread: std::thread::JoinHandle<()>,
+    }
+
+    fn start(idle: IdlePolicy, budget: u32) -> Rig {
+        let (tx, rx) = bounded(16);
+        let (etx, events) = unbounded();
+        let parker = Arc::new(Parker::new().unwrap());
+        let shared = Arc::new(SharedCounters::default());
+        let w = Worker::new(3, idle, budget, rx, etx, parker.clone(), shared.clone(), 4);
+        let thread = std::thread::spawn(move || w.run());
+        Rig {
+            tx,
+            events,
+            parker,
+            shared,
+            thread,
+        }
+    }
+
+    impl Rig {
+        fn send(&self, c: Command) {
+            self.tx.send(c).unwrap();
+            self.parker.unpark();
+        }
+        fn stop(self) -> LcoreCounters {
+            self.send(Command::Stop);
+            self.thread.join().unwrap();
+            self.shared.snapshot(3)
+        }
+    }
+
+    fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !f() {
+            assert!(Instant::now() < deadline, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn ports_are_polled_within_budget_and_counted() {
+        for idle in [
+            IdlePolicy::Busy,
+            IdlePolicy::Adaptive {
+                spin: Duration::from_micros(50),
+            },
+        ] {
+            let rig = start(idle, 8);
+            let left = Arc::new(AtomicU64::new(1000));
+            let max = Arc::new(AtomicU64::new(0));
+            let port = Backlog {
+                left: left.clone(),
+                max_seen_batch: max.clone(),
+            };
+            rig.send(Command::AddPort(PortId(1), Box::new(port)));
+            wait_until("backlog drained", || left.load(Ordering::Relaxed) == 0);
+            let c = rig.stop();
+            assert_eq!(max.load(Ordering::Relaxed), 8, "a poll exceeded its budget");
+            // 1000 items plus the AddPort and Stop commands.
+            assert_eq!(c.work_items, 1001, "{c:?}");
+            assert!(c.busy_iterations >= 1000 / 8, "{c:?}");
+            assert!(c.iterations >= c.busy_iterations);
+            assert_eq!(c.ports, 1);
+        }
+    }
+
+    #[test]
+    fn ping_is_answered_and_removed_port_is_no_longer_polled() {
+        let rig = start(
+            IdlePolicy::Adaptive {
+                spin: Duration::ZERO,
+            },
+            4,
+        );
+        let left = Arc::new(AtomicU64::new(0));
+        let max = Arc::new(AtomicU64::new(0));
+        rig.send(Command::AddPort(
+            PortId(9),
+            Box::new(Backlog {
+                left: left.clone(),
+                max_seen_batch: max,
+            }),
+        ));
+        rig.send(Command::RemovePort(PortId(9)));
+        let sent = Instant::now();
+        rig.send(Command::Ping { token: 42, sent });
+        let ev = rig.events.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(
+            ev,
+            Event::Pong {
+                cpu: 3,
+                token: 42,
+                sent
+            }
+        );
+        left.store(100, Ordering::Relaxed);
+        // Give a still-registered port ample chances to be polled, then check it was not.
+        for token in 0..50 {
+            rig.send(Command::Ping { token, sent });
+            rig.events.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        assert_eq!(left.load(Ordering::Relaxed), 100);
+        let c = rig.stop();
+        assert_eq!(c.ports, 0);
+    }
+
+    #[test]
+    fn adaptive_lcore_parks_when_idle_and_wakes_for_commands() {
+        let rig = start(
+            IdlePolicy::Adaptive {
+                spin: Duration::from_micros(10),
+            },
+            4,
+        );
+        wait_until("the lcore parks", || rig.shared.snapshot(3).parks > 0);
+        for token in 0..100 {
+            rig.send(Command::Ping {
+                token,
+                sent: Instant::now(),
+            });
+            let ev = rig.events.recv_timeout(Duration::from_secs(30)).unwrap();
+            assert!(matches!(ev, Event::Pong { token: t, .. } if t == token));
+        }
+        rig.stop();
+    }
+
+    #[test]
+    fn lcore_exits_when_control_side_is_dropped() {
+        let rig = start(
+            IdlePolicy::Adaptive {
+                spin: Duration::ZERO,
+            },
+            4,
+        );
+        let Rig {
+            tx, parker, thread, ..
+        } = rig;
+        drop(tx);
+        parker.unpark();
+        thread.join().unwrap();
+    }
+}

@@ -1,0 +1,280 @@
+//! The set of running lcores: spawning, pinning, the command path, and shutdown.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mcm_control::dataplane::{self, Dataplane, DataplaneError, Event, LcoreCounters, Notifier};
+
+use crate::config::{EngineConfig, IdlePolicy};
+use crate::lcore::{Command, Parker, Port, PortId, SharedCounters, Worker};
+
+/// Most ports one lcore polls; its port table is allocated once at this size.
+pub const MAX_PORTS_PER_LCORE: usize = 1024;
+
+/// Why the lcores could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A thread could not be created.
+    #[error("cannot start lcore thread for CPU {cpu}: {source}")]
+    Spawn {
+        /// Its CPU.
+        cpu: usize,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A thread could not be pinned to its CPU.
+    #[error(
+        "lcores.cpus: cannot pin lcore to CPU {cpu} (the CPU is offline or outside this process's cpuset)"
+    )]
+    Pin {
+        /// The CPU.
+        cpu: usize,
+    },
+}
+
+/// One lcore as seen from the control side.
+struct Handle {
+    cpu: usize,
+    commands: Sender<Command>,
+    parker: Arc<Parker>,
+    shared: Arc<SharedCounters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The running lcores.
+pub struct Lcores {
+    lcores: Vec<Handle>,
+    events: Receiver<Event>,
+    capacity: usize,
+}
+
+impl Lcores {
+    /// Spawns one named, pinned worker per configured CPU. Returns once every worker is pinned
+    /// and has passed the start barrier, or an error after every started worker has exited.
+    pub fn start(cfg: &EngineConfig) -> Result<Self, StartError> {
+        let (event_tx, events) = crossbeam_channel::unbounded();
+        let n = cfg.lcore_cpus.len();
+        let barrier = Arc::new(Barrier::new(n + 1));
+        let abort = Arc::new(AtomicBool::new(false));
+        let (pinned_tx, pinned_rx) = crossbeam_channel::bounded(n);
+        let mut lcores = Vec::with_capacity(n);
+        for &cpu in &cfg.lcore_cpus {
+            let (tx, rx) = crossbeam_channel::bounded(cfg.command_ring);
+            let parker =
+                Arc::new(Parker::new().map_err(|source| StartError::Spawn { cpu, source })?);
+            let shared = Arc::new(SharedCounters::default());
+            let worker = Worker::new(
+                cpu,
+                cfg.idle,
+                cfg.budget,
+                rx,
+                event_tx.clone(),
+                parker.clone(),
+                shared.clone(),
+                MAX_PORTS_PER_LCORE,
+            );
+            let start = StartGate {
+                cpu,
+                barrier: barrier.clone(),
+                abort: abort.clone(),
+                pinned: pinned_tx.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name(format!("mcm-lcore-{cpu}"))
+                .spawn(move || {
+                    if start.pass() {
+                        worker.run();
+                    }
+                });
+            let thread = match spawned {
+                Ok(t) => t,
+                Err(source) => {
+                    abort_start(&abort, &barrier, lcores, n);
+                    return Err(StartError::Spawn { cpu, source });
+                }
+            };
+            lcores.push(Handle {
+                cpu,
+                commands: tx,
+                parker,
+                shared,
+                thread: Some(thread),
+            });
+        }
+        let mut failed = None;
+        for _ in 0..n {
+            if let Ok((cpu, false)) = pinned_rx.recv() {
+                failed.get_or_insert(cpu);
+            }
+        }
+        if failed.is_some() {
+            abort.store(true, Ordering::Release);
+        }
+        barrier.wait();
+        let set = Self {
+            lcores,
+            events,
+            capacity: cfg.command_ring,
+        };
+        match failed {
+            Some(cpu) => Err(StartError::Pin { cpu }),
+            None => Ok(set),
+        }
+    }
+
+    /// CPUs of the lcores, in configuration order.
+    pub fn cpus(&self) -> Vec<usize> {
+        self.lcores.iter().map(|l| l.cpu).collect()
+    }
+
+    /// Hands `port` to the lcore at `index` (configuration order).
+    pub fn add_port(
+        &self,
+        index: usize,
+        id: PortId,
+        port: Box<dyn Port>,
+    ) -> Result<(), DataplaneError> {
+        self.send(index, Command::AddPort(id, port))
+    }
+
+    /// Tells the lcore at `index` to drop port `id`.
+    pub fn remove_port(&self, index: usize, id: PortId) -> Result<(), DataplaneError> {
+        self.send(index, Command::RemovePort(id))
+    }
+
+    fn send(&self, index: usize, cmd: Command) -> Result<(), DataplaneError> {
+        let l = &self.lcores[index];
+        match l.commands.try_send(cmd) {
+            Ok(()) => {
+                l.parker.unpark();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(DataplaneError::Busy {
+                cpu: l.cpu,
+                capacity: self.capacity,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(DataplaneError::Stopped { cpu: l.cpu }),
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for l in &self.lcores {
+            // A full ring still drains: wait for room, but not forever.
+            let _ = l
+                .commands
+                .send_timeout(Command::Stop, Duration::from_secs(5));
+            l.parker.unpark();
+        }
+        for l in &mut self.lcores {
+            if let Some(t) = l.thread.take()
+                && t.join().is_err()
+            {
+                tracing::error!("lcore on CPU {} panicked", l.cpu);
+            }
+        }
+    }
+}
+
+/// What a new lcore thread does before its loop: pin, report, wait for the others.
+struct StartGate {
+    cpu: usize,
+    barrier: Arc<Barrier>,
+    abort: Arc<AtomicBool>,
+    pinned: Sender<(usize, bool)>,
+}
+
+impl StartGate {
+    /// Pins the current thread; returns whether the loop should run.
+    fn pass(self) -> bool {
+        let ok = core_affinity::set_for_current(core_affinity::CoreId { id: self.cpu });
+        let _ = self.pinned.send((self.cpu, ok));
+        self.barrier.wait();
+        // Acquire pairs with the Release store made before the spawning thread's barrier wait.
+        ok && !self.abort.load(Ordering::Acquire)
+    }
+}
+
+/// Releases threads already waiting at the barrier when spawning fails midway.
+fn abort_start(abort: &AtomicBool, barrier: &Barrier, started: Vec<Handle>, n: usize) {
+    abort.store(true, Ordering::Release);
+    // The barrier expects n workers plus us; stand in for the ones never spawned.
+    std::thread::scope(|s| {
+        for _ in started.len()..n {
+            s.spawn(|| barrier.wait());
+        }
+        barrier.wait();
+    });
+    for mut l in started {
+        if let Some(t) = l.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Dataplane for Lcores {
+    fn set_notifier(&mut self, notifier: Notifier) {
+        for i in 0..self.lcores.len() {
+            if let Err(e) = self.send(i, Command::SetNotifier(notifier.clone())) {
+                tracing::warn!("cannot hand the event notifier to an lcore: {e}");
+            }
+        }
+    }
+
+    fn submit(&mut self, cmd: dataplane::Command) -> Result<(), DataplaneError> {
+        match cmd {
+            dataplane::Command::Ping { token, sent } => {
+                (0..self.lcores.len()).try_for_each(|i| self.send(i, Command::Ping { token, sent }))
+            }
+        }
+    }
+
+    fn drain_events(&mut self, sink: &mut dyn FnMut(Event)) {
+        while let Ok(ev) = self.events.try_recv() {
+            sink(ev);
+        }
+    }
+
+    fn counters(&self) -> Vec<LcoreCounters> {
+        self.lcores
+            .iter()
+            .map(|l| l.shared.snapshot(l.cpu))
+            .collect()
+    }
+
+    fn shutdown(&mut self) {
+        let t = Instant::now();
+        self.stop_all();
+        for c in self.counters() {
+            tracing::info!(
+                "lcore cpu={} stopped after {} iterations ({} busy, {} work items, {} parks) in {:?}",
+                c.cpu,
+                c.iterations,
+                c.busy_iterations,
+                c.work_items,
+                c.parks,
+                t.elapsed()
+            );
+        }
+    }
+}
+
+impl Drop for Lcores {
+    fn drop(&mut self) {
+        if self.lcores.iter().any(|l| l.thread.is_some()) {
+            self.stop_all();
+        }
+    }
+}
+
+/// Describes the idle policy for the start-up log.
+pub fn describe_idle(idle: IdlePolicy) -> String {
+    match idle {
+        IdlePolicy::Busy => "busy polling".to_owned(),
+        IdlePolicy::Adaptive { spin } => {
+            format!("adaptive (spin {} us, then park)", spin.as_micros())
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Start-up and shutdown of the whole engine.
+//!
+//! Order: signals first (so an early SIGTERM is never fatal), the shared-memory directory and a
+//! memory probe, the lcores (pinned, behind a barrier), the control server's listeners, then the
+//! control thread. Shutdown runs the same list backwards.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mcm_control::server::{ControlServer, ServerConfig, ServerError};
+use mcm_proto::shm::map::{HugePages, MapError, MemKind, Region};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::{EngineConfig, HugePagesName};
+use crate::lcores::{Lcores, StartError, describe_idle};
+
+/// Size of the start-up memory probe: one 2 MiB huge page.
+const PROBE_LEN: usize = 2 << 20;
+
+/// Why the engine could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Signal handlers could not be installed.
+    #[error("cannot install SIGINT/SIGTERM handlers: {0}")]
+    Signals(io::Error),
+    /// The shared-memory directory could not be created.
+    #[error(
+        "memory.shm_dir: cannot create {path}: {source} (allowed: a directory this user can create and write)"
+    )]
+    ShmDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// Shared memory of the configured kind is not available.
+    #[error("memory.huge_pages: {0}")]
+    Memory(#[from] MapError),
+    /// The lcores could not start.
+    #[error(transparent)]
+    Lcores(#[from] StartError),
+    /// The control server could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// The control thread could not be created or failed.
+    #[error("control thread: {0}")]
+    Control(io::Error),
+}
+
+/// Installs the log subscriber: `filter`, else `$RUST_LOG`, else `info`; to stderr.
+pub fn init_logging(filter: Option<&str>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+/// Runs the engine until SIGINT or SIGTERM, then shuts down gracefully.
+pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
+    let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(RunError::Signals)?;
+    tracing::info!(
+        "mcm-engine {} starting (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    );
+    let shm_dir = ShmDir::create(&cfg.shm_dir)?;
+    probe_memory(cfg.huge_pages)?;
+    let lcores = Lcores::start(cfg)?;
+    for cpu in lcores.cpus() {
+        tracing::info!(
+            "lcore mcm-lcore-{cpu} pinned to CPU {cpu}, idle policy {}",
+            describe_idle(cfg.idle)
+        );
+    }
+    let server_cfg = ServerConfig {
+        tcp: cfg.sdk_tcp,
+        unix: cfg.sdk_unix.clone(),
+        stats_interval: cfg.stats_interval,
+        handshake_timeout: cfg.handshake_timeout,
+        max_sessions: cfg.max_sessions,
+    };
+    let (server, shutdown) = ControlServer::bind(server_cfg, Box::new(lcores))?;
+    let tcp = server.tcp_addr().map_err(RunError::Control)?;
+    tracing::info!("TCP Server listening on {tcp}");
+    tracing::info!("Unix socket listening on {}", server.unix_path().display());
+    tracing::info!(
+        "gRPC control plane address {} (service not yet enabled)",
+        cfg.grpc
+    );
+    let control_cpu = cfg.control_cpu;
+    let closer = signals.handle();
+    let control = std::thread::Builder::new()
+        .name("mcm-control".into())
+        .spawn(move || {
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: control_cpu }) {
+                tracing::warn!("control.cpu: cannot pin the control thread to CPU {control_cpu}; running unpinned");
+            }
+            let res = server.run();
+            // Wakes the main thread if the loop ended on its own (an error), not by a signal.
+            closer.close();
+            res
+        })
+        .map_err(RunError::Control)?;
+    tracing::info!(
+        "control thread pinned to CPU {control_cpu}; engine running (SIGINT/SIGTERM to stop)"
+    );
+    if let Some(sig) = signals.forever().next() {
+        let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+        tracing::info!("{name} received: stopping");
+    }
+    shutdown.shutdown();
+    let res = control
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("control thread panicked")));
+    drop(shm_dir);
+    res.map_err(RunError::Control)?;
+    tracing::info!("mcm-engine stopped");
+    Ok(())
+}
+
+/// Checks that pools of the configured kind can be created, and logs which kind is used.
+fn probe_memory(mode: HugePagesName) -> Result<(), MapError> {
+    let huge = match mode {
+        HugePagesName::On => HugePages::On,
+        HugePagesName::Off => HugePages::Off,
+        HugePagesName::Auto => HugePages::Auto,
+    };
+    let probe = Region::create("mcm-probe", PROBE_LEN, huge)?;
+    match (probe.kind(), probe.huge_fallback()) {
+        (MemKind::Huge2M, _) => {
+            tracing::info!("memory: frame pools on 2 MiB huge pages (memfd, MFD_HUGETLB)")
+        }
+        (MemKind::Normal, Some(why)) => {
+            tracing::info!(
+                "memory: huge pages unavailable ({why}); frame pools on normal pages (memfd)"
+            )
+        }
+        (MemKind::Normal, None) => {
+            tracing::info!("memory: frame pools on normal pages (memfd; huge pages off)")
+        }
+    }
+    Ok(())
+}
+
+/// The shared-memory directory; removed at drop if this engine created it and it is empty.
+struct ShmDir {
+    path: PathBuf,
+    created: bool,
+}
+
+impl ShmDir {
+    fn create(path: &Path) -> Result<Self, RunError> {
+        let created = !path.exists();
+        std::fs::create_dir_all(path).map_err(|source| RunError::ShmDir {
+            path: path.to_owned(),
+            source,
+        })?;
+        tracing::info!("shared-memory directory {}", path.display());
+        Ok(Self {
+            path: path.to_owned(),
+            created,
+        })
+    }
+}
+
+impl Drop for ShmDir {
+    fn drop(&mut self) {
+        if !self.created {
+            return;
+        }
+        // Sockets are removed by their owners just before; allow the kernel a moment to settle.
+        for _ in 0..10 {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        tracing::warn!(
+            "memory.shm_dir: {} is not empty at exit; left in place",
+            self.path.display()
+        );
+    }
+}
