@@ -75,7 +75,8 @@ impl Lcores {
                 parker.clone(),
                 shared.clone(),
                 MAX_PORTS_PER_LCORE,
-            );
+            )
+            .map_err(|source| StartError::Spawn { cpu, source })?;
             let start = StartGate {
                 cpu,
                 barrier: barrier.clone(),

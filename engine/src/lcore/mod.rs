@@ -2,11 +2,12 @@
 //!
 //! Each lcore owns a set of [`Port`]s and loops: drain the command ring, poll every port with a
 //! bounded budget, publish counters. With [`IdlePolicy::Busy`] an idle lcore spins; with
-//! [`IdlePolicy::Adaptive`] it spins for a while and then parks on its [`Parker`] until a command
-//! (or, later, a port) wakes it. Nothing in the loop allocates, locks or logs.
+//! [`IdlePolicy::Adaptive`] it spins for a while and then parks in its [`WaitSet`] until a command
+//! or a port's [`Port::wake_fd`] wakes it. Nothing in the loop allocates, locks or logs.
 
 pub mod park;
 
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,9 +16,10 @@ use crossbeam_channel::{Receiver, Sender};
 use mcm_control::dataplane::{Event, LcoreCounters, Notifier};
 
 use crate::config::IdlePolicy;
-pub use park::Parker;
+pub use park::{Parker, WaitSet};
 
-/// Longest a parked lcore sleeps without being woken, so it re-checks its ports regularly.
+/// Longest a parked lcore sleeps without being woken, so ports without a wake fd are still
+/// polled regularly.
 pub const PARK_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// What a port's poll achieved.
@@ -46,6 +48,12 @@ pub trait Port: Send {
     /// Does at most `budget` items of work without blocking. `now` is the lcore's clock for this
     /// iteration (tests drive it).
     fn poll(&mut self, now: Instant, budget: u32) -> Progress;
+    /// A descriptor that is readable whenever the port has input, so a parked lcore wakes for
+    /// it. `None` (the default): the port is polled only while the lcore spins, and at least
+    /// every [`PARK_TIMEOUT`] while it is parked.
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Identifies a port on its lcore.
@@ -129,7 +137,8 @@ pub struct Worker {
     commands: Receiver<Command>,
     events: Sender<Event>,
     notifier: Option<Notifier>,
-    parker: Arc<Parker>,
+    waits: WaitSet,
+    park_timeout: Duration,
     shared: Arc<SharedCounters>,
     local: Local,
 }
@@ -142,8 +151,8 @@ enum Flow {
 }
 
 impl Worker {
-    /// A worker for `cpu`; `max_ports` sizes the port table once, so adding ports never allocates
-    /// on the lcore below that count.
+    /// A worker for `cpu`, woken through `parker`; `max_ports` sizes the port table once, so
+    /// adding ports never allocates on the lcore below that count.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         cpu: usize,
@@ -154,8 +163,8 @@ impl Worker {
         parker: Arc<Parker>,
         shared: Arc<SharedCounters>,
         max_ports: usize,
-    ) -> Self {
-        Self {
+    ) -> std::io::Result<Self> {
+        Ok(Self {
             cpu,
             idle,
             budget,
@@ -163,10 +172,17 @@ impl Worker {
             commands,
             events,
             notifier: None,
-            parker,
+            waits: WaitSet::new(parker)?,
+            park_timeout: PARK_TIMEOUT,
             shared,
             local: Local::default(),
-        }
+        })
+    }
+
+    /// Replaces [`PARK_TIMEOUT`] (tests use a very long one, so only a wake-up ends a nap).
+    pub fn with_park_timeout(mut self, timeout: Duration) -> Self {
+        self.park_timeout = timeout;
+        self
     }
 
     /// Runs the poll loop until [`Command::Stop`] or until the command ring's sender is gone.
@@ -218,8 +234,8 @@ impl Worker {
 
     fn handle(&mut self, cmd: Command) -> Flow {
         match cmd {
-            Command::AddPort(id, port) => self.ports.push((id, port)),
-            Command::RemovePort(id) => self.ports.retain(|(p, _)| *p != id),
+            Command::AddPort(id, port) => self.add_port(id, port),
+            Command::RemovePort(id) => self.remove_port(id),
             Command::Ping { token, sent } => self.emit(Event::Pong {
                 cpu: self.cpu,
                 token,
@@ -233,6 +249,29 @@ impl Worker {
             .ports
             .store(self.ports.len() as u64, Ordering::Relaxed);
         Flow::Run
+    }
+
+    fn add_port(&mut self, id: PortId, port: Box<dyn Port>) {
+        if let Some(fd) = port.wake_fd()
+            && let Err(e) = self.waits.watch(fd, id.0)
+        {
+            // Control path, once per port: the port still works, it just cannot wake a nap.
+            tracing::warn!(
+                "lcore {}: port {} cannot wake the lcore: {e}",
+                self.cpu,
+                port.name()
+            );
+        }
+        self.ports.push((id, port));
+    }
+
+    fn remove_port(&mut self, id: PortId) {
+        if let Some(i) = self.ports.iter().position(|(p, _)| *p == id) {
+            let (_, port) = self.ports.swap_remove(i);
+            if let Some(fd) = port.wake_fd() {
+                self.waits.unwatch(fd);
+            }
+        }
     }
 
     fn emit(&self, ev: Event) {
@@ -272,7 +311,7 @@ impl Worker {
 
     fn park(&mut self) {
         let commands = &self.commands;
-        if self.parker.park(PARK_TIMEOUT, || !commands.is_empty()) {
+        if self.waits.park(self.park_timeout, || !commands.is_empty()) {
             self.local.parks += 1;
             // Relaxed: a statistic.
             self.shared.parks.store(self.local.parks, Ordering::Relaxed);
@@ -317,11 +356,17 @@ mod tests {
     }
 
     fn start(idle: IdlePolicy, budget: u32) -> Rig {
+        start_parking(idle, budget, PARK_TIMEOUT)
+    }
+
+    fn start_parking(idle: IdlePolicy, budget: u32, park_timeout: Duration) -> Rig {
         let (tx, rx) = bounded(16);
         let (etx, events) = unbounded();
         let parker = Arc::new(Parker::new().unwrap());
         let shared = Arc::new(SharedCounters::default());
-        let w = Worker::new(3, idle, budget, rx, etx, parker.clone(), shared.clone(), 4);
+        let w = Worker::new(3, idle, budget, rx, etx, parker.clone(), shared.clone(), 4)
+            .unwrap()
+            .with_park_timeout(park_timeout);
         let thread = std::thread::spawn(move || w.run());
         Rig {
             tx,
@@ -437,6 +482,69 @@ mod tests {
             assert!(matches!(ev, Event::Pong { token: t, .. } if t == token));
         }
         rig.stop();
+    }
+
+    /// A port fed through a datagram socket, readable when it has input.
+    struct Datagrams {
+        sock: std::os::unix::net::UnixDatagram,
+        received: Arc<AtomicU64>,
+    }
+
+    impl Port for Datagrams {
+        fn name(&self) -> &str {
+            "datagrams"
+        }
+        fn poll(&mut self, _now: Instant, budget: u32) -> Progress {
+            let mut n = 0;
+            let mut buf = [0u8; 64];
+            while n < budget && self.sock.recv(&mut buf).is_ok() {
+                n += 1;
+            }
+            self.received.fetch_add(u64::from(n), Ordering::Relaxed);
+            if n == 0 {
+                Progress::Idle
+            } else {
+                Progress::Worked(n)
+            }
+        }
+        fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+            use std::os::fd::AsFd;
+            Some(self.sock.as_fd())
+        }
+    }
+
+    /// With an hour-long park timeout, only the port's fd can wake the parked lcore: every
+    /// datagram sent while it sleeps must still be handled.
+    #[test]
+    fn parked_lcore_wakes_for_its_port() {
+        let rig = start_parking(
+            IdlePolicy::Adaptive {
+                spin: Duration::ZERO,
+            },
+            8,
+            Duration::from_secs(3600),
+        );
+        let (tx, rx) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let received = Arc::new(AtomicU64::new(0));
+        rig.send(Command::AddPort(
+            PortId(5),
+            Box::new(Datagrams {
+                sock: rx,
+                received: received.clone(),
+            }),
+        ));
+        for i in 1..=20u64 {
+            wait_until("the lcore parks", || rig.parker.is_parked());
+            tx.send(&i.to_ne_bytes()).unwrap();
+            wait_until("the datagram is handled", || {
+                received.load(Ordering::Relaxed) == i
+            });
+        }
+        rig.send(Command::RemovePort(PortId(5)));
+        let c = rig.stop();
+        assert!(c.parks >= 20, "{c:?}");
+        assert_eq!(c.ports, 0);
     }
 
     #[test]
