@@ -341,6 +341,37 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever bytes a client sends, in whatever pieces, the session never panics, and when
+        /// it decides to close, the last frame it queued is an Error saying why.
+        #[test]
+        fn arbitrary_input_never_panics_and_closing_always_explains(
+            prefix_hello in proptest::bool::ANY,
+            junk in proptest::collection::vec(proptest::num::u8::ANY, 0..512),
+            cut in 1usize..64,
+        ) {
+            let now = Instant::now();
+            let mut s = Session::new(1, now);
+            let mut input = if prefix_hello { hello(PROTOCOL_VERSION, "p") } else { Vec::new() };
+            input.extend_from_slice(&junk);
+            let mut flow = Flow::Continue;
+            for piece in input.chunks(cut) {
+                s.decoder().buffer(piece);
+                flow = s.process(now);
+                if flow == Flow::Close {
+                    break;
+                }
+            }
+            let r = replies(&mut s);
+            if flow == Flow::Close {
+                let last = r.last().expect("a closing session queues an Error");
+                proptest::prop_assert!(matches!(last, engine_message::Body::Error(e) if !e.message.is_empty()));
+            } else {
+                proptest::prop_assert!(r.iter().all(|b| !matches!(b, engine_message::Body::Error(_))));
+            }
+        }
+    }
+
     #[test]
     fn silent_client_times_out_but_greeted_one_does_not() {
         let t0 = Instant::now();
