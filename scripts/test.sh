@@ -22,8 +22,8 @@ RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$CARGO_TARGET_DIR-loom" \
     cargo test -p mcm-proto --release --lib loom
 
 if [ "${MCM_SKIP_MIRI:-0}" != 1 ]; then
-    step "Miri over the shared-memory ring"
+    step "Miri over the shared-memory ring and the pool's slot access (heap-backed tests)"
     CARGO_TARGET_DIR="$CARGO_TARGET_DIR-miri" MIRIFLAGS="-Zmiri-disable-isolation" \
-        cargo +nightly miri test -p mcm-proto --lib shm::ring
+        cargo +nightly miri test -p mcm-proto --lib -- shm::ring shm::pool::tests::heap
 fi
 step "all tests passed"

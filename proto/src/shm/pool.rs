@@ -325,6 +325,189 @@ unsafe fn write_plain<T: Plain>(ptr: *mut u8, value: T) {
     unsafe { ptr.cast::<T>().write_volatile(value) }
 }
 
+/// The free list of a [`Pool`]: which slots are free and which are allocated.
+///
+/// Allocates only in [`new`](Self::new); [`alloc`](Self::alloc) and [`free`](Self::free) never
+/// allocate.
+#[derive(Debug)]
+struct FreeList {
+    /// Free slot indices, a stack; capacity `slot_count`, so pushes never allocate.
+    stack: Vec<u32>,
+    /// `allocated[i]` is true while slot `i` is out of the stack; length `slot_count`.
+    allocated: Vec<bool>,
+}
+
+impl FreeList {
+    /// A list of `slot_count` slots, every one free; [`alloc`](Self::alloc) hands out the lowest
+    /// index first.
+    fn new(slot_count: u32) -> Self {
+        Self {
+            stack: (0..slot_count).rev().collect(),
+            allocated: vec![false; slot_count as usize],
+        }
+    }
+
+    /// Takes a free slot; `None` when all are allocated.
+    fn alloc(&mut self) -> Option<u32> {
+        let slot = self.stack.pop()?;
+        debug_assert!(!self.allocated[slot as usize]);
+        self.allocated[slot as usize] = true;
+        Some(slot)
+    }
+
+    /// Returns an allocated slot to the stack. Never allocates.
+    fn free(&mut self, slot: u32) -> Result<(), SlotError> {
+        self.check_allocated(slot)?;
+        self.allocated[slot as usize] = false;
+        debug_assert!(
+            self.stack.len() < self.stack.capacity(),
+            "a free slot was allocated"
+        );
+        self.stack.push(slot);
+        Ok(())
+    }
+
+    /// Whether `slot` is allocated (false when out of range).
+    fn is_allocated(&self, slot: u32) -> bool {
+        self.allocated.get(slot as usize).copied().unwrap_or(false)
+    }
+
+    /// Fails unless `slot` is in range and allocated.
+    fn check_allocated(&self, slot: u32) -> Result<(), SlotError> {
+        match self.allocated.get(slot as usize) {
+            Some(true) => Ok(()),
+            Some(false) => Err(SlotError::NotAllocated { slot }),
+            None => Err(SlotError::OutOfRange {
+                slot,
+                // The list was made from a u32 count.
+                slot_count: self.allocated.len() as u32,
+            }),
+        }
+    }
+
+    /// Number of free slots.
+    fn available(&self) -> u32 {
+        // At most slot_count, a u32.
+        self.stack.len() as u32
+    }
+}
+
+/// Checked access to the slots in a pool's memory: the one place this module reads or writes
+/// that memory through a raw pointer.
+///
+/// Every slot index and length is checked against the [`Layout`]. Reads take `&self`; writes
+/// take `&mut self` and fail with [`SlotError::ReadOnly`] unless the memory is writable, so within
+/// this process the borrow checker keeps the slices it hands out shared or exclusive as Rust
+/// requires. Other processes are bound by the contract of [`new`](Self::new) instead.
+///
+/// Deliberately neither `Clone` nor `Copy`: a copy could hand out a second `&mut` slice.
+#[derive(Debug)]
+struct SlotMemory {
+    /// Start of the memory; aligned to [`SLOT_ALIGN`] (checked in `new`).
+    base: *mut u8,
+    /// The slots' layout; at least `layout.len` bytes from `base` are valid (`new`'s contract,
+    /// the length checked).
+    layout: Layout,
+    /// Whether the memory may be written.
+    writable: bool,
+}
+
+// SAFETY: a SlotMemory is a pointer to memory that is tied to no thread (a shared mapping, or a
+// heap block in tests) plus plain values; whoever owns that memory keeps it alive, wherever the
+// SlotMemory is moved.
+unsafe impl Send for SlotMemory {}
+// SAFETY: through `&SlotMemory` one can only read (volatile header reads, shared slices), which
+// any number of threads may do at once; every write needs `&mut SlotMemory`.
+unsafe impl Sync for SlotMemory {}
+
+impl SlotMemory {
+    /// Slot access to the `len` bytes at `base`, laid out as `layout`.
+    ///
+    /// # Panics
+    ///
+    /// If `base` is not aligned to [`SLOT_ALIGN`], or `len < layout.len`.
+    ///
+    /// # Safety
+    ///
+    /// For as long as the returned value lives:
+    /// - the `len` bytes at `base` must be valid for reads, and for writes too if `writable`,
+    ///   all within one allocation or mapping;
+    /// - they must not be accessed other than through the value, except by peers (other
+    ///   processes mapping the same memory) that keep to the pool's sharing rules: a peer does not
+    ///   write a slot's payload or metadata while this side holds it (see [`Pool`] and
+    ///   [`PoolView`]), and reads or writes headers only as whole values (volatile, like this
+    ///   type).
+    unsafe fn new(base: *mut u8, len: usize, layout: Layout, writable: bool) -> Self {
+        assert!(
+            base.addr().is_multiple_of(SLOT_ALIGN as usize),
+            "pool memory at {base:p} is not aligned to {SLOT_ALIGN} bytes"
+        );
+        assert!(
+            len >= layout.len,
+            "pool memory of {len} bytes is shorter than the layout's {} bytes",
+            layout.len
+        );
+        Self {
+            base,
+            layout,
+            writable,
+        }
+    }
+
+    /// The pool's geometry.
+    fn geometry(&self) -> PoolGeometry {
+        self.layout.geometry
+    }
+
+    /// Reads `slot`'s header (a volatile read).
+    fn header(&self, slot: u32) -> Result<SlotHeader, SlotError> {
+        let offset = self.layout.slot_offset(slot)?;
+        // SAFETY: offset + 64 <= offset + stride <= layout.len <= len, valid for reads (new's
+        // contract); offset is a multiple of the stride, itself a multiple of 64, from a 64-aligned
+        // base (asserted in new), so the header is aligned. Headers are in no slice handed out.
+        Ok(unsafe { read_plain(self.base.add(offset)) })
+    }
+
+    /// Writes `slot`'s header (a volatile write); needs writable memory.
+    fn set_header(&mut self, slot: u32, header: &SlotHeader) -> Result<(), SlotError> {
+        self.check_writable(slot)?;
+        let offset = self.layout.slot_offset(slot)?;
+        // SAFETY: in bounds and aligned as in `header`; writable (checked, new's contract); headers
+        // are in no slice handed out, and &mut self means no slice from self is alive anyway.
+        unsafe { write_plain(self.base.add(offset), *header) };
+        Ok(())
+    }
+
+    /// `len` bytes of `part` of `slot`, checked.
+    fn part(&self, slot: u32, part: SlotPart, len: u32) -> Result<&[u8], SlotError> {
+        let (offset, len) = self.layout.part(slot, part, len)?;
+        // SAFETY: Layout::part checked the slot and that len <= the part's capacity, so
+        // offset + len ends within the slot, within layout.len <= len bytes valid for reads in one
+        // allocation for as long as self (new's contract); u8 needs no alignment. The borrow of
+        // self keeps every &mut slice from self dead while this one lives, and peers do not write
+        // it (new's contract).
+        Ok(unsafe { std::slice::from_raw_parts(self.base.add(offset), len) })
+    }
+
+    /// `len` bytes of `part` of `slot`, checked, writable; needs writable memory.
+    fn part_mut(&mut self, slot: u32, part: SlotPart, len: u32) -> Result<&mut [u8], SlotError> {
+        self.check_writable(slot)?;
+        let (offset, len) = self.layout.part(slot, part, len)?;
+        // SAFETY: in bounds as in `part`, and writable (checked, new's contract); &mut self
+        // excludes every other slice from self while this one lives, and nothing else touches
+        // the bytes (new's contract).
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.base.add(offset), len) })
+    }
+
+    /// Fails unless the memory is writable.
+    fn check_writable(&self, slot: u32) -> Result<(), SlotError> {
+        if self.writable {
+            return Ok(());
+        }
+        Err(SlotError::ReadOnly { slot })
+    }
+}
+
 /// A pool of frame slots, owned by the engine: the region and its free list.
 ///
 /// # Sharing
@@ -335,14 +518,12 @@ unsafe fn write_plain<T: Plain>(ptr: *mut u8, value: T) {
 pub struct Pool {
     /// Identifier, unique within one engine.
     id: u32,
-    /// The validated geometry and its offsets.
-    layout: Layout,
-    /// The memory; `region.len() >= layout.len`.
+    /// Access to the slots in `region`, which lives exactly as long.
+    slots: SlotMemory,
+    /// The memory: at least the geometry's [`region_len`](PoolGeometry::region_len) bytes.
     region: Region,
-    /// Free slot indices, a stack; capacity `slot_count`, so pushes never allocate.
-    free: Vec<u32>,
-    /// `allocated[i]` is true while slot `i` is out of the free list; length `slot_count`.
-    allocated: Vec<bool>,
+    /// Which slots are free.
+    free_list: FreeList,
 }
 
 impl fmt::Debug for Pool {
@@ -350,7 +531,7 @@ impl fmt::Debug for Pool {
         f.debug_struct("Pool")
             .field("id", &self.id)
             .field("name", &self.region.name())
-            .field("geometry", &self.layout.geometry)
+            .field("geometry", &self.geometry())
             .field("kind", &self.region.kind())
             .field("available", &self.available())
             .finish()
@@ -370,45 +551,36 @@ impl Pool {
             name: name.to_owned(),
             source,
         })?;
-        let count = geometry.slot_count;
+        // SAFETY: the region is one read-write mapping of region.len() bytes that stays mapped
+        // while the region lives, and the pool keeps the two together; only `slots` touches its
+        // bytes in this process, and peers keep to the sharing rules on `Pool`.
+        let slots = unsafe { SlotMemory::new(region.as_ptr(), region.len(), layout, true) };
         Ok(Self {
             id,
-            layout,
+            slots,
             region,
-            free: (0..count).rev().collect(),
-            allocated: vec![false; count as usize],
+            free_list: FreeList::new(geometry.slot_count),
         })
     }
 
     /// Takes a free slot, lowest index first on a fresh pool; `None` when all are allocated.
     pub fn alloc(&mut self) -> Option<u32> {
-        let slot = self.free.pop()?;
-        debug_assert!(!self.allocated[slot as usize]);
-        self.allocated[slot as usize] = true;
-        Some(slot)
+        self.free_list.alloc()
     }
 
     /// Returns an allocated slot to the free list. Never allocates.
     pub fn free(&mut self, slot: u32) -> Result<(), SlotError> {
-        self.check_allocated(slot)?;
-        self.allocated[slot as usize] = false;
-        debug_assert!(
-            self.free.len() < self.free.capacity(),
-            "a free slot was allocated"
-        );
-        self.free.push(slot);
-        Ok(())
+        self.free_list.free(slot)
     }
 
     /// Whether `slot` is allocated (false when out of range).
     pub fn is_allocated(&self, slot: u32) -> bool {
-        self.allocated.get(slot as usize).copied().unwrap_or(false)
+        self.free_list.is_allocated(slot)
     }
 
     /// Number of free slots.
     pub fn available(&self) -> u32 {
-        // At most slot_count, a u32.
-        self.free.len() as u32
+        self.free_list.available()
     }
 
     /// The pool's identifier.
@@ -418,7 +590,7 @@ impl Pool {
 
     /// The pool's geometry.
     pub fn geometry(&self) -> PoolGeometry {
-        self.layout.geometry
+        self.slots.geometry()
     }
 
     /// What kind of pages back the pool.
@@ -448,25 +620,18 @@ impl Pool {
 
     /// Reads `slot`'s header (any slot in range; a volatile read).
     pub fn header(&self, slot: u32) -> Result<SlotHeader, SlotError> {
-        let offset = self.layout.slot_offset(slot)?;
-        // SAFETY: offset + 64 <= layout.len <= region.len(); slot offsets are multiples of 64
-        // from a page-aligned base.
-        Ok(unsafe { read_plain(self.region.as_ptr().add(offset)) })
+        self.slots.header(slot)
     }
 
     /// Writes `slot`'s header; the slot must be allocated.
     pub fn set_header(&mut self, slot: u32, header: &SlotHeader) -> Result<(), SlotError> {
-        self.check_allocated(slot)?;
-        let offset = self.layout.slot_offset(slot)?;
-        // SAFETY: in bounds and aligned as in `header`; &mut self means no reference into the
-        // region is alive.
-        unsafe { write_plain(self.region.as_ptr().add(offset), *header) };
-        Ok(())
+        self.free_list.check_allocated(slot)?;
+        self.slots.set_header(slot, header)
     }
 
     /// The whole payload area of an allocated slot.
     pub fn payload(&self, slot: u32) -> Result<&[u8], SlotError> {
-        let capacity = self.layout.geometry.payload_capacity;
+        let capacity = self.geometry().payload_capacity;
         self.part(slot, SlotPart::Payload, capacity)
     }
 
@@ -476,48 +641,33 @@ impl Pool {
     /// reference into the pool from this process, and peers do not write a slot they do not hold
     /// (see [`Pool`]'s sharing rules).
     pub fn payload_mut(&mut self, slot: u32) -> Result<&mut [u8], SlotError> {
-        let capacity = self.layout.geometry.payload_capacity;
+        let capacity = self.geometry().payload_capacity;
         self.part_mut(slot, SlotPart::Payload, capacity)
     }
 
     /// The whole metadata area of an allocated slot.
     pub fn metadata(&self, slot: u32) -> Result<&[u8], SlotError> {
-        let capacity = self.layout.geometry.metadata_capacity;
+        let capacity = self.geometry().metadata_capacity;
         self.part(slot, SlotPart::Metadata, capacity)
     }
 
     /// The whole metadata area of an allocated slot, writable; sound as for
     /// [`payload_mut`](Self::payload_mut).
     pub fn metadata_mut(&mut self, slot: u32) -> Result<&mut [u8], SlotError> {
-        let capacity = self.layout.geometry.metadata_capacity;
+        let capacity = self.geometry().metadata_capacity;
         self.part_mut(slot, SlotPart::Metadata, capacity)
-    }
-
-    /// Fails unless `slot` is in range and allocated.
-    fn check_allocated(&self, slot: u32) -> Result<(), SlotError> {
-        self.layout.slot_offset(slot)?;
-        if self.allocated[slot as usize] {
-            return Ok(());
-        }
-        Err(SlotError::NotAllocated { slot })
     }
 
     /// `len` bytes of `part` of an allocated slot.
     fn part(&self, slot: u32, part: SlotPart, len: u32) -> Result<&[u8], SlotError> {
-        self.check_allocated(slot)?;
-        let (offset, len) = self.layout.part(slot, part, len)?;
-        // SAFETY: offset + len lies within the slot, inside the live mapping, for as long as
-        // &self; peers do not write an allocated slot they do not hold (see Pool).
-        Ok(unsafe { std::slice::from_raw_parts(self.region.as_ptr().add(offset), len) })
+        self.free_list.check_allocated(slot)?;
+        self.slots.part(slot, part, len)
     }
 
     /// `len` bytes of `part` of an allocated slot, writable.
     fn part_mut(&mut self, slot: u32, part: SlotPart, len: u32) -> Result<&mut [u8], SlotError> {
-        self.check_allocated(slot)?;
-        let (offset, len) = self.layout.part(slot, part, len)?;
-        // SAFETY: as in `part`, the mapping is read-write, and &mut self excludes every other
-        // reference into it.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.region.as_ptr().add(offset), len) })
+        self.free_list.check_allocated(slot)?;
+        self.slots.part_mut(slot, part, len)
     }
 }
 
@@ -527,9 +677,9 @@ impl Pool {
 /// the protocol lends the slot to this side; a reader must check any length it reads from them.
 #[derive(Debug)]
 pub struct PoolView {
-    /// The validated geometry and its offsets.
-    layout: Layout,
-    /// The mapping, `layout.len` bytes.
+    /// Access to the slots in `map`, which lives exactly as long; writable iff `map` is.
+    slots: SlotMemory,
+    /// The mapping: the geometry's [`region_len`](PoolGeometry::region_len) bytes.
     map: Mapping,
 }
 
@@ -546,12 +696,20 @@ impl PoolView {
             name: format!("fd {}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
             source,
         })?;
-        Ok(Self { layout, map })
+        let writable = match map.access() {
+            Access::ReadWrite => true,
+            Access::ReadOnly => false,
+        };
+        // SAFETY: the mapping is map.len() bytes, readable, and writable iff `writable`; it stays
+        // mapped while `map` lives, and the view keeps the two together; only `slots` touches its
+        // bytes in this process, and the owner does not write a slot it lent to us.
+        let slots = unsafe { SlotMemory::new(map.as_ptr(), map.len(), layout, writable) };
+        Ok(Self { slots, map })
     }
 
     /// The pool's geometry.
     pub fn geometry(&self) -> PoolGeometry {
-        self.layout.geometry
+        self.slots.geometry()
     }
 
     /// How the view may be accessed.
@@ -561,66 +719,34 @@ impl PoolView {
 
     /// Reads `slot`'s header (a volatile read; the fields are untrusted).
     pub fn header(&self, slot: u32) -> Result<SlotHeader, SlotError> {
-        let offset = self.layout.slot_offset(slot)?;
-        // SAFETY: offset + 64 <= layout.len == map.len(); 64-aligned from a page-aligned base.
-        Ok(unsafe { read_plain(self.map.as_ptr().add(offset)) })
+        self.slots.header(slot)
     }
 
     /// Writes `slot`'s header; needs a read-write view.
     pub fn set_header(&mut self, slot: u32, header: &SlotHeader) -> Result<(), SlotError> {
-        self.check_writable(slot)?;
-        let offset = self.layout.slot_offset(slot)?;
-        // SAFETY: in bounds and aligned as in `header`, mapped writable (checked), and &mut self
-        // means no reference into the mapping is alive.
-        unsafe { write_plain(self.map.as_ptr().add(offset), *header) };
-        Ok(())
+        self.slots.set_header(slot, header)
     }
 
     /// The first `len` payload bytes of `slot`.
     pub fn payload(&self, slot: u32, len: u32) -> Result<&[u8], SlotError> {
-        self.part(slot, SlotPart::Payload, len)
+        self.slots.part(slot, SlotPart::Payload, len)
     }
 
     /// The first `len` payload bytes of `slot`, writable; needs a read-write view, and is sound
     /// while the protocol lends the slot to this side.
     pub fn payload_mut(&mut self, slot: u32, len: u32) -> Result<&mut [u8], SlotError> {
-        self.part_mut(slot, SlotPart::Payload, len)
+        self.slots.part_mut(slot, SlotPart::Payload, len)
     }
 
     /// The first `len` metadata bytes of `slot`.
     pub fn metadata(&self, slot: u32, len: u32) -> Result<&[u8], SlotError> {
-        self.part(slot, SlotPart::Metadata, len)
+        self.slots.part(slot, SlotPart::Metadata, len)
     }
 
     /// The first `len` metadata bytes of `slot`, writable; as for
     /// [`payload_mut`](Self::payload_mut).
     pub fn metadata_mut(&mut self, slot: u32, len: u32) -> Result<&mut [u8], SlotError> {
-        self.part_mut(slot, SlotPart::Metadata, len)
-    }
-
-    /// Fails unless the view is read-write.
-    fn check_writable(&self, slot: u32) -> Result<(), SlotError> {
-        match self.map.access() {
-            Access::ReadWrite => Ok(()),
-            Access::ReadOnly => Err(SlotError::ReadOnly { slot }),
-        }
-    }
-
-    /// `len` bytes of `part` of `slot`, checked.
-    fn part(&self, slot: u32, part: SlotPart, len: u32) -> Result<&[u8], SlotError> {
-        let (offset, len) = self.layout.part(slot, part, len)?;
-        // SAFETY: offset + len lies within the slot, inside the live mapping, for as long as
-        // &self; the owner does not write a slot it lent to us.
-        Ok(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(offset), len) })
-    }
-
-    /// `len` bytes of `part` of `slot`, checked, writable.
-    fn part_mut(&mut self, slot: u32, part: SlotPart, len: u32) -> Result<&mut [u8], SlotError> {
-        self.check_writable(slot)?;
-        let (offset, len) = self.layout.part(slot, part, len)?;
-        // SAFETY: as in `part`, mapped writable (checked), and &mut self excludes every other
-        // reference into the mapping.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.map.as_ptr().add(offset), len) })
+        self.slots.part_mut(slot, SlotPart::Metadata, len)
     }
 }
 
@@ -762,7 +888,7 @@ mod tests {
     #[test]
     fn free_list_never_grows() {
         let mut pool = small_pool("mcm-test-cap");
-        let capacity = pool.free.capacity();
+        let capacity = pool.free_list.stack.capacity();
         for _ in 0..3 {
             while pool.alloc().is_some() {}
             for slot in 0..4 {
@@ -770,7 +896,7 @@ mod tests {
             }
             assert!(pool.free(0).is_err());
         }
-        assert_eq!(pool.free.capacity(), capacity);
+        assert_eq!(pool.free_list.stack.capacity(), capacity);
         assert_eq!(pool.available(), 4);
     }
 
@@ -971,5 +1097,372 @@ mod tests {
         assert!(err.to_string().contains("nr_hugepages"), "{err}");
         let auto = Pool::create(5, "mcm-test-auto2", big, HugePages::Auto).unwrap();
         assert_eq!(auto.kind(), MemKind::Normal);
+    }
+
+    /// The pool's pure logic and its unsafe slot access over heap memory instead of a memfd
+    /// mapping, so Miri can run them: `cargo +nightly miri test -p mcm-proto --lib
+    /// shm::pool::tests::heap`. They run in every `cargo test` too.
+    mod heap {
+        use super::*;
+        use std::alloc::{self, Layout as AllocLayout};
+
+        /// A zeroed heap block, aligned to [`SLOT_ALIGN`] as a mapping is, behind a
+        /// [`SlotMemory`] laid out as a geometry; the block is freed on drop.
+        struct HeapSlots {
+            /// Access to the block; the only way the tests touch it, but for `bytes`.
+            mem: SlotMemory,
+            /// Start of the block.
+            ptr: *mut u8,
+            /// Size and alignment of the block.
+            block: AllocLayout,
+        }
+
+        impl HeapSlots {
+            /// A writable block of exactly the geometry's region length.
+            fn new(geometry: PoolGeometry) -> Self {
+                Self::with_len(geometry, geometry.region_len().unwrap(), true)
+            }
+
+            /// A block of `len` bytes (more than the geometry needs, or fewer, to test the
+            /// checks in `SlotMemory::new`) with the memory starting `skew` bytes into it.
+            fn with_skew(geometry: PoolGeometry, len: usize, skew: usize, writable: bool) -> Self {
+                let block = AllocLayout::from_size_align(len, SLOT_ALIGN as usize).unwrap();
+                // SAFETY: len > 0 in every caller.
+                let ptr = unsafe { alloc::alloc_zeroed(block) };
+                if ptr.is_null() {
+                    alloc::handle_alloc_error(block);
+                }
+                // Freed on the way out should SlotMemory::new panic.
+                struct Free(*mut u8, AllocLayout);
+                impl Drop for Free {
+                    fn drop(&mut self) {
+                        // SAFETY: allocated above with this layout; nothing uses it afterwards.
+                        unsafe { alloc::dealloc(self.0, self.1) };
+                    }
+                }
+                let free = Free(ptr, block);
+                let layout = Layout::new(geometry).unwrap();
+                // SAFETY: the len - skew bytes at ptr + skew are one zeroed heap block, readable
+                // and writable, freed only when the returned value (which owns `mem`) is dropped;
+                // the tests touch them only through `mem`, or through `bytes` while no slice from
+                // `mem` is alive.
+                let mem = unsafe { SlotMemory::new(ptr.add(skew), len - skew, layout, writable) };
+                std::mem::forget(free);
+                Self { mem, ptr, block }
+            }
+
+            /// A block of `len` bytes.
+            fn with_len(geometry: PoolGeometry, len: usize, writable: bool) -> Self {
+                Self::with_skew(geometry, len, 0, writable)
+            }
+
+            /// The whole block, to check where writes through `mem` landed.
+            fn bytes(&mut self) -> &[u8] {
+                // SAFETY: the block is block.size() initialised bytes at ptr, alive while self
+                // is; &mut self means no slice from `mem` is alive.
+                unsafe { std::slice::from_raw_parts(self.ptr, self.block.size()) }
+            }
+        }
+
+        impl Drop for HeapSlots {
+            fn drop(&mut self) {
+                // SAFETY: allocated in `with_skew` with this layout; `mem` dies with self and is
+                // not used again.
+                unsafe { alloc::dealloc(self.ptr, self.block) };
+            }
+        }
+
+        /// Odd capacities, so the padding between parts and slots is exercised.
+        const GEOMETRIES: [PoolGeometry; 3] = [
+            SMALL,
+            PoolGeometry {
+                slot_count: 3,
+                payload_capacity: 1,
+                metadata_capacity: 0,
+            },
+            PoolGeometry {
+                slot_count: 2,
+                payload_capacity: 64,
+                metadata_capacity: 7,
+            },
+        ];
+
+        /// A header that differs for every `tag`.
+        fn header_for(tag: u64) -> SlotHeader {
+            SlotHeader {
+                seq: tag,
+                timestamp_ns: u64::MAX - tag,
+                payload_len: tag as u32 ^ 0xDEAD_BEEF,
+                metadata_len: (tag as u32).rotate_left(16),
+                reserved: [tag.wrapping_mul(0x9E37_79B9_7F4A_7C15); 5],
+            }
+        }
+
+        #[test]
+        fn free_list_hands_out_lowest_first_and_tracks_every_slot() {
+            let mut list = FreeList::new(4);
+            assert_eq!(list.available(), 4);
+            assert!((0..4).all(|slot| !list.is_allocated(slot)));
+            let slots: Vec<u32> = std::iter::from_fn(|| list.alloc()).collect();
+            assert_eq!(slots, [0, 1, 2, 3]);
+            assert!((0..4).all(|slot| list.is_allocated(slot)));
+            assert!(!list.is_allocated(4) && !list.is_allocated(u32::MAX));
+            list.free(1).unwrap();
+            list.free(3).unwrap();
+            assert_eq!((list.available(), list.is_allocated(1)), (2, false));
+            // A stack: the last freed comes back first.
+            assert_eq!(
+                (list.alloc(), list.alloc(), list.alloc()),
+                (Some(3), Some(1), None)
+            );
+        }
+
+        #[test]
+        fn free_list_rejects_double_free_and_out_of_range() {
+            let mut list = FreeList::new(3);
+            assert_eq!(list.free(0), Err(SlotError::NotAllocated { slot: 0 }));
+            let slot = list.alloc().unwrap();
+            list.free(slot).unwrap();
+            assert_eq!(list.free(slot), Err(SlotError::NotAllocated { slot }));
+            assert_eq!(list.available(), 3, "a double free does not add a slot");
+            for slot in [3, 4, u32::MAX] {
+                let out = SlotError::OutOfRange {
+                    slot,
+                    slot_count: 3,
+                };
+                assert_eq!(list.free(slot), Err(out));
+                assert_eq!(list.check_allocated(slot), Err(out));
+            }
+            assert_eq!(list.available(), 3);
+        }
+
+        #[test]
+        fn free_list_exhausts_and_never_reallocates() {
+            let mut list = FreeList::new(MAX_SLOT_COUNT.min(if cfg!(miri) { 64 } else { 4096 }));
+            let count = list.allocated.len() as u32;
+            let (ptr, capacity) = (list.stack.as_ptr(), list.stack.capacity());
+            for round in 0..3 {
+                for expected in 0..count {
+                    assert_eq!(list.alloc(), Some(expected), "round {round}");
+                }
+                assert_eq!((list.alloc(), list.available()), (None, 0));
+                for slot in (0..count).rev() {
+                    list.free(slot).unwrap();
+                }
+                assert_eq!(list.available(), count);
+            }
+            assert_eq!(
+                (list.stack.as_ptr(), list.stack.capacity()),
+                (ptr, capacity)
+            );
+            let single = &mut FreeList::new(1);
+            assert_eq!((single.alloc(), single.alloc()), (Some(0), None));
+        }
+
+        #[test]
+        fn slot_memory_header_round_trip() {
+            for geometry in GEOMETRIES {
+                let mut heap = HeapSlots::new(geometry);
+                for slot in 0..geometry.slot_count {
+                    assert_eq!(heap.mem.header(slot).unwrap(), SlotHeader::default());
+                }
+                for slot in 0..geometry.slot_count {
+                    heap.mem.set_header(slot, &header_for(slot.into())).unwrap();
+                }
+                for slot in 0..geometry.slot_count {
+                    assert_eq!(heap.mem.header(slot).unwrap(), header_for(slot.into()));
+                }
+                let all_ones = SlotHeader {
+                    seq: u64::MAX,
+                    timestamp_ns: u64::MAX,
+                    payload_len: u32::MAX,
+                    metadata_len: u32::MAX,
+                    reserved: [u64::MAX; 5],
+                };
+                let last = geometry.slot_count - 1;
+                heap.mem.set_header(last, &all_ones).unwrap();
+                assert_eq!(heap.mem.header(last).unwrap(), all_ones);
+            }
+        }
+
+        #[test]
+        fn slot_memory_parts_at_exact_capacity_edges() {
+            for geometry in GEOMETRIES {
+                let mut heap = HeapSlots::new(geometry);
+                let parts = [
+                    (SlotPart::Payload, geometry.payload_capacity),
+                    (SlotPart::Metadata, geometry.metadata_capacity),
+                ];
+                for slot in 0..geometry.slot_count {
+                    for (part, capacity) in parts {
+                        assert!(heap.mem.part(slot, part, 0).unwrap().is_empty());
+                        assert!(heap.mem.part_mut(slot, part, 0).unwrap().is_empty());
+                        let full = heap.mem.part_mut(slot, part, capacity).unwrap();
+                        assert_eq!(full.len(), capacity as usize);
+                        for (i, byte) in full.iter_mut().enumerate() {
+                            *byte = (i as u8).wrapping_add(slot as u8) | 1;
+                        }
+                        let read = heap.mem.part(slot, part, capacity).unwrap();
+                        assert!(
+                            read.iter()
+                                .enumerate()
+                                .all(|(i, &b)| b == (i as u8).wrapping_add(slot as u8) | 1)
+                        );
+                        let too_long = SlotError::TooLong {
+                            part,
+                            len: capacity + 1,
+                            capacity,
+                        };
+                        assert_eq!(heap.mem.part(slot, part, capacity + 1), Err(too_long));
+                        assert_eq!(heap.mem.part_mut(slot, part, capacity + 1), Err(too_long));
+                        let max = heap.mem.part(slot, part, u32::MAX).unwrap_err();
+                        assert!(matches!(max, SlotError::TooLong { len: u32::MAX, .. }));
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn slot_memory_rejects_every_out_of_range_slot() {
+            for geometry in GEOMETRIES {
+                let mut heap = HeapSlots::new(geometry);
+                let count = geometry.slot_count;
+                for slot in [count, count + 1, u32::MAX / 2, u32::MAX] {
+                    let out = Err(SlotError::OutOfRange {
+                        slot,
+                        slot_count: count,
+                    });
+                    assert_eq!(heap.mem.header(slot), out);
+                    assert_eq!(heap.mem.set_header(slot, &header_for(1)), out.map(|_| ()));
+                    for part in [SlotPart::Payload, SlotPart::Metadata] {
+                        // Out of range wins over a length that would also be rejected.
+                        for len in [0, 1, u32::MAX] {
+                            assert_eq!(heap.mem.part(slot, part, len), out.map(|_| &[][..]));
+                            assert_eq!(
+                                heap.mem.part_mut(slot, part, len).map(|s| s.len()),
+                                out.map(|_| 0)
+                            );
+                        }
+                    }
+                }
+                assert!(heap.bytes().iter().all(|&b| b == 0), "nothing was written");
+            }
+        }
+
+        #[test]
+        fn slot_memory_adjacent_slots_do_not_overlap() {
+            for geometry in GEOMETRIES {
+                let mut heap = HeapSlots::new(geometry);
+                let (payload, metadata) = (geometry.payload_capacity, geometry.metadata_capacity);
+                let count = geometry.slot_count;
+                // Fill each slot whole, then check its neighbours are still zero, or still hold
+                // what was written to them.
+                for slot in 0..count {
+                    let fill = 0xA0 | slot as u8;
+                    heap.mem
+                        .set_header(slot, &header_for(u64::from(slot) + 1))
+                        .unwrap();
+                    heap.mem
+                        .part_mut(slot, SlotPart::Payload, payload)
+                        .unwrap()
+                        .fill(fill);
+                    heap.mem
+                        .part_mut(slot, SlotPart::Metadata, metadata)
+                        .unwrap()
+                        .fill(!fill);
+                    for neighbour in [slot.wrapping_sub(1), slot + 1] {
+                        if neighbour >= count {
+                            continue;
+                        }
+                        let written = neighbour < slot;
+                        let (header, fill) = match written {
+                            true => (header_for(u64::from(neighbour) + 1), 0xA0 | neighbour as u8),
+                            false => (SlotHeader::default(), 0),
+                        };
+                        let metadata_fill = if written { !fill } else { 0 };
+                        assert_eq!(heap.mem.header(neighbour).unwrap(), header);
+                        let bytes = heap
+                            .mem
+                            .part(neighbour, SlotPart::Payload, payload)
+                            .unwrap();
+                        assert!(bytes.iter().all(|&b| b == fill), "{neighbour} after {slot}");
+                        let bytes = heap.mem.part(neighbour, SlotPart::Metadata, metadata);
+                        assert!(bytes.unwrap().iter().all(|&b| b == metadata_fill));
+                    }
+                }
+                // Every byte of the block is where the layout says: header, payload, metadata,
+                // and padding still zero.
+                let stride = geometry.slot_stride() as usize;
+                let payload_at = geometry.payload_offset() as usize;
+                let metadata_at = geometry.metadata_offset() as usize;
+                let mut expected = vec![0u8; heap.block.size()];
+                for slot in 0..count as usize {
+                    let start = slot * stride;
+                    let header = header_for(slot as u64 + 1);
+                    let fields = [header.seq, header.timestamp_ns]
+                        .into_iter()
+                        .flat_map(u64::to_ne_bytes)
+                        .chain(header.payload_len.to_ne_bytes())
+                        .chain(header.metadata_len.to_ne_bytes())
+                        .chain(header.reserved.into_iter().flat_map(u64::to_ne_bytes));
+                    for (i, byte) in fields.enumerate() {
+                        expected[start + i] = byte;
+                    }
+                    let fill = 0xA0 | slot as u8;
+                    expected[start + payload_at..][..payload as usize].fill(fill);
+                    expected[start + metadata_at..][..metadata as usize].fill(!fill);
+                }
+                assert!(heap.bytes() == expected, "{geometry:?}");
+            }
+        }
+
+        #[test]
+        fn slot_memory_read_only_rejects_every_write() {
+            let mut heap = HeapSlots::with_len(SMALL, SMALL.region_len().unwrap(), false);
+            for slot in [0, 3, 4, u32::MAX] {
+                let read_only = SlotError::ReadOnly { slot };
+                assert_eq!(heap.mem.set_header(slot, &header_for(9)), Err(read_only));
+                for part in [SlotPart::Payload, SlotPart::Metadata] {
+                    for len in [0, 13, u32::MAX] {
+                        assert_eq!(heap.mem.part_mut(slot, part, len), Err(read_only));
+                    }
+                }
+            }
+            assert_eq!(heap.mem.header(3).unwrap(), SlotHeader::default());
+            assert_eq!(heap.mem.part(3, SlotPart::Metadata, 13).unwrap(), [0; 13]);
+            assert!(heap.bytes().iter().all(|&b| b == 0), "nothing was written");
+        }
+
+        #[test]
+        fn slot_memory_accepts_longer_memory() {
+            let len = SMALL.region_len().unwrap() + 4096;
+            let mut heap = HeapSlots::with_len(SMALL, len, true);
+            heap.mem
+                .part_mut(3, SlotPart::Metadata, 13)
+                .unwrap()
+                .fill(7);
+            let end = 3 * SMALL.slot_stride() as usize + SMALL.metadata_offset() as usize + 13;
+            assert!(heap.bytes()[end..].iter().all(|&b| b == 0));
+            assert_eq!(heap.bytes()[end - 13..end], [7; 13]);
+        }
+
+        #[test]
+        #[should_panic = "shorter than the layout"]
+        fn slot_memory_rejects_short_memory() {
+            HeapSlots::with_len(SMALL, SMALL.region_len().unwrap() - 1, true);
+        }
+
+        #[test]
+        #[should_panic = "not aligned to 64 bytes"]
+        fn slot_memory_rejects_misaligned_memory() {
+            HeapSlots::with_skew(SMALL, SMALL.region_len().unwrap() + 64, 8, true);
+        }
+
+        #[test]
+        fn pool_types_stay_send_and_sync() {
+            fn send_sync<T: Send + Sync>() {}
+            send_sync::<Pool>();
+            send_sync::<PoolView>();
+        }
     }
 }
