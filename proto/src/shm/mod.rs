@@ -3,6 +3,7 @@
 //! Everything here may live in memory that another process maps too. Such memory is untrusted:
 //! every index and length read from it is bounds-checked before it is used.
 
+pub mod conn;
 pub mod desc;
 pub mod map;
 pub mod pool;
