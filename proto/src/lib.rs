@@ -2,9 +2,11 @@
 //!
 //! - [`sdk`]: the SDK protocol's protobuf messages (generated from `proto/sdk.proto`).
 //! - [`frame`]: the length-prefixed framing those messages travel in.
+//! - [`config`]: MCM's client and connection JSON, parsed and validated, and MCM's error codes.
 //! - [`shm`]: shared-memory layouts (rings, descriptors, mappings) with the code that reads and
 //!   writes them. This is the only module of the crate that uses `unsafe`.
 
+pub mod config;
 pub mod frame;
 pub mod shm;
 

@@ -1,0 +1,585 @@
+//! The `connection` section of a connection JSON (which transport carries the group) and
+//! `options.rdma`.
+//!
+//! `connection` holds exactly one of:
+//!
+//! - `multipointGroup`: `{ "urn" }`, a non-empty string of at most [`MAX_URN_LEN`] bytes without
+//!   control characters.
+//! - `st2110`: `{ "transport" ("st2110-20" default, "st2110-22", "st2110-30"), "ipAddr" (required),
+//!   "port" (required, 1..=65535), "multicastSourceIpAddr", "pacing", "payloadType" (0..=127,
+//!   default 112), "transportPixelFormat" }`. `transportPixelFormat` is read for st2110-20 only
+//!   (default `"yuv422p10rfc4175"`); for the others it is type-checked and ignored, as MCM does.
+//!   An empty `multicastSourceIpAddr` or `pacing` counts as absent.
+//! - `rdma`: `{ "connectionMode" ("RC", the only mode), "maxLatencyNanoseconds" (default 0) }`.
+//!
+//! `options.rdma` is `{ "provider" ("tcp" default, "verbs"), "num_endpoints" or "numEndpoints"
+//! (1..=[`MAX_RDMA_ENDPOINTS`], default 1) }`; it is read whatever the connection kind.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use super::json::{Obj, list, quote};
+use super::{ConfigError, MeshErr};
+
+/// Longest multipoint group URN, in bytes.
+pub const MAX_URN_LEN: usize = 256;
+/// Default RTP payload type of an ST 2110 stream.
+pub const DEFAULT_PAYLOAD_TYPE: u8 = 112;
+/// Largest RTP payload type (7 bits).
+pub const MAX_PAYLOAD_TYPE: u8 = 127;
+/// Default `transportPixelFormat` of an st2110-20 stream.
+pub const DEFAULT_TRANSPORT_PIXEL_FORMAT: &str = "yuv422p10rfc4175";
+/// Most RDMA endpoints.
+pub const MAX_RDMA_ENDPOINTS: u8 = 8;
+
+const CLASS: MeshErr = MeshErr::ConnConfigInval;
+const KINDS: [&str; 3] = ["multipointGroup", "st2110", "rdma"];
+
+/// Which transport carries a connection's group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Connection {
+    /// A group inside the mesh, named by a URN.
+    MultipointGroup(MultipointGroup),
+    /// An ST 2110 stream the engine sends or receives on the network.
+    St2110(St2110),
+    /// An RDMA link.
+    Rdma(Rdma),
+}
+
+impl Connection {
+    /// The section's key: `"multipointGroup"`, `"st2110"` or `"rdma"`.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::MultipointGroup(_) => "multipointGroup",
+            Self::St2110(_) => "st2110",
+            Self::Rdma(_) => "rdma",
+        }
+    }
+}
+
+/// `connection.multipointGroup`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MultipointGroup {
+    /// The group id: non-empty, at most [`MAX_URN_LEN`] bytes, no control characters.
+    pub urn: String,
+}
+
+/// `connection.st2110`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct St2110 {
+    /// Which ST 2110 part the stream follows.
+    pub transport: Transport,
+    /// Destination (tx) or listening (rx) address; unicast or multicast.
+    pub ip_addr: IpAddr,
+    /// UDP port, never 0.
+    pub port: u16,
+    /// Source address for source-specific multicast.
+    pub multicast_source_ip_addr: Option<IpAddr>,
+    /// Pacing name passed to the ST 2110 stack as given (e.g. `"narrow"`).
+    pub pacing: Option<String>,
+    /// RTP payload type, `0..=`[`MAX_PAYLOAD_TYPE`].
+    pub payload_type: u8,
+    /// Pixel format on the wire; `Some` for st2110-20 only.
+    pub transport_pixel_format: Option<String>,
+}
+
+impl St2110 {
+    /// The group the stream feeds or drains: `"<ipAddr>:<port>"`, an IPv6 address in brackets.
+    pub fn group_urn(&self) -> String {
+        SocketAddr::new(self.ip_addr, self.port).to_string()
+    }
+}
+
+/// The ST 2110 part a stream follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// `st2110-20`: uncompressed video.
+    St2110_20,
+    /// `st2110-22`: compressed video.
+    St2110_22,
+    /// `st2110-30`: PCM audio.
+    St2110_30,
+}
+
+impl Transport {
+    /// Every transport with its JSON spelling.
+    pub const ALL: [(&'static str, Transport); 3] = [
+        ("st2110-20", Self::St2110_20),
+        ("st2110-22", Self::St2110_22),
+        ("st2110-30", Self::St2110_30),
+    ];
+
+    /// The JSON spelling, e.g. `"st2110-20"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::St2110_20 => "st2110-20",
+            Self::St2110_22 => "st2110-22",
+            Self::St2110_30 => "st2110-30",
+        }
+    }
+
+    /// Whether the transport carries audio (st2110-30) rather than video.
+    pub const fn is_audio(self) -> bool {
+        matches!(self, Self::St2110_30)
+    }
+}
+
+/// `connection.rdma`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Rdma {
+    /// Queue-pair mode.
+    pub connection_mode: RdmaMode,
+    /// Latency bound the link is asked to keep (`maxLatencyNanoseconds`); zero means none.
+    pub max_latency: Duration,
+}
+
+/// RDMA queue-pair mode. MCM documents UC, UD and RD too; only RC is supported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RdmaMode {
+    /// Reliable connected.
+    Rc,
+}
+
+/// `options.rdma`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RdmaOptions {
+    /// libfabric provider.
+    pub provider: RdmaProvider,
+    /// Endpoints (parallel streams) per link, `1..=`[`MAX_RDMA_ENDPOINTS`].
+    pub num_endpoints: u8,
+}
+
+impl Default for RdmaOptions {
+    fn default() -> Self {
+        Self {
+            provider: RdmaProvider::Tcp,
+            num_endpoints: 1,
+        }
+    }
+}
+
+/// libfabric provider of an RDMA link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RdmaProvider {
+    /// `tcp`: RDMA emulated over TCP sockets (the default).
+    Tcp,
+    /// `verbs`: RDMA hardware.
+    Verbs,
+}
+
+/// Reads the required `connection` section.
+pub(super) fn parse_connection(root: &Obj<'_>) -> Result<Connection, ConfigError> {
+    let Some(section) = root.obj("connection")? else {
+        return Err(root.err("connection", one_kind_required("none")));
+    };
+    let given: Vec<_> = KINDS.into_iter().filter(|k| section.has(k)).collect();
+    let [kind] = given[..] else {
+        let got = if given.is_empty() {
+            "none".into()
+        } else {
+            list(given.into_iter())
+        };
+        return Err(section.err_here(CLASS, one_kind_required(&got)));
+    };
+    let body = section.obj(kind)?.expect("has() said it is set");
+    match kind {
+        "multipointGroup" => parse_group(&body).map(Connection::MultipointGroup),
+        "st2110" => parse_st2110(&body).map(Connection::St2110),
+        _ => parse_rdma(&body).map(Connection::Rdma),
+    }
+}
+
+fn one_kind_required(got: &str) -> String {
+    format!("exactly one of multipointGroup/st2110/rdma is required, got {got}")
+}
+
+fn parse_group(obj: &Obj<'_>) -> Result<MultipointGroup, ConfigError> {
+    let urn = obj.str("urn")?.unwrap_or_default();
+    let ok = !urn.is_empty() && urn.len() <= MAX_URN_LEN && !urn.chars().any(char::is_control);
+    if !ok {
+        return Err(obj.err(
+            "urn",
+            format_args!(
+                "{} is not allowed, expected a non-empty string of at most {MAX_URN_LEN} bytes \
+                 without control characters",
+                quote(urn)
+            ),
+        ));
+    }
+    Ok(MultipointGroup { urn: urn.into() })
+}
+
+fn parse_st2110(obj: &Obj<'_>) -> Result<St2110, ConfigError> {
+    let transport = obj.choice("transport", &Transport::ALL, Transport::St2110_20)?;
+    let ip = ip_addr(obj, "ipAddr")?.ok_or_else(|| obj.err("ipAddr", "required, an IP address"))?;
+    if !obj.has("port") {
+        return Err(obj.err("port", "required, a port number in 1..=65535"));
+    }
+    let port = obj.uint("port", 1..=u16::MAX, 1)?;
+    let tpf = non_empty(obj, "transportPixelFormat")?;
+    Ok(St2110 {
+        transport,
+        ip_addr: ip,
+        port,
+        multicast_source_ip_addr: ip_addr(obj, "multicastSourceIpAddr")?,
+        pacing: non_empty(obj, "pacing")?.map(String::from),
+        payload_type: obj.uint("payloadType", 0..=MAX_PAYLOAD_TYPE, DEFAULT_PAYLOAD_TYPE)?,
+        transport_pixel_format: (transport == Transport::St2110_20)
+            .then(|| tpf.unwrap_or(DEFAULT_TRANSPORT_PIXEL_FORMAT).to_owned()),
+    })
+}
+
+/// A string field where `""` counts as absent.
+fn non_empty<'a>(obj: &Obj<'a>, key: &str) -> Result<Option<&'a str>, ConfigError> {
+    Ok(obj.str(key)?.filter(|s| !s.is_empty()))
+}
+
+fn ip_addr(obj: &Obj<'_>, key: &str) -> Result<Option<IpAddr>, ConfigError> {
+    let Some(s) = non_empty(obj, key)? else {
+        return Ok(None);
+    };
+    s.parse()
+        .map(Some)
+        .map_err(|_| obj.err(key, format_args!("{} is not an IP address", quote(s))))
+}
+
+fn parse_rdma(obj: &Obj<'_>) -> Result<Rdma, ConfigError> {
+    Ok(Rdma {
+        connection_mode: obj.choice("connectionMode", &[("RC", RdmaMode::Rc)], RdmaMode::Rc)?,
+        max_latency: Duration::from_nanos(obj.uint("maxLatencyNanoseconds", 0..=u64::MAX, 0)?),
+    })
+}
+
+/// Reads `options.rdma`, the defaults when absent.
+pub(super) fn parse_rdma_options(root: &Obj<'_>) -> Result<RdmaOptions, ConfigError> {
+    let Some(options) = root.obj("options")? else {
+        return Ok(RdmaOptions::default());
+    };
+    let Some(rdma) = options.obj("rdma")? else {
+        return Ok(RdmaOptions::default());
+    };
+    let providers = [("tcp", RdmaProvider::Tcp), ("verbs", RdmaProvider::Verbs)];
+    let key = match (rdma.has("num_endpoints"), rdma.has("numEndpoints")) {
+        (true, true) => {
+            return Err(rdma.err_here(CLASS, "give num_endpoints or numEndpoints, not both"));
+        }
+        (false, true) => "numEndpoints",
+        _ => "num_endpoints",
+    };
+    Ok(RdmaOptions {
+        provider: rdma.choice("provider", &providers, RdmaProvider::Tcp)?,
+        num_endpoints: rdma.uint(key, 1..=MAX_RDMA_ENDPOINTS, 1)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn conn(c: Value) -> Result<Connection, ConfigError> {
+        let v = json!({ "connection": c });
+        parse_connection(&Obj::root(&v, CLASS).unwrap())
+    }
+
+    fn st2110(s: Value) -> Result<St2110, ConfigError> {
+        match conn(json!({ "st2110": s }))? {
+            Connection::St2110(s) => Ok(s),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn options(o: Value) -> Result<RdmaOptions, ConfigError> {
+        let v = json!({ "options": o });
+        parse_rdma_options(&Obj::root(&v, CLASS).unwrap())
+    }
+
+    fn inval(r: Result<impl std::fmt::Debug, ConfigError>) -> String {
+        let err = r.unwrap_err();
+        assert_eq!(err.class, MeshErr::ConnConfigInval, "{err}");
+        err.message
+    }
+
+    #[test]
+    fn exactly_one_connection_kind() {
+        let v = json!({});
+        assert_eq!(
+            inval(parse_connection(&Obj::root(&v, CLASS).unwrap())),
+            "connection: exactly one of multipointGroup/st2110/rdma is required, got none"
+        );
+        assert_eq!(
+            inval(conn(json!({}))),
+            "connection: exactly one of multipointGroup/st2110/rdma is required, got none"
+        );
+        assert_eq!(
+            inval(conn(json!({"multipointGroup": {"urn": "a"}, "rdma": {}}))),
+            "connection: exactly one of multipointGroup/st2110/rdma is required, \
+             got \"multipointGroup\", \"rdma\""
+        );
+        assert_eq!(
+            inval(conn(
+                json!({"st2110": {}, "rdma": {}, "multipointGroup": {}})
+            )),
+            "connection: exactly one of multipointGroup/st2110/rdma is required, \
+             got \"multipointGroup\", \"st2110\", \"rdma\""
+        );
+        assert!(conn(json!({"rdma": {}, "st2110": null, "other": 1})).is_ok());
+        assert_eq!(
+            inval(conn(json!([]))),
+            "connection: expected an object, got an array"
+        );
+        assert_eq!(
+            inval(conn(json!({"rdma": "RC"}))),
+            "connection.rdma: expected an object, got string \"RC\""
+        );
+    }
+
+    #[test]
+    fn multipoint_group_urn_bounds() {
+        let max = "u".repeat(MAX_URN_LEN);
+        let c = conn(json!({"multipointGroup": {"urn": max}})).unwrap();
+        assert_eq!(c, Connection::MultipointGroup(MultipointGroup { urn: max }));
+        let one = conn(json!({"multipointGroup": {"urn": "x"}})).unwrap();
+        assert_eq!(one.as_str(), "multipointGroup");
+        let err = inval(conn(json!({"multipointGroup": {"urn": "u".repeat(257)}})));
+        assert!(
+            err.starts_with("connection.multipointGroup.urn: \"uuuu"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("at most 256 bytes without control characters"),
+            "{err}"
+        );
+        let want = "connection.multipointGroup.urn: \"\" is not allowed, expected a non-empty \
+                    string of at most 256 bytes without control characters";
+        assert_eq!(inval(conn(json!({"multipointGroup": {"urn": ""}}))), want);
+        assert_eq!(inval(conn(json!({"multipointGroup": {}}))), want);
+        assert!(inval(conn(json!({"multipointGroup": {"urn": "a\u{0}b"}}))).contains("\"a\\0b\""));
+        assert_eq!(
+            inval(conn(json!({"multipointGroup": {"urn": 5}}))),
+            "connection.multipointGroup.urn: expected a string, got integer 5"
+        );
+    }
+
+    #[test]
+    fn st2110_defaults() {
+        let s = st2110(json!({"ipAddr": "239.0.0.1", "port": 20000})).unwrap();
+        assert_eq!(s.transport, Transport::St2110_20);
+        assert_eq!(s.ip_addr, "239.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(s.port, 20000);
+        assert_eq!(s.multicast_source_ip_addr, None);
+        assert_eq!(s.pacing, None);
+        assert_eq!(s.payload_type, 112);
+        assert_eq!(
+            s.transport_pixel_format.as_deref(),
+            Some("yuv422p10rfc4175")
+        );
+    }
+
+    #[test]
+    fn st2110_full() {
+        let s = st2110(
+            json!({"transport": "st2110-30", "ipAddr": "ff0e::1", "port": 1,
+            "multicastSourceIpAddr": "fe80::2", "pacing": "narrow", "payloadType": 0,
+            "transportPixelFormat": "ignored-for-audio"}),
+        )
+        .unwrap();
+        assert_eq!(s.transport, Transport::St2110_30);
+        assert!(s.transport.is_audio());
+        assert_eq!(s.multicast_source_ip_addr, Some("fe80::2".parse().unwrap()));
+        assert_eq!(s.pacing.as_deref(), Some("narrow"));
+        assert_eq!(s.payload_type, 0);
+        assert_eq!(s.transport_pixel_format, None);
+        let s = st2110(
+            json!({"transport": "st2110-22", "ipAddr": "10.0.0.1", "port": 9,
+            "multicastSourceIpAddr": "", "pacing": ""}),
+        )
+        .unwrap();
+        assert_eq!(s.transport, Transport::St2110_22);
+        assert_eq!((s.multicast_source_ip_addr, s.pacing), (None, None));
+        let s = st2110(json!({"ipAddr": "10.0.0.1", "port": 9, "transportPixelFormat": "v210"}));
+        assert_eq!(s.unwrap().transport_pixel_format.as_deref(), Some("v210"));
+    }
+
+    #[test]
+    fn st2110_group_urn_ipv4_and_ipv6() {
+        let v4 = st2110(json!({"ipAddr": "239.1.1.1", "port": 9002})).unwrap();
+        assert_eq!(v4.group_urn(), "239.1.1.1:9002");
+        let v6 = st2110(json!({"ipAddr": "ff02::1:2", "port": 9002})).unwrap();
+        assert_eq!(v6.group_urn(), "[ff02::1:2]:9002");
+    }
+
+    #[test]
+    fn st2110_bounds_and_required_fields() {
+        let base = |extra: Value| {
+            let mut v = json!({"ipAddr": "10.0.0.1", "port": 5000});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            st2110(v)
+        };
+        assert_eq!(base(json!({"port": 65535})).unwrap().port, 65535);
+        assert_eq!(base(json!({"payloadType": 127})).unwrap().payload_type, 127);
+        let cases = [
+            (
+                json!({"port": 0}),
+                "connection.st2110.port: 0 is out of range, allowed 1..=65535",
+            ),
+            (
+                json!({"port": 65536}),
+                "connection.st2110.port: 65536 is out of range, allowed 1..=65535",
+            ),
+            (
+                json!({"port": null}),
+                "connection.st2110.port: required, a port number in 1..=65535",
+            ),
+            (
+                json!({"ipAddr": ""}),
+                "connection.st2110.ipAddr: required, an IP address",
+            ),
+            (
+                json!({"ipAddr": "1.2.3"}),
+                "connection.st2110.ipAddr: \"1.2.3\" is not an IP address",
+            ),
+            (
+                json!({"multicastSourceIpAddr": "host"}),
+                "connection.st2110.multicastSourceIpAddr: \"host\" is not an IP address",
+            ),
+            (
+                json!({"payloadType": 128}),
+                "connection.st2110.payloadType: 128 is out of range, allowed 0..=127",
+            ),
+            (
+                json!({"transport": "st2110-40"}),
+                "connection.st2110.transport: \"st2110-40\" is not supported, \
+                 allowed: \"st2110-20\", \"st2110-22\", \"st2110-30\"",
+            ),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(inval(base(extra)), want);
+        }
+    }
+
+    #[test]
+    fn st2110_wrong_types() {
+        let cases = [
+            (
+                json!({"transport": 20}),
+                "connection.st2110.transport: expected a string, got integer 20",
+            ),
+            (
+                json!({"ipAddr": 167772161}),
+                "connection.st2110.ipAddr: expected a string, got integer 167772161",
+            ),
+            (
+                json!({"port": "5000"}),
+                "connection.st2110.port: expected an unsigned integer, got string \"5000\"",
+            ),
+            (
+                json!({"multicastSourceIpAddr": []}),
+                "connection.st2110.multicastSourceIpAddr: expected a string, got an array",
+            ),
+            (
+                json!({"pacing": true}),
+                "connection.st2110.pacing: expected a string, got boolean true",
+            ),
+            (
+                json!({"payloadType": -1}),
+                "connection.st2110.payloadType: expected an unsigned integer, got integer -1",
+            ),
+            (
+                json!({"transportPixelFormat": {}}),
+                "connection.st2110.transportPixelFormat: expected a string, got an object",
+            ),
+        ];
+        for (extra, want) in cases {
+            let mut v = json!({"ipAddr": "10.0.0.1", "port": 5000});
+            for (k, x) in extra.as_object().unwrap() {
+                v[k] = x.clone();
+            }
+            assert_eq!(inval(st2110(v)), want);
+        }
+    }
+
+    #[test]
+    fn rdma_defaults_and_values() {
+        let want = Rdma {
+            connection_mode: RdmaMode::Rc,
+            max_latency: Duration::ZERO,
+        };
+        assert_eq!(conn(json!({"rdma": {}})).unwrap(), Connection::Rdma(want));
+        let c = conn(json!({"rdma": {"connectionMode": "RC", "maxLatencyNanoseconds": 10000}}));
+        let Connection::Rdma(r) = c.unwrap() else {
+            panic!()
+        };
+        assert_eq!(r.max_latency, Duration::from_micros(10));
+        let max = conn(json!({"rdma": {"maxLatencyNanoseconds": u64::MAX}}));
+        assert!(max.is_ok());
+        assert_eq!(
+            inval(conn(json!({"rdma": {"connectionMode": "UC"}}))),
+            "connection.rdma.connectionMode: \"UC\" is not supported, allowed: \"RC\""
+        );
+        assert_eq!(
+            inval(conn(json!({"rdma": {"connectionMode": 1}}))),
+            "connection.rdma.connectionMode: expected a string, got integer 1"
+        );
+        assert_eq!(
+            inval(conn(json!({"rdma": {"maxLatencyNanoseconds": "1us"}}))),
+            "connection.rdma.maxLatencyNanoseconds: expected an unsigned integer, \
+             got string \"1us\""
+        );
+    }
+
+    #[test]
+    fn rdma_options() {
+        assert_eq!(options(json!({})).unwrap(), RdmaOptions::default());
+        assert_eq!(
+            options(json!({"rdma": null})).unwrap(),
+            RdmaOptions::default()
+        );
+        let o = options(json!({"rdma": {"provider": "verbs", "num_endpoints": 8}})).unwrap();
+        assert_eq!((o.provider, o.num_endpoints), (RdmaProvider::Verbs, 8));
+        let o = options(json!({"rdma": {"numEndpoints": 1}})).unwrap();
+        assert_eq!((o.provider, o.num_endpoints), (RdmaProvider::Tcp, 1));
+        let cases = [
+            (
+                json!({"rdma": {"num_endpoints": 0}}),
+                "options.rdma.num_endpoints: 0 is out of range, allowed 1..=8",
+            ),
+            (
+                json!({"rdma": {"numEndpoints": 9}}),
+                "options.rdma.numEndpoints: 9 is out of range, allowed 1..=8",
+            ),
+            (
+                json!({"rdma": {"num_endpoints": 1, "numEndpoints": 1}}),
+                "options.rdma: give num_endpoints or numEndpoints, not both",
+            ),
+            (
+                json!({"rdma": {"provider": "efa"}}),
+                "options.rdma.provider: \"efa\" is not supported, allowed: \"tcp\", \"verbs\"",
+            ),
+            (
+                json!({"rdma": {"provider": 1}}),
+                "options.rdma.provider: expected a string, got integer 1",
+            ),
+            (
+                json!({"rdma": {"num_endpoints": "2"}}),
+                "options.rdma.num_endpoints: expected an unsigned integer, got string \"2\"",
+            ),
+            (
+                json!({"rdma": []}),
+                "options.rdma: expected an object, got an array",
+            ),
+        ];
+        for (o, want) in cases {
+            assert_eq!(inval(options(o)), want);
+        }
+        assert_eq!(
+            inval(parse_rdma_options(
+                &Obj::root(&json!({"options": 3}), CLASS).unwrap()
+            )),
+            "options: expected an object, got integer 3"
+        );
+    }
+}
