@@ -491,11 +491,11 @@ impl ControlServer {
 
 impl Conn {
     fn on_ready(&mut self, readable: bool, writable: bool, reg: &Registry, token: Token) -> Fate {
+        // `read_input` handles each frame as it completes, so replies are queued by now.
         if readable && self.read_input() == Fate::Drop {
+            // The peer is gone or done sending: still hand it what was queued (best effort).
+            let _ = self.flush(reg, token);
             return Fate::Drop;
-        }
-        if self.closing_since.is_none() && self.session.process(Instant::now()) == Flow::Close {
-            self.begin_close();
         }
         if (writable || !self.session.outgoing().is_empty()) && self.flush(reg, token) == Fate::Drop
         {

@@ -6,7 +6,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use mcm_control::server::{ControlServer, ServerConfig, ServerError};
 use mcm_proto::shm::map::{HugePages, MapError, MemKind, Region};
@@ -177,17 +176,11 @@ impl Drop for ShmDir {
         if !self.created {
             return;
         }
-        // Sockets are removed by their owners just before; allow the kernel a moment to settle.
-        for _ in 0..10 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return,
-                Err(_) => std::thread::sleep(Duration::from_millis(10)),
-            }
+        // Everything this engine put there (the SDK socket) is removed before this runs.
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("memory.shm_dir: {} left in place: {e}", self.path.display()),
         }
-        tracing::warn!(
-            "memory.shm_dir: {} is not empty at exit; left in place",
-            self.path.display()
-        );
     }
 }

@@ -313,6 +313,21 @@ fn garbage_closes_only_the_offender() {
     greet(&mut fresh, "fresh");
 }
 
+/// A client that sends its Hello and immediately shuts down its write side still gets the reply.
+#[test]
+fn reply_reaches_a_client_that_half_closed() {
+    let e = Engine::start();
+    for _ in 0..20 {
+        let mut s = tcp(&e);
+        write_message(&mut s, &hello_msg("half", mcm_proto::PROTOCOL_VERSION)).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(matches!(
+            recv(&mut s),
+            Some(engine_message::Body::HelloReply(_))
+        ));
+    }
+}
+
 #[test]
 fn silent_client_is_closed_after_handshake_timeout() {
     let e = Engine::start_with(

@@ -30,13 +30,14 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering, fence};
+
 use std::time::{Duration, Instant};
 
 use rustix::event::{EventfdFlags, PollFd, PollFlags, Timespec};
 
 use super::desc::Descriptor;
 use super::map::{Access, HugePages, MapError, Mapping, Region};
+use super::primitive::{AtomicU32, Ordering, fence};
 use super::ring::{self, Consumer, Full, Producer, RING_ALIGN, RingError};
 
 /// "MCMC": marks an initialised connection block.
