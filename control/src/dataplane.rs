@@ -1,10 +1,70 @@
 //! The boundary between the control thread and the data plane.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// A request from the control thread to the data plane.
+use mcm_proto::shm::conn::{Doorbell, EngineSide};
+use mcm_proto::shm::pool::Pool;
+
+/// Identifies a group in commands, unique within the engine's lifetime.
+pub type GroupId = u64;
+/// Identifies an SDK connection, unique within the engine's lifetime.
+pub type ConnId = u64;
+
+/// What a connection is to its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Produces the group's frames (an SDK tx connection).
+    Source,
+    /// Receives every frame of the group (an SDK rx connection).
+    Sink,
+}
+
+/// Per-connection counters: written by the lcore that serves the connection, read by the
+/// control thread. Relaxed atomics: independent statistics.
+#[derive(Debug, Default)]
+pub struct ConnCounters {
+    /// Source: frames accepted from the client. Sink: frames delivered to it.
+    pub frames: AtomicU64,
+    /// Payload bytes of those frames (passed by reference).
+    pub payload_bytes: AtomicU64,
+    /// Sink: frames dropped because its queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl ConnCounters {
+    /// Adds one frame of `bytes` payload bytes.
+    pub fn count_frame(&self, bytes: u64) {
+        // Relaxed: statistics; one writer, so load + store is not a lost update.
+        self.frames
+            .store(self.frames.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        self.payload_bytes.store(
+            self.payload_bytes.load(Ordering::Relaxed) + bytes,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Adds one dropped frame.
+    pub fn count_drop(&self) {
+        // Relaxed: as above.
+        self.dropped
+            .store(self.dropped.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// `(frames, payload_bytes, dropped)`.
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        // Relaxed: each value is a statistic on its own.
+        (
+            self.frames.load(Ordering::Relaxed),
+            self.payload_bytes.load(Ordering::Relaxed),
+            self.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A request from the control thread to the data plane.
+#[derive(Debug)]
 pub enum Command {
     /// Every lcore answers with [`Event::Pong`] carrying `token` and `sent`: proves each lcore
     /// drains its command ring and measures how long the round trip takes.
@@ -14,10 +74,49 @@ pub enum Command {
         /// When the control thread sent it.
         sent: Instant,
     },
+    /// Start serving a multipoint group whose frames live in `pool`. Its connections wake the
+    /// data plane through `bell` (each connection's block shares it).
+    CreateGroup {
+        /// The group.
+        group: GroupId,
+        /// Its URN, for logs.
+        urn: String,
+        /// The frame pool; the data plane owns its free list from now on.
+        pool: Pool,
+        /// The doorbell every connection of the group rings.
+        bell: Doorbell,
+    },
+    /// Attach an activated connection to its group.
+    Attach {
+        /// The group (created before).
+        group: GroupId,
+        /// The connection.
+        conn: ConnId,
+        /// Source or sink.
+        role: Role,
+        /// The engine's end of the connection's shared-memory block.
+        side: EngineSide,
+        /// Most frames the client may hold at once.
+        quota: u32,
+        /// Where the data plane counts the connection's frames.
+        counters: Arc<ConnCounters>,
+    },
+    /// Detach a connection: frames it holds return to the pool, its block is closed.
+    Detach {
+        /// The group.
+        group: GroupId,
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Stop serving a group that has no connection left; frees its pool.
+    DestroyGroup {
+        /// The group.
+        group: GroupId,
+    },
 }
 
 /// Something the data plane reports to the control thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// An lcore's answer to [`Command::Ping`].
     Pong {
@@ -27,6 +126,14 @@ pub enum Event {
         token: u64,
         /// When the ping was sent.
         sent: Instant,
+    },
+    /// A client broke the shared-memory protocol: the data plane detached the connection
+    /// (its frames are back in the pool) and the control thread must close the client's session.
+    ConnFailed {
+        /// The connection.
+        conn: ConnId,
+        /// What the client did wrong.
+        reason: String,
     },
 }
 
@@ -64,6 +171,12 @@ pub enum DataplaneError {
         /// Capacity of its command ring.
         capacity: usize,
     },
+    /// A command named a group the data plane does not serve.
+    #[error("group {group} is not served by the data plane")]
+    UnknownGroup {
+        /// The group.
+        group: GroupId,
+    },
 }
 
 /// Wakes the control thread from another thread; cheap to clone.
@@ -89,6 +202,9 @@ pub trait Dataplane: Send {
     fn drain_events(&mut self, sink: &mut dyn FnMut(Event));
     /// A snapshot of every lcore's counters.
     fn counters(&self) -> Vec<LcoreCounters>;
+    /// Payload bytes the data plane has copied since start (format conversions; the local
+    /// multipoint path never copies).
+    fn payload_bytes_copied(&self) -> u64;
     /// Stops every lcore and waits for it to exit. Called once, at shutdown.
     fn shutdown(&mut self);
 }

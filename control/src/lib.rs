@@ -9,5 +9,6 @@
 #![deny(unsafe_code)]
 
 pub mod dataplane;
+pub mod mesh;
 pub mod server;
 pub mod session;

@@ -12,8 +12,14 @@ use mio::event::Source;
 use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
+use std::os::fd::{AsFd, OwnedFd};
+
+use mcm_proto::sdk::{CreateConnection, ErrorCode};
+use mcm_proto::shm::map::send_fds_nonblocking;
+
 use crate::dataplane::{Command, Dataplane, Event, LcoreCounters, Notifier};
-use crate::session::{Flow, Session};
+use crate::mesh::{Mesh, MeshConfig};
+use crate::session::{Created, Flow, Handler, Refusal, Session, Transport};
 
 const TCP: Token = Token(0);
 const UNIX: Token = Token(1);
@@ -40,6 +46,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Most concurrent SDK sessions; further clients are refused with an error.
     pub max_sessions: usize,
+    /// Groups and connections: pool pages and limits.
+    pub mesh: MeshConfig,
 }
 
 /// Why the control server could not start.
@@ -95,6 +103,19 @@ enum Stream {
 }
 
 impl Stream {
+    /// Writes as much of `data` as the socket takes now, with `fds` attached when given (Unix
+    /// only; TCP sessions never queue fds).
+    fn write_with_fds(
+        &mut self,
+        data: &[u8],
+        fds: Option<&[std::os::fd::BorrowedFd<'_>]>,
+    ) -> io::Result<usize> {
+        match (self, fds) {
+            (Stream::Unix(s), Some(fds)) => send_fds_nonblocking(s.as_fd(), data, fds),
+            (stream, _) => stream.write(data),
+        }
+    }
+
     fn shutdown_write(&self) {
         let _ = match self {
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Write),
@@ -194,6 +215,9 @@ pub struct ControlServer {
     next_token: usize,
     next_session: u64,
     dataplane: Box<dyn Dataplane>,
+    mesh: Mesh,
+    /// Session id to its connection's token, to find the session an event is about.
+    sessions: HashMap<u64, Token>,
     flag: Arc<AtomicBool>,
     waker: Arc<Waker>,
     counters: ControlCounters,
@@ -239,6 +263,8 @@ impl ControlServer {
             tcp,
             unix,
             unix_path: config.unix.clone(),
+            mesh: Mesh::new(config.mesh.clone()),
+            sessions: HashMap::new(),
             config,
             conns: HashMap::new(),
             next_token: FIRST_SESSION,
@@ -315,7 +341,12 @@ impl ControlServer {
             WAKE => self.drain_events(),
             t => match self.conns.get_mut(&t) {
                 Some(conn) => {
-                    let fate = conn.on_ready(readable, writable, self.poll.registry(), t);
+                    let mut handler = MeshHandler {
+                        mesh: &mut self.mesh,
+                        dataplane: self.dataplane.as_mut(),
+                    };
+                    let fate =
+                        conn.on_ready(readable, writable, self.poll.registry(), t, &mut handler);
                     if fate == Fate::Drop {
                         self.close(t);
                     }
@@ -330,7 +361,7 @@ impl ControlServer {
             match self.tcp.accept() {
                 Ok((s, peer)) => {
                     let _ = s.set_nodelay(true);
-                    self.admit(Stream::Tcp(s), peer.to_string());
+                    self.admit(Stream::Tcp(s), peer.to_string(), Transport::Tcp);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return tracing::warn!("sdk.tcp: accept failed: {e}"),
@@ -341,14 +372,14 @@ impl ControlServer {
     fn accept_unix(&mut self) {
         loop {
             match self.unix.accept() {
-                Ok((s, _)) => self.admit(Stream::Unix(s), "unix".to_owned()),
+                Ok((s, _)) => self.admit(Stream::Unix(s), "unix".to_owned(), Transport::Unix),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return tracing::warn!("sdk.unix_socket: accept failed: {e}"),
             }
         }
     }
 
-    fn admit(&mut self, mut stream: Stream, peer: String) {
+    fn admit(&mut self, mut stream: Stream, peer: String, transport: Transport) {
         let token = Token(self.next_token);
         self.next_token += 1;
         let id = self.next_session;
@@ -359,7 +390,7 @@ impl ControlServer {
         }
         let mut conn = Conn {
             stream,
-            session: Session::new(id, Instant::now()),
+            session: Session::new(id, Instant::now(), transport),
             peer,
             closing_since: None,
             write_interest: true,
@@ -374,12 +405,16 @@ impl ControlServer {
             self.counters.accepted += 1;
             tracing::debug!(session = id, peer = %conn.peer, "SDK client connected");
         }
+        self.sessions.insert(id, token);
         self.conns.insert(token, conn);
     }
 
     fn close(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = conn.stream.deregister(self.poll.registry());
+            let id = conn.session.id();
+            self.sessions.remove(&id);
+            self.mesh.session_closed(self.dataplane.as_mut(), id);
             self.counters.closed += 1;
             tracing::debug!(session = conn.session.id(), peer = %conn.peer, "SDK client closed");
         }
@@ -397,17 +432,45 @@ impl ControlServer {
         for token in expired {
             self.close(token);
         }
+        self.mesh.expire_tokens(now);
     }
 
     fn drain_events(&mut self) {
         let stats = &mut self.stats;
+        let mut failed = Vec::new();
         self.dataplane.drain_events(&mut |ev| match ev {
             Event::Pong { cpu, token, sent } => {
                 if let Some(s) = stats.as_mut() {
                     s.answered.insert(cpu, (token, sent.elapsed()));
                 }
             }
+            Event::ConnFailed { conn, reason } => failed.push((conn, reason)),
         });
+        for (conn, reason) in failed {
+            let Some(token) = self
+                .mesh
+                .session_of(conn)
+                .and_then(|s| self.sessions.get(&s).copied())
+            else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(&token) else {
+                continue;
+            };
+            let message = format!("connection {conn}: {reason}");
+            if c.session
+                .abort(ErrorCode::ERROR_CODE_PROTOCOL_VIOLATION, message)
+                == Flow::Close
+            {
+                c.begin_close();
+                // The other connections of a lying client go now, not after the close linger.
+                self.mesh
+                    .session_closed(self.dataplane.as_mut(), c.session.id());
+                if c.flush(self.poll.registry(), token) == Fate::Drop {
+                    self.close(token);
+                }
+            }
+        }
     }
 
     fn tick_stats(&mut self, now: Instant) {
@@ -452,8 +515,10 @@ impl ControlServer {
         }
         let k = self.counters;
         tracing::info!(
-            "stats: control sessions={} accepted={} refused={} closed={} spurious_events={}",
+            "stats: control sessions={} groups={} connections={} accepted={} refused={} closed={} spurious_events={}",
             self.conns.len(),
+            self.mesh.groups(),
+            self.mesh.connections(),
             k.accepted,
             k.refused,
             k.closed,
@@ -489,10 +554,53 @@ impl ControlServer {
     }
 }
 
+/// The sessions' view of the registry: each request is handled against the mesh and the data
+/// plane.
+struct MeshHandler<'a> {
+    mesh: &'a mut Mesh,
+    dataplane: &'a mut dyn Dataplane,
+}
+
+impl Handler for MeshHandler<'_> {
+    fn create_connection(
+        &mut self,
+        session: u64,
+        req: &CreateConnection,
+        transport: Transport,
+    ) -> Result<Created, Refusal> {
+        self.mesh
+            .create(self.dataplane, session, req, transport, Instant::now())
+    }
+
+    fn fetch_fds(&mut self, _session: u64, token: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
+        self.mesh.fetch_fds(token, Instant::now())
+    }
+
+    fn activate(&mut self, session: u64, conn: u64) -> Result<(), Refusal> {
+        self.mesh.activate(self.dataplane, session, conn)
+    }
+
+    fn delete(&mut self, session: u64, conn: u64) -> Result<(), Refusal> {
+        self.mesh.delete(self.dataplane, session, conn)
+    }
+
+    fn stats(&mut self, session: u64) -> mcm_proto::sdk::Stats {
+        self.mesh
+            .stats(session, self.dataplane.payload_bytes_copied())
+    }
+}
+
 impl Conn {
-    fn on_ready(&mut self, readable: bool, writable: bool, reg: &Registry, token: Token) -> Fate {
+    fn on_ready(
+        &mut self,
+        readable: bool,
+        writable: bool,
+        reg: &Registry,
+        token: Token,
+        handler: &mut dyn Handler,
+    ) -> Fate {
         // `read_input` handles each frame as it completes, so replies are queued by now.
-        if readable && self.read_input() == Fate::Drop {
+        if readable && self.read_input(handler) == Fate::Drop {
             // The peer is gone or done sending: still hand it what was queued (best effort).
             let _ = self.flush(reg, token);
             return Fate::Drop;
@@ -505,7 +613,7 @@ impl Conn {
     }
 
     /// Reads until the socket would block. Drops the connection at EOF or on error.
-    fn read_input(&mut self) -> Fate {
+    fn read_input(&mut self, handler: &mut dyn Handler) -> Fate {
         loop {
             let res = match self.closing_since {
                 Some(_) => self.stream.read(&mut [0u8; 4096]),
@@ -515,7 +623,7 @@ impl Conn {
                 Ok(0) => return Fate::Drop,
                 Ok(_) if self.closing_since.is_none() => {
                     // Handle frames as they complete so the buffer stays bounded.
-                    if self.session.process(Instant::now()) == Flow::Close {
+                    if self.session.process(Instant::now(), handler) == Flow::Close {
                         self.begin_close();
                     }
                 }
@@ -533,16 +641,27 @@ impl Conn {
 
     /// Writes queued frames; once a closing session's queue is empty, half-closes the stream.
     fn flush(&mut self, reg: &Registry, token: Token) -> Fate {
-        let out = self.session.outgoing();
-        let mut written = 0;
         let mut failed = false;
-        while written < out.len() {
-            match self.stream.write(&out[written..]) {
+        while !self.session.outgoing().is_empty() {
+            // A frame with fds starts a separate send so the fds ride on its first byte.
+            let end = match self.session.next_fd_boundary() {
+                0 => self.session.outgoing().len(),
+                n => n,
+            };
+            let fds = self.session.fds_due();
+            let res = self
+                .stream
+                .write_with_fds(&self.session.outgoing()[..end], fds.as_deref());
+            drop(fds);
+            match res {
                 Ok(0) => {
                     failed = true;
                     break;
                 }
-                Ok(n) => written += n,
+                Ok(n) => {
+                    self.session.fds_sent();
+                    self.session.consume(n);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
@@ -551,12 +670,10 @@ impl Conn {
                 }
             }
         }
-        let out = self.session.outgoing();
-        out.drain(..written);
-        if failed || out.len() > MAX_OUTGOING {
+        if failed || self.session.outgoing().len() > MAX_OUTGOING {
             return Fate::Drop;
         }
-        let pending = !out.is_empty();
+        let pending = !self.session.outgoing().is_empty();
         if !pending && self.closing_since.is_some() {
             self.stream.shutdown_write();
         }

@@ -4,12 +4,20 @@
 //! frames into replies appended to [`Session::outgoing`] and says whether to keep the session.
 //! Anything unexpected — a frame that does not parse, an oversized frame, a wrong version, a
 //! message out of order — is answered with one `Error` frame, after which the session closes.
+//! Requests that concern the engine's state (connections, fds, stats) go to a [`Handler`]; a
+//! refused request gets a non-fatal `Error` and the session goes on.
 
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use mcm_proto::PROTOCOL_VERSION;
+use mcm_proto::config::MeshErr;
 use mcm_proto::frame::{self, FrameDecoder, FrameError};
-use mcm_proto::sdk::{ClientMessage, EngineMessage, ErrorCode, HelloReply, client_message};
+use mcm_proto::sdk::{
+    Activated, ClientMessage, ConnectionCreated, ConnectionDeleted, CreateConnection,
+    EngineMessage, ErrorCode, Fds, HelloReply, Stats, client_message,
+};
 
 /// Longest accepted `client_name` or `client_id`, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
@@ -34,13 +42,70 @@ pub enum Flow {
     Close,
 }
 
+/// How the client is connected: only a Unix socket can carry fds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP: fds must be fetched over the Unix socket.
+    Tcp,
+    /// The engine's Unix socket: fds travel with the replies.
+    Unix,
+}
+
+/// Why one request was refused; the session goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Machine-readable class.
+    pub code: ErrorCode,
+    /// The MCM error the SDK call should return.
+    pub mesh_error: Option<MeshErr>,
+    /// What was wrong and what is allowed.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal of class `code` that the SDK reports as `mesh_error`.
+    pub fn new(code: ErrorCode, mesh_error: MeshErr, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            mesh_error: Some(mesh_error),
+            message: message.into(),
+        }
+    }
+}
+
+/// A reply to [`Handler::create_connection`]: the message and the fds that go with it (none for
+/// a TCP session, which is given a token instead).
+pub type Created = (ConnectionCreated, Vec<OwnedFd>);
+
+/// The engine state behind the sessions' requests (implemented over the mesh registry).
+pub trait Handler {
+    /// Creates a connection for `session` from MCM's connection JSON.
+    fn create_connection(
+        &mut self,
+        session: u64,
+        req: &CreateConnection,
+        transport: Transport,
+    ) -> Result<Created, Refusal>;
+    /// The fds of the connection a one-time `token` was issued for.
+    fn fetch_fds(&mut self, session: u64, token: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal>;
+    /// Starts moving frames on `session`'s connection `conn`.
+    fn activate(&mut self, session: u64, conn: u64) -> Result<(), Refusal>;
+    /// Deletes `session`'s connection `conn`.
+    fn delete(&mut self, session: u64, conn: u64) -> Result<(), Refusal>;
+    /// Counters of `session`'s connections.
+    fn stats(&mut self, session: u64) -> Stats;
+}
+
 /// One client's protocol state.
 #[derive(Debug)]
 pub struct Session {
     id: u64,
+    transport: Transport,
     state: State,
     decoder: FrameDecoder,
     out: Vec<u8>,
+    /// Fds to send with the frame that starts at the given offset of `out`, in order.
+    fds: VecDeque<(usize, Vec<OwnedFd>)>,
     client_name: String,
     connected_at: Instant,
     last_heard: Instant,
@@ -48,16 +113,23 @@ pub struct Session {
 
 impl Session {
     /// A new session, waiting for Hello.
-    pub fn new(id: u64, now: Instant) -> Self {
+    pub fn new(id: u64, now: Instant, transport: Transport) -> Self {
         Self {
             id,
+            transport,
             state: State::AwaitHello,
             decoder: FrameDecoder::new(),
             out: Vec::new(),
+            fds: VecDeque::new(),
             client_name: String::new(),
             connected_at: now,
             last_heard: now,
         }
+    }
+
+    /// How the client is connected.
+    pub fn transport(&self) -> Transport {
+        self.transport
     }
 
     /// Session identifier, unique within the engine's lifetime.
@@ -80,13 +152,43 @@ impl Session {
         &mut self.decoder
     }
 
-    /// Encoded frames waiting to be written to the client; the transport drains it from the front.
-    pub fn outgoing(&mut self) -> &mut Vec<u8> {
-        &mut self.out
+    /// Encoded frames waiting to be written to the client.
+    pub fn outgoing(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// Where the transport must stop a plain write: the offset in [`outgoing`](Self::outgoing)
+    /// of the next frame that carries fds (send from there with them), or its length.
+    pub fn next_fd_boundary(&self) -> usize {
+        self.fds.front().map_or(self.out.len(), |(at, _)| *at)
+    }
+
+    /// The fds due at offset 0 of [`outgoing`](Self::outgoing), if any: send them with the bytes
+    /// from there, then call [`fds_sent`](Self::fds_sent).
+    pub fn fds_due(&self) -> Option<Vec<BorrowedFd<'_>>> {
+        match self.fds.front() {
+            Some((0, fds)) => Some(fds.iter().map(|f| f.as_fd()).collect()),
+            _ => None,
+        }
+    }
+
+    /// The fds due at offset 0 went out (they are closed here, the peer holds its copies).
+    pub fn fds_sent(&mut self) {
+        if matches!(self.fds.front(), Some((0, _))) {
+            self.fds.pop_front();
+        }
+    }
+
+    /// `n` bytes from the front of [`outgoing`](Self::outgoing) were written.
+    pub fn consume(&mut self, n: usize) {
+        self.out.drain(..n);
+        for (at, _) in &mut self.fds {
+            *at = at.saturating_sub(n);
+        }
     }
 
     /// Handles every complete frame received so far.
-    pub fn process(&mut self, now: Instant) -> Flow {
+    pub fn process(&mut self, now: Instant, handler: &mut dyn Handler) -> Flow {
         while self.state != State::Closing {
             let msg = match self.decoder.next_frame() {
                 Ok(None) => break,
@@ -95,10 +197,17 @@ impl Session {
             };
             self.last_heard = now;
             match msg {
-                Ok(msg) => self.handle(msg),
+                Ok(msg) => self.handle(msg, handler),
                 Err(e) => self.frame_error(&e),
             }
         }
+        self.flow()
+    }
+
+    /// Closes the session with a fatal error of class `code` (e.g. the client broke the
+    /// shared-memory protocol).
+    pub fn abort(&mut self, code: ErrorCode, message: String) -> Flow {
+        self.fail(code, message);
         self.flow()
     }
 
@@ -124,24 +233,90 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, msg: ClientMessage) {
+    fn handle(&mut self, msg: ClientMessage, handler: &mut dyn Handler) {
+        use client_message::Body;
+        let id = self.id;
         match (self.state, msg.body) {
-            (State::AwaitHello, Some(client_message::Body::Hello(h))) => self.hello(h),
-            (State::Ready, Some(client_message::Body::Keepalive(k))) => {
+            (State::AwaitHello, Some(Body::Hello(h))) => self.hello(h),
+            (State::Ready, Some(Body::Keepalive(k))) => {
                 let mut reply = EngineMessage::new();
                 reply.set_keepalive(k);
                 self.send(&reply);
             }
+            (State::Ready, Some(Body::CreateConnection(req))) => {
+                match handler.create_connection(id, &req, self.transport) {
+                    Ok((created, fds)) => {
+                        let mut reply = EngineMessage::new();
+                        reply.set_connection_created(created);
+                        self.send_with_fds(&reply, fds);
+                    }
+                    Err(r) => self.reject(r),
+                }
+            }
+            (State::Ready, Some(Body::FetchFds(req))) => match self.transport {
+                Transport::Unix => match handler.fetch_fds(id, &req.token) {
+                    Ok((conn_id, fds)) => {
+                        let mut reply = EngineMessage::new();
+                        reply.set_fds(Fds {
+                            conn_id,
+                            ..Fds::new()
+                        });
+                        self.send_with_fds(&reply, fds);
+                    }
+                    Err(r) => self.reject(r),
+                },
+                Transport::Tcp => self.reject(Refusal::new(
+                    ErrorCode::ERROR_CODE_INVALID_ARGUMENT,
+                    MeshErr::ConnFailed,
+                    "FetchFds needs a Unix-socket session (fds cannot travel over TCP)",
+                )),
+            },
+            (State::Ready, Some(Body::Activate(req))) => match handler.activate(id, req.conn_id) {
+                Ok(()) => {
+                    let mut reply = EngineMessage::new();
+                    reply.set_activated(Activated {
+                        conn_id: req.conn_id,
+                        ..Activated::new()
+                    });
+                    self.send(&reply);
+                }
+                Err(r) => self.reject(r),
+            },
+            (State::Ready, Some(Body::DeleteConnection(req))) => {
+                match handler.delete(id, req.conn_id) {
+                    Ok(()) => {
+                        let mut reply = EngineMessage::new();
+                        reply.set_connection_deleted(ConnectionDeleted {
+                            conn_id: req.conn_id,
+                            ..ConnectionDeleted::new()
+                        });
+                        self.send(&reply);
+                    }
+                    Err(r) => self.reject(r),
+                }
+            }
+            (State::Ready, Some(Body::GetStats(_))) => {
+                let mut reply = EngineMessage::new();
+                reply.set_stats(handler.stats(id));
+                self.send(&reply);
+            }
             (state, body) => {
                 let got = match body {
-                    Some(client_message::Body::Hello(_)) => "Hello",
-                    Some(client_message::Body::Keepalive(_)) => "Keepalive",
+                    Some(Body::Hello(_)) => "Hello",
+                    Some(Body::Keepalive(_)) => "Keepalive",
+                    Some(Body::CreateConnection(_)) => "CreateConnection",
+                    Some(Body::Activate(_)) => "Activate",
+                    Some(Body::DeleteConnection(_)) => "DeleteConnection",
+                    Some(Body::FetchFds(_)) => "FetchFds",
+                    Some(Body::GetStats(_)) => "GetStats",
                     Some(_) => "an unknown message",
                     None => "a message with no body",
                 };
                 let allowed = match state {
                     State::AwaitHello => "Hello",
-                    _ => "Keepalive",
+                    _ => {
+                        "Keepalive, CreateConnection, FetchFds, Activate, DeleteConnection, GetStats"
+                    }
                 };
                 let msg = format!("unexpected {got} in state {state:?} (allowed: {allowed})");
                 self.fail(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, msg);
@@ -190,10 +365,33 @@ impl Session {
         let mut err = mcm_proto::sdk::Error::new();
         err.code = code.into();
         err.message = message;
+        err.fatal = true;
         let mut msg = EngineMessage::new();
         msg.set_error(err);
         self.send(&msg);
         self.state = State::Closing;
+    }
+
+    /// Refuses one request; the session goes on.
+    fn reject(&mut self, r: Refusal) {
+        tracing::info!(session = self.id, client = %self.client_name, "request refused: {}", r.message);
+        let mut err = mcm_proto::sdk::Error::new();
+        err.code = r.code.into();
+        err.mesh_error = r.mesh_error.map_or(0, |e| e.code() as u32);
+        err.message = r.message;
+        err.fatal = false;
+        let mut msg = EngineMessage::new();
+        msg.set_error(err);
+        self.send(&msg);
+    }
+
+    /// Queues `msg` with `fds` attached to its first byte (plain when `fds` is empty).
+    fn send_with_fds(&mut self, msg: &EngineMessage, fds: Vec<OwnedFd>) {
+        let at = self.out.len();
+        self.send(msg);
+        if !fds.is_empty() && self.out.len() > at {
+            self.fds.push_back((at, fds));
+        }
     }
 
     fn send(&mut self, msg: &EngineMessage) {
@@ -225,8 +423,57 @@ mod tests {
         client_frame(client_message::Body::Hello(h))
     }
 
+    /// A handler with no engine behind it: every request is refused.
+    struct Refuse;
+
+    impl Handler for Refuse {
+        fn create_connection(
+            &mut self,
+            _: u64,
+            _: &CreateConnection,
+            _: Transport,
+        ) -> Result<Created, Refusal> {
+            Err(refusal())
+        }
+        fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
+            Err(refusal())
+        }
+        fn activate(&mut self, _: u64, _: u64) -> Result<(), Refusal> {
+            Err(refusal())
+        }
+        fn delete(&mut self, _: u64, _: u64) -> Result<(), Refusal> {
+            Err(refusal())
+        }
+        fn stats(&mut self, _: u64) -> Stats {
+            Stats::new()
+        }
+    }
+
+    fn refusal() -> Refusal {
+        Refusal::new(
+            ErrorCode::ERROR_CODE_NOT_FOUND,
+            MeshErr::BadConnPtr,
+            "no such connection",
+        )
+    }
+
+    fn new_session(id: u64, now: Instant) -> Session {
+        Session::new(id, now, Transport::Tcp)
+    }
+
+    trait ProcessRefused {
+        fn process_r(&mut self, now: Instant) -> Flow;
+    }
+
+    impl ProcessRefused for Session {
+        fn process_r(&mut self, now: Instant) -> Flow {
+            self.process(now, &mut Refuse)
+        }
+    }
+
     fn replies(s: &mut Session) -> Vec<engine_message::Body> {
-        let bytes = std::mem::take(s.outgoing());
+        let bytes = s.outgoing().to_vec();
+        s.consume(bytes.len());
         let mut src = &bytes[..];
         let mut out = Vec::new();
         while let Some(m) = frame::read_message::<EngineMessage, _>(&mut src).unwrap() {
@@ -245,9 +492,9 @@ mod tests {
     #[test]
     fn hello_then_keepalive() {
         let now = Instant::now();
-        let mut s = Session::new(7, now);
+        let mut s = new_session(7, now);
         s.decoder().buffer(&hello(PROTOCOL_VERSION, "app"));
-        assert_eq!(s.process(now), Flow::Continue);
+        assert_eq!(s.process_r(now), Flow::Continue);
         assert_eq!(s.state(), State::Ready);
         assert_eq!(s.client_name(), "app");
         let r = replies(&mut s);
@@ -261,7 +508,7 @@ mod tests {
         k.nonce = 99;
         s.decoder()
             .buffer(&client_frame(client_message::Body::Keepalive(k)));
-        assert_eq!(s.process(now), Flow::Continue);
+        assert_eq!(s.process_r(now), Flow::Continue);
         let r = replies(&mut s);
         assert!(matches!(&r[0], engine_message::Body::Keepalive(k) if k.nonce == 99));
     }
@@ -269,9 +516,9 @@ mod tests {
     #[test]
     fn wrong_version_is_refused_with_allowed_version() {
         let now = Instant::now();
-        let mut s = Session::new(1, now);
+        let mut s = new_session(1, now);
         s.decoder().buffer(&hello(PROTOCOL_VERSION + 1, "x"));
-        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(s.process_r(now), Flow::Close);
         let (code, msg) = error_of(&replies(&mut s)[0]);
         assert_eq!(code, ErrorCode::ERROR_CODE_UNSUPPORTED_VERSION);
         assert!(msg.contains("protocol version 2 is not supported"), "{msg}");
@@ -281,12 +528,12 @@ mod tests {
     #[test]
     fn keepalive_before_hello_is_out_of_order() {
         let now = Instant::now();
-        let mut s = Session::new(1, now);
+        let mut s = new_session(1, now);
         s.decoder()
             .buffer(&client_frame(client_message::Body::Keepalive(
                 Keepalive::new(),
             )));
-        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(s.process_r(now), Flow::Close);
         let (code, msg) = error_of(&replies(&mut s)[0]);
         assert_eq!(code, ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE);
         assert!(
@@ -298,10 +545,10 @@ mod tests {
     #[test]
     fn second_hello_is_out_of_order() {
         let now = Instant::now();
-        let mut s = Session::new(1, now);
+        let mut s = new_session(1, now);
         s.decoder().buffer(&hello(PROTOCOL_VERSION, "a"));
         s.decoder().buffer(&hello(PROTOCOL_VERSION, "a"));
-        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(s.process_r(now), Flow::Close);
         let r = replies(&mut s);
         assert_eq!(r.len(), 2);
         assert_eq!(error_of(&r[1]).0, ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE);
@@ -310,17 +557,17 @@ mod tests {
     #[test]
     fn garbage_and_oversized_frames_get_an_error_then_close() {
         let now = Instant::now();
-        let mut s = Session::new(1, now);
+        let mut s = new_session(1, now);
         s.decoder().buffer(&[0, 0, 0, 3, 0xff, 0xff, 0xff]);
-        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(s.process_r(now), Flow::Close);
         assert_eq!(
             error_of(&replies(&mut s)[0]).0,
             ErrorCode::ERROR_CODE_MALFORMED_FRAME
         );
 
-        let mut s = Session::new(2, now);
+        let mut s = new_session(2, now);
         s.decoder().buffer(b"GET / HTTP/1.1\r\n\r\n");
-        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(s.process_r(now), Flow::Close);
         let (code, msg) = error_of(&replies(&mut s)[0]);
         assert_eq!(code, ErrorCode::ERROR_CODE_OVERSIZED_FRAME);
         assert!(msg.contains("exceeds the maximum of 65536 bytes"), "{msg}");
@@ -329,10 +576,10 @@ mod tests {
     #[test]
     fn overlong_name_is_invalid() {
         let now = Instant::now();
-        let mut s = Session::new(1, now);
+        let mut s = new_session(1, now);
         s.decoder()
             .buffer(&hello(PROTOCOL_VERSION, &"n".repeat(MAX_NAME_LEN + 1)));
-        assert_eq!(s.process(now), Flow::Close);
+        assert_eq!(s.process_r(now), Flow::Close);
         let (code, msg) = error_of(&replies(&mut s)[0]);
         assert_eq!(code, ErrorCode::ERROR_CODE_INVALID_ARGUMENT);
         assert!(
@@ -351,13 +598,13 @@ mod tests {
             cut in 1usize..64,
         ) {
             let now = Instant::now();
-            let mut s = Session::new(1, now);
+            let mut s = new_session(1, now);
             let mut input = if prefix_hello { hello(PROTOCOL_VERSION, "p") } else { Vec::new() };
             input.extend_from_slice(&junk);
             let mut flow = Flow::Continue;
             for piece in input.chunks(cut) {
                 s.decoder().buffer(piece);
-                flow = s.process(now);
+                flow = s.process_r(now);
                 if flow == Flow::Close {
                     break;
                 }
@@ -376,7 +623,7 @@ mod tests {
     fn silent_client_times_out_but_greeted_one_does_not() {
         let t0 = Instant::now();
         let limit = Duration::from_secs(5);
-        let mut quiet = Session::new(1, t0);
+        let mut quiet = new_session(1, t0);
         assert_eq!(
             quiet.check_handshake_deadline(t0 + Duration::from_secs(4), limit),
             Flow::Continue
@@ -391,9 +638,9 @@ mod tests {
                 .contains("no Hello within 5000 ms")
         );
 
-        let mut greeted = Session::new(2, t0);
+        let mut greeted = new_session(2, t0);
         greeted.decoder().buffer(&hello(PROTOCOL_VERSION, "g"));
-        greeted.process(t0);
+        greeted.process_r(t0);
         assert_eq!(
             greeted.check_handshake_deadline(t0 + limit * 10, limit),
             Flow::Continue

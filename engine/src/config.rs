@@ -138,6 +138,10 @@ pub struct SdkFile {
     pub handshake_timeout_ms: u64,
     /// Most concurrent SDK sessions.
     pub max_sessions: usize,
+    /// Most receivers one multipoint group may have; sizes each group's frame pool.
+    pub max_sinks_per_group: u32,
+    /// Most connections one SDK client may have.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for SdkFile {
@@ -147,6 +151,8 @@ impl Default for SdkFile {
             unix_socket: None,
             handshake_timeout_ms: 10_000,
             max_sessions: 1024,
+            max_sinks_per_group: 16,
+            max_connections_per_client: 256,
         }
     }
 }
@@ -221,6 +227,10 @@ pub struct EngineConfig {
     pub handshake_timeout: Duration,
     /// Session limit.
     pub max_sessions: usize,
+    /// Receivers per group.
+    pub max_sinks_per_group: u32,
+    /// Connections per SDK client.
+    pub max_connections_per_client: usize,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Shared-memory directory.
@@ -384,6 +394,18 @@ impl EngineConfig {
         )?;
         let max_sessions =
             in_range("sdk.max_sessions", file.sdk.max_sessions as u64, 1, 65536)? as usize;
+        let max_sinks_per_group = in_range(
+            "sdk.max_sinks_per_group",
+            u64::from(file.sdk.max_sinks_per_group),
+            1,
+            crate::group::MAX_SINKS as u64,
+        )? as u32;
+        let max_connections_per_client = in_range(
+            "sdk.max_connections_per_client",
+            file.sdk.max_connections_per_client as u64,
+            1,
+            65536,
+        )? as usize;
         let stats_ms = file.control.stats_interval_ms;
         if stats_ms != 0 {
             in_range("control.stats_interval_ms", stats_ms, 100, 86_400_000)?;
@@ -399,6 +421,8 @@ impl EngineConfig {
             sdk_unix,
             handshake_timeout: Duration::from_millis(handshake_ms),
             max_sessions,
+            max_sinks_per_group,
+            max_connections_per_client,
             grpc,
             shm_dir,
             huge_pages: file.memory.huge_pages,

@@ -5,10 +5,16 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use mcm_control::dataplane::{self, Dataplane, DataplaneError, Event, LcoreCounters, Notifier};
+use mcm_control::dataplane::{
+    self, Dataplane, DataplaneError, Event, GroupId, LcoreCounters, Notifier,
+};
 
 use crate::config::{EngineConfig, IdlePolicy};
+use crate::group::{GroupMsg, GroupPort, Reporter};
 use crate::lcore::{Command, Parker, Port, PortId, SharedCounters, Worker};
 
 /// Most ports one lcore polls; its port table is allocated once at this size.
@@ -48,7 +54,13 @@ struct Handle {
 pub struct Lcores {
     lcores: Vec<Handle>,
     events: Receiver<Event>,
+    event_tx: Sender<Event>,
+    notifier: Option<Notifier>,
     capacity: usize,
+    /// Which lcore (index) serves each group.
+    groups: HashMap<GroupId, usize>,
+    /// Payload bytes copied by any port (format conversions); the local path adds nothing.
+    copied: Arc<AtomicU64>,
 }
 
 impl Lcores {
@@ -118,7 +130,11 @@ impl Lcores {
         let set = Self {
             lcores,
             events,
+            event_tx,
+            notifier: None,
             capacity: cfg.command_ring,
+            groups: HashMap::new(),
+            copied: Arc::new(AtomicU64::new(0)),
         };
         match failed {
             Some(cpu) => Err(StartError::Pin { cpu }),
@@ -144,6 +160,22 @@ impl Lcores {
     /// Tells the lcore at `index` to drop port `id`.
     pub fn remove_port(&self, index: usize, id: PortId) -> Result<(), DataplaneError> {
         self.send(index, Command::RemovePort(id))
+    }
+
+    /// The lcore serving the fewest groups (the first such in configuration order).
+    fn least_loaded(&self) -> usize {
+        let mut load = vec![0usize; self.lcores.len()];
+        for &i in self.groups.values() {
+            load[i] += 1;
+        }
+        (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0)
+    }
+
+    fn group_lcore(&self, group: GroupId) -> Result<usize, DataplaneError> {
+        self.groups
+            .get(&group)
+            .copied()
+            .ok_or(DataplaneError::UnknownGroup { group })
     }
 
     fn send(&self, index: usize, cmd: Command) -> Result<(), DataplaneError> {
@@ -217,6 +249,7 @@ fn abort_start(abort: &AtomicBool, barrier: &Barrier, started: Vec<Handle>, n: u
 
 impl Dataplane for Lcores {
     fn set_notifier(&mut self, notifier: Notifier) {
+        self.notifier = Some(notifier.clone());
         for i in 0..self.lcores.len() {
             if let Err(e) = self.send(i, Command::SetNotifier(notifier.clone())) {
                 tracing::warn!("cannot hand the event notifier to an lcore: {e}");
@@ -229,6 +262,55 @@ impl Dataplane for Lcores {
             dataplane::Command::Ping { token, sent } => {
                 (0..self.lcores.len()).try_for_each(|i| self.send(i, Command::Ping { token, sent }))
             }
+            dataplane::Command::CreateGroup {
+                group,
+                urn,
+                pool,
+                bell,
+            } => {
+                let index = self.least_loaded();
+                let reporter = Reporter {
+                    events: self.event_tx.clone(),
+                    notifier: self.notifier.clone(),
+                };
+                let port = GroupPort::new(&urn, pool, bell, reporter);
+                self.add_port(index, PortId(group), Box::new(port))?;
+                tracing::info!(
+                    "group {urn:?} runs on the lcore on CPU {}",
+                    self.lcores[index].cpu
+                );
+                self.groups.insert(group, index);
+                Ok(())
+            }
+            dataplane::Command::Attach {
+                group,
+                conn,
+                role,
+                side,
+                quota,
+                counters,
+            } => {
+                let index = self.group_lcore(group)?;
+                let msg = GroupMsg::Attach {
+                    conn,
+                    role,
+                    side,
+                    quota,
+                    counters,
+                };
+                self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
+            }
+            dataplane::Command::Detach { group, conn } => {
+                let index = self.group_lcore(group)?;
+                let msg = GroupMsg::Detach { conn };
+                self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
+            }
+            dataplane::Command::DestroyGroup { group } => {
+                let index = self.group_lcore(group)?;
+                self.remove_port(index, PortId(group))?;
+                self.groups.remove(&group);
+                Ok(())
+            }
         }
     }
 
@@ -236,6 +318,11 @@ impl Dataplane for Lcores {
         while let Ok(ev) = self.events.try_recv() {
             sink(ev);
         }
+    }
+
+    fn payload_bytes_copied(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.copied.load(Ordering::Relaxed)
     }
 
     fn counters(&self) -> Vec<LcoreCounters> {

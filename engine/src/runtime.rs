@@ -7,6 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use mcm_control::mesh::MeshConfig;
 use mcm_control::server::{ControlServer, ServerConfig, ServerError};
 use mcm_proto::shm::map::{HugePages, MapError, MemKind, Region};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -86,6 +87,12 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         stats_interval: cfg.stats_interval,
         handshake_timeout: cfg.handshake_timeout,
         max_sessions: cfg.max_sessions,
+        mesh: MeshConfig {
+            huge_pages: huge_pages(cfg.huge_pages),
+            max_sinks_per_group: cfg.max_sinks_per_group,
+            max_conns_per_session: cfg.max_connections_per_client,
+            unix_path: cfg.sdk_unix.display().to_string(),
+        },
     };
     let (server, shutdown) = ControlServer::bind(server_cfg, Box::new(lcores))?;
     let tcp = server.tcp_addr().map_err(RunError::Control)?;
@@ -126,14 +133,18 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
     Ok(())
 }
 
-/// Checks that pools of the configured kind can be created, and logs which kind is used.
-fn probe_memory(mode: HugePagesName) -> Result<(), MapError> {
-    let huge = match mode {
+/// The memory policy for the configured name.
+fn huge_pages(mode: HugePagesName) -> HugePages {
+    match mode {
         HugePagesName::On => HugePages::On,
         HugePagesName::Off => HugePages::Off,
         HugePagesName::Auto => HugePages::Auto,
-    };
-    let probe = Region::create("mcm-probe", PROBE_LEN, huge)?;
+    }
+}
+
+/// Checks that pools of the configured kind can be created, and logs which kind is used.
+fn probe_memory(mode: HugePagesName) -> Result<(), MapError> {
+    let probe = Region::create("mcm-probe", PROBE_LEN, huge_pages(mode))?;
     match (probe.kind(), probe.huge_fallback()) {
         (MemKind::Huge2M, _) => {
             tracing::info!("memory: frame pools on 2 MiB huge pages (memfd, MFD_HUGETLB)")

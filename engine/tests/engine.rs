@@ -1,140 +1,17 @@
 //! Integration tests: start the real `mcm-engine` binary and talk to it over real sockets.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mcm_proto::frame::{read_message, write_message};
 use mcm_proto::sdk::{ClientMessage, EngineMessage, ErrorCode, Hello, Keepalive, engine_message};
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcm-engine");
-const WAIT: Duration = Duration::from_secs(30);
-
-/// A running engine with its own temporary directory, ports and log.
-struct Engine {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    tcp: SocketAddr,
-    unix: PathBuf,
-    shm: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-fn config(dir: &Path, extra: &str) -> String {
-    let shm = dir.join("shm");
-    format!(
-        "[lcores]\ncpus = [1]\n[control]\ncpu = 0\nstats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n\
-         [memory]\nshm_dir = \"{}\"\n{extra}",
-        shm.display()
-    )
-}
-
-impl Engine {
-    /// Starts the engine with the test template; `patch` edits the TOML text.
-    fn start_with(patch: impl FnOnce(String) -> String, args: &[&str]) -> Engine {
-        let dir = tempfile::tempdir().unwrap();
-        let text = patch(config(dir.path(), ""));
-        let path = dir.path().join("cores.toml");
-        std::fs::write(&path, text).unwrap();
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(&path)
-            .args(["--log-level", "info"])
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut e = Engine {
-            child,
-            log,
-            tcp: "0.0.0.0:0".parse().unwrap(),
-            unix: PathBuf::new(),
-            shm: dir.path().join("shm"),
-            _dir: dir,
-        };
-        let line = e.wait_log("TCP Server listening on ");
-        e.tcp = line.rsplit(' ').next().unwrap().parse().unwrap();
-        let line = e.wait_log("Unix socket listening on ");
-        e.unix = PathBuf::from(line.rsplit(' ').next().unwrap());
-        e.wait_log("engine running");
-        e
-    }
-
-    fn start() -> Engine {
-        Self::start_with(|t| t, &[])
-    }
-
-    /// Waits for a log line containing `needle`; panics with the log after [`WAIT`].
-    fn wait_log(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
-                return l.clone();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "engine exited ({status}) before logging {needle:?}:\n{}",
-                    self.log_text()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {needle:?} in log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, sig: Signal) {
-        rustix::process::kill_process(Pid::from_raw(self.pid()).unwrap(), sig).unwrap();
-    }
-
-    /// Waits for the process to exit, killing it if it takes longer than [`WAIT`].
-    fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("engine did not exit:\n{}", self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Engine {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{BIN, Engine, WAIT, config};
 
 fn hello_msg(name: &str, version: u32) -> ClientMessage {
     let mut h = Hello::new();

@@ -54,7 +54,22 @@ pub trait Port: Send {
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
         None
     }
+    /// The lcore is about to park: announce it to the port's peers (so they ring the wake fd)
+    /// and return whether input is already pending, in which case the lcore does not park.
+    /// [`end_park`](Self::end_park) follows either way.
+    fn prepare_park(&mut self) -> bool {
+        false
+    }
+    /// The lcore is awake again (after [`prepare_park`](Self::prepare_park)).
+    fn end_park(&mut self) {}
+    /// A message from the control side for this port (see [`Command::ToPort`]).
+    fn message(&mut self, msg: PortMsg) {
+        drop(msg);
+    }
 }
+
+/// A message for one port; the port downcasts it to the type it expects.
+pub type PortMsg = Box<dyn std::any::Any + Send>;
 
 /// Identifies a port on its lcore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,6 +81,8 @@ pub enum Command {
     AddPort(PortId, Box<dyn Port>),
     /// Stop polling and drop the port.
     RemovePort(PortId),
+    /// Hand `PortMsg` to the port (dropped when no such port).
+    ToPort(PortId, PortMsg),
     /// Answer with [`Event::Pong`].
     Ping {
         /// Echoed back.
@@ -84,6 +101,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::AddPort(id, p) => write!(f, "AddPort({}, {})", id.0, p.name()),
             Command::RemovePort(id) => write!(f, "RemovePort({})", id.0),
+            Command::ToPort(id, _) => write!(f, "ToPort({})", id.0),
             Command::Ping { token, .. } => write!(f, "Ping({token})"),
             Command::SetNotifier(_) => f.write_str("SetNotifier"),
             Command::Stop => f.write_str("Stop"),
@@ -236,6 +254,11 @@ impl Worker {
         match cmd {
             Command::AddPort(id, port) => self.add_port(id, port),
             Command::RemovePort(id) => self.remove_port(id),
+            Command::ToPort(id, msg) => {
+                if let Some((_, port)) = self.ports.iter_mut().find(|(p, _)| *p == id) {
+                    port.message(msg);
+                }
+            }
             Command::Ping { token, sent } => self.emit(Event::Pong {
                 cpu: self.cpu,
                 token,
@@ -310,11 +333,18 @@ impl Worker {
     }
 
     fn park(&mut self) {
+        let mut pending = false;
+        for (_, port) in &mut self.ports {
+            pending |= port.prepare_park();
+        }
         let commands = &self.commands;
-        if self.waits.park(self.park_timeout, || !commands.is_empty()) {
+        if !pending && self.waits.park(self.park_timeout, || !commands.is_empty()) {
             self.local.parks += 1;
             // Relaxed: a statistic.
             self.shared.parks.store(self.local.parks, Ordering::Relaxed);
+        }
+        for (_, port) in &mut self.ports {
+            port.end_park();
         }
     }
 }

@@ -169,6 +169,11 @@ impl Doorbell {
         Self(fd)
     }
 
+    /// Another handle on the same eventfd (`F_DUPFD_CLOEXEC`).
+    pub fn try_clone(&self) -> io::Result<Self> {
+        Ok(Self(rustix::io::fcntl_dupfd_cloexec(&self.0, 0)?))
+    }
+
     /// Wakes whoever waits on this doorbell. Never blocks (EAGAIN means a wake-up is pending).
     pub fn ring(&self) {
         let _ = rustix::io::write(&self.0, &1u64.to_ne_bytes());
@@ -234,6 +239,17 @@ unsafe impl Send for EngineSide {}
 impl EngineSide {
     /// Creates the memfd, writes the header and both rings, and creates the two doorbells.
     pub fn create(name: &str, layout: ConnLayout) -> Result<Self, ConnError> {
+        let engine_bell = Doorbell::new().map_err(ConnError::Doorbell)?;
+        Self::create_with_bell(name, layout, engine_bell)
+    }
+
+    /// As [`create`](Self::create), but the client wakes the engine through `engine_bell`, which
+    /// may be shared by several connections (one lcore port watching one fd for all of them).
+    pub fn create_with_bell(
+        name: &str,
+        layout: ConnLayout,
+        engine_bell: Doorbell,
+    ) -> Result<Self, ConnError> {
         let region = Arc::new(Region::create(name, layout.len(), HugePages::Off)?);
         let base = region.as_ptr();
         let header = Header { base };
@@ -270,15 +286,14 @@ impl EngineSide {
         // Release: pairs with the client's Acquire load of the magic; everything above is visible
         // to a client that sees it.
         header.word(0).store(MAGIC, Ordering::Release);
-        let bell = || Doorbell::new().map_err(ConnError::Doorbell);
         Ok(Self {
             region,
             header,
             layout,
             to_client,
             to_engine,
-            client_bell: bell()?,
-            engine_bell: bell()?,
+            client_bell: Doorbell::new().map_err(ConnError::Doorbell)?,
+            engine_bell,
         })
     }
 
@@ -333,6 +348,11 @@ impl EngineSide {
         self.to_engine.pop_into(out)
     }
 
+    /// Whether the client has something queued for the engine.
+    pub fn has_input(&self) -> bool {
+        !self.to_engine.is_empty()
+    }
+
     /// Whether the client made either ring inconsistent (it lies; disconnect it).
     pub fn is_corrupt(&self) -> bool {
         self.to_client.is_corrupt() || self.to_engine.is_corrupt()
@@ -370,6 +390,14 @@ impl EngineSide {
     }
 }
 
+impl Drop for EngineSide {
+    /// The engine's end going away closes the connection: a client blocked in a wait wakes up
+    /// with [`Wait::Closed`].
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 impl std::fmt::Debug for EngineSide {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineSide")
@@ -390,21 +418,42 @@ pub enum Wait {
     TimedOut,
     /// The extra fd (the SDK socket) is readable or hung up: the caller must look at it.
     Socket,
+    /// The caller's own stop flag was set (a local shutdown from another thread).
+    Stopped,
 }
 
-/// The client's end of a connection block.
+/// The client's end of a connection block: an [`Inbox`] and an [`Outbox`].
+///
+/// Split it with [`into_split`](Self::into_split) to take from the engine on one thread while
+/// another gives back (each half is single-threaded, like the ring end it holds).
+#[derive(Debug)]
 pub struct ClientSide {
-    _map: Arc<Mapping>,
+    inbox: Inbox,
+    outbox: Outbox,
+}
+
+/// The half of a [`ClientSide`] that takes descriptors from the engine and waits for them.
+pub struct Inbox {
+    map: Arc<Mapping>,
     header: Header,
     layout: ConnLayout,
     to_client: Consumer<Descriptor>,
+    client_bell: Arc<Doorbell>,
+}
+
+/// The half of a [`ClientSide`] that gives descriptors to the engine and wakes it.
+pub struct Outbox {
+    _map: Arc<Mapping>,
+    header: Header,
     to_engine: Producer<Descriptor>,
-    client_bell: Doorbell,
     engine_bell: Doorbell,
 }
 
-// SAFETY: as for `EngineSide`: `header.base` points into `_map`, which this value keeps alive.
-unsafe impl Send for ClientSide {}
+// SAFETY: as for `EngineSide`: `header.base` points into the mapping, which each half keeps
+// alive through its `Arc`; the header words are atomics and the ring ends are `Send`.
+unsafe impl Send for Inbox {}
+// SAFETY: as above.
+unsafe impl Send for Outbox {}
 
 impl ClientSide {
     /// Maps a block received from the engine and checks that it is a valid block of `kind`.
@@ -462,32 +511,74 @@ impl ClientSide {
             let e = Producer::attach(base.add(layout.to_engine_offset()), ring_len, owner)?;
             (c, e)
         };
+        let header = Header { base };
         Ok(Self {
-            _map: map,
-            header: Header { base },
-            layout,
-            to_client,
-            to_engine,
-            client_bell: Doorbell::from_fd(client_bell),
-            engine_bell: Doorbell::from_fd(engine_bell),
+            inbox: Inbox {
+                map: map.clone(),
+                header,
+                layout,
+                to_client,
+                client_bell: Arc::new(Doorbell::from_fd(client_bell)),
+            },
+            outbox: Outbox {
+                _map: map,
+                header,
+                to_engine,
+                engine_bell: Doorbell::from_fd(engine_bell),
+            },
         })
     }
 
+    /// The two halves, to use from different threads.
+    pub fn into_split(self) -> (Inbox, Outbox) {
+        (self.inbox, self.outbox)
+    }
+
+    /// The block's layout.
+    pub fn layout(&self) -> ConnLayout {
+        self.inbox.layout
+    }
+
+    /// Takes the next descriptor from the engine.
+    pub fn pop(&mut self) -> Option<Descriptor> {
+        self.inbox.pop()
+    }
+
+    /// Sends `d` to the engine and wakes it if it sleeps.
+    pub fn push(&mut self, d: Descriptor) -> Result<(), Full<Descriptor>> {
+        self.outbox.push(d)
+    }
+
+    /// Whether the engine closed the connection.
+    pub fn is_closed(&self) -> bool {
+        self.inbox.is_closed()
+    }
+
+    /// Whether the engine made a ring inconsistent.
+    pub fn is_corrupt(&self) -> bool {
+        self.inbox.is_corrupt() || self.outbox.is_corrupt()
+    }
+
+    /// See [`Inbox::wait`] (with no stop flag).
+    pub fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        spin: Duration,
+        socket: Option<BorrowedFd<'_>>,
+    ) -> Wait {
+        self.inbox.wait(deadline, spin, socket, None)
+    }
+}
+
+impl Inbox {
     /// The block's layout.
     pub fn layout(&self) -> ConnLayout {
         self.layout
     }
 
-    /// Takes the next descriptor from the engine.
+    /// Takes the next descriptor from the engine. Its fields are untrusted.
     pub fn pop(&mut self) -> Option<Descriptor> {
         self.to_client.pop()
-    }
-
-    /// Sends `d` to the engine and wakes it if it sleeps.
-    pub fn push(&mut self, d: Descriptor) -> Result<(), Full<Descriptor>> {
-        self.to_engine.push(d)?;
-        self.wake_engine();
-        Ok(())
     }
 
     /// Whether the engine closed the connection.
@@ -496,22 +587,35 @@ impl ClientSide {
         self.header.word(CLOSED_OFFSET).load(Ordering::Acquire) != 0
     }
 
-    /// Whether the engine made a ring inconsistent.
+    /// Whether the engine made the inbound ring inconsistent.
     pub fn is_corrupt(&self) -> bool {
-        self.to_client.is_corrupt() || self.to_engine.is_corrupt()
+        self.to_client.is_corrupt()
+    }
+
+    /// The doorbell a [`wait`](Self::wait) sleeps on: ring it (after setting the stop flag) to
+    /// end a wait from another thread.
+    pub fn bell(&self) -> Arc<Doorbell> {
+        self.client_bell.clone()
+    }
+
+    /// The mapping of the block (kept alive by both halves).
+    pub fn mapping(&self) -> &Mapping {
+        &self.map
     }
 
     /// Waits until the engine sends something, closes the connection, `socket` (if given) becomes
-    /// readable, or `deadline` passes (`None`: no deadline). Spins for `spin` first.
+    /// readable, `stop` (if given) is set, or `deadline` passes (`None`: no deadline). Spins for
+    /// `spin` first, then sleeps on the doorbell; never sleeps past the deadline.
     pub fn wait(
         &mut self,
         deadline: Option<Instant>,
         spin: Duration,
         socket: Option<BorrowedFd<'_>>,
+        stop: Option<&std::sync::atomic::AtomicBool>,
     ) -> Wait {
         let spin_until = Instant::now() + spin;
         loop {
-            if let Some(w) = self.ready() {
+            if let Some(w) = self.ready(stop) {
                 return w;
             }
             let now = Instant::now();
@@ -522,13 +626,17 @@ impl ClientSide {
                 std::hint::spin_loop();
                 continue;
             }
-            if let Some(w) = self.sleep(deadline.map(|d| d - now), socket) {
+            if let Some(w) = self.sleep(deadline.map(|d| d - now), socket, stop) {
                 return w;
             }
         }
     }
 
-    fn ready(&self) -> Option<Wait> {
+    fn ready(&self, stop: Option<&std::sync::atomic::AtomicBool>) -> Option<Wait> {
+        // Acquire: pairs with the Release store of whoever sets the flag before ringing.
+        if stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Acquire)) {
+            return Some(Wait::Stopped);
+        }
         if !self.to_client.is_empty() {
             return Some(Wait::Ready);
         }
@@ -536,11 +644,16 @@ impl ClientSide {
     }
 
     /// One nap on the doorbell (and the socket). Returns `Some` when the socket needs attention.
-    fn sleep(&mut self, timeout: Option<Duration>, socket: Option<BorrowedFd<'_>>) -> Option<Wait> {
+    fn sleep(
+        &mut self,
+        timeout: Option<Duration>,
+        socket: Option<BorrowedFd<'_>>,
+        stop: Option<&std::sync::atomic::AtomicBool>,
+    ) -> Option<Wait> {
         self.header.set_flag(CLIENT_WAITING_OFFSET, true);
         // Pairs with the fence in `EngineSide::wake_client`.
         fence(Ordering::SeqCst);
-        if self.ready().is_some() {
+        if self.ready(stop).is_some() {
             self.header.set_flag(CLIENT_WAITING_OFFSET, false);
             return None;
         }
@@ -548,9 +661,10 @@ impl ClientSide {
             tv_sec: t.as_secs() as i64,
             tv_nsec: i64::from(t.subsec_nanos()),
         });
+        let bell = self.client_bell.fd();
         let mut fds = [
-            PollFd::new(&self.client_bell.0, PollFlags::IN),
-            PollFd::new(&self.client_bell.0, PollFlags::IN),
+            PollFd::from_borrowed_fd(bell, PollFlags::IN),
+            PollFd::from_borrowed_fd(bell, PollFlags::IN),
         ];
         let n = match socket {
             Some(s) => {
@@ -564,7 +678,26 @@ impl ClientSide {
         let socket_ready = n == 2 && !fds[1].revents().is_empty();
         self.client_bell.drain();
         self.header.set_flag(CLIENT_WAITING_OFFSET, false);
-        (socket_ready && self.ready().is_none()).then_some(Wait::Socket)
+        (socket_ready && self.ready(stop).is_none()).then_some(Wait::Socket)
+    }
+}
+
+impl Outbox {
+    /// Sends `d` to the engine and wakes it if it sleeps.
+    pub fn push(&mut self, d: Descriptor) -> Result<(), Full<Descriptor>> {
+        self.to_engine.push(d)?;
+        self.wake_engine();
+        Ok(())
+    }
+
+    /// Free space in the ring to the engine.
+    pub fn free_slots(&self) -> usize {
+        self.to_engine.free_slots()
+    }
+
+    /// Whether the engine made the outbound ring inconsistent.
+    pub fn is_corrupt(&self) -> bool {
+        self.to_engine.is_corrupt()
     }
 
     fn wake_engine(&self) {
@@ -576,11 +709,17 @@ impl ClientSide {
     }
 }
 
-impl std::fmt::Debug for ClientSide {
+impl std::fmt::Debug for Inbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientSide")
+        f.debug_struct("Inbox")
             .field("layout", &self.layout)
             .finish()
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
     }
 }
 
@@ -682,6 +821,53 @@ mod tests {
         e.close();
         assert_eq!(c.wait(None, Duration::ZERO, None), Wait::Closed);
         assert!(c.is_closed());
+    }
+
+    #[test]
+    fn a_stop_flag_ends_a_wait_from_another_thread() {
+        let (_e, c) = pair(ConnKind::Rx, 4);
+        let (mut inbox, _outbox) = c.into_split();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let bell = inbox.bell();
+        let flag = stop.clone();
+        let waiter = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            inbox.wait(Some(deadline), Duration::ZERO, None, Some(&flag))
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        stop.store(true, std::sync::atomic::Ordering::Release);
+        bell.ring();
+        assert_eq!(waiter.join().unwrap(), Wait::Stopped);
+    }
+
+    #[test]
+    fn dropping_the_engine_side_closes_and_a_shared_bell_wakes_the_engine() {
+        let bell = Doorbell::new().unwrap();
+        let layout = ConnLayout::new(ConnKind::Tx, 4).unwrap();
+        let mk =
+            || EngineSide::create_with_bell("mcm-test-conn", layout, bell.try_clone().unwrap());
+        let (e1, e2) = (mk().unwrap(), mk().unwrap());
+        let attach = |e: &EngineSide| {
+            let fd = e.region().dup_fd().unwrap();
+            let cb = rustix::io::dup(e.client_bell().fd()).unwrap();
+            let eb = rustix::io::dup(e.engine_bell().fd()).unwrap();
+            ClientSide::attach(fd.as_fd(), cb, eb, ConnKind::Tx).unwrap()
+        };
+        let (mut c1, mut c2) = (attach(&e1), attach(&e2));
+        assert!(!e1.prepare_sleep() && !e2.prepare_sleep());
+        c2.push(desc(3)).unwrap();
+        assert!(
+            readable(bell.fd()),
+            "either connection's push rings the shared bell"
+        );
+        assert!(e2.has_input() && !e1.has_input());
+        e1.end_sleep();
+        e2.end_sleep();
+        assert!(!c1.is_closed());
+        drop(e1);
+        assert!(c1.is_closed());
+        assert_eq!(c1.wait(None, Duration::ZERO, None), Wait::Closed);
+        assert!(!c2.is_closed());
     }
 
     #[test]

@@ -482,9 +482,7 @@ impl Region {
     /// Reopens `/proc/self/fd/N` with `O_RDONLY | O_CLOEXEC`: a new open file description, so a
     /// `PROT_WRITE` shared mapping of it fails with `EACCES`.
     pub fn readonly_fd(&self) -> Result<OwnedFd, MapError> {
-        let path = format!("/proc/self/fd/{}", self.fd.as_raw_fd());
-        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-        rustix::fs::open(path.as_str(), flags, Mode::empty())
+        reopen_readonly(self.fd.as_fd())
             .map_err(|e| self.fd_error("open /proc/self/fd/N read-only", e))
     }
 
@@ -496,6 +494,18 @@ impl Region {
             source: err.into(),
         }
     }
+}
+
+/// A new read-only fd for the file behind `fd`: reopens `/proc/self/fd/N` with
+/// `O_RDONLY | O_CLOEXEC`, a new open file description, so a `PROT_WRITE` shared mapping of it
+/// fails with `EACCES` (a `dup` would share the read-write description instead).
+pub fn reopen_readonly(fd: BorrowedFd<'_>) -> rustix::io::Result<OwnedFd> {
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    rustix::fs::open(
+        path.as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 /// `memfd_create` with close-on-exec and sealing allowed, on huge pages for [`MemKind::Huge2M`].
@@ -589,6 +599,35 @@ pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io
         sent += retry_eintr(|| rustix::net::send(sock, &data[sent..], SendFlags::NOSIGNAL))?;
     }
     Ok(())
+}
+
+/// One non-blocking attempt to send `data` with `fds` attached (`SCM_RIGHTS`) over the Unix
+/// stream socket `sock`: returns the bytes sent (the fds went with the first of them), or
+/// `WouldBlock` when nothing was sent. `MSG_NOSIGNAL | MSG_DONTWAIT`. At most [`MAX_FDS`] fds.
+pub fn send_fds_nonblocking(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    if data.is_empty() || fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "send_fds: {} bytes and {} fds; at least 1 byte and at most {MAX_FDS} fds allowed",
+                data.len(),
+                fds.len()
+            ),
+        ));
+    }
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+        debug_assert!(pushed, "the buffer is sized for MAX_FDS fds");
+    }
+    let iov = [IoSlice::new(data)];
+    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+    retry_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, flags))
 }
 
 /// Receives bytes into `buf` and up to `max_fds` fds (`SCM_RIGHTS`) from the Unix stream socket

@@ -20,6 +20,7 @@
 
 use std::fmt;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
 
 use super::desc::Plain;
 use super::map::{Access, HugePages, MapError, Mapping, MemKind, Region};
@@ -489,6 +490,15 @@ impl SlotMemory {
         Ok(unsafe { std::slice::from_raw_parts(self.base.add(offset), len) })
     }
 
+    /// Start of `part` of `slot` after checking the slot and that `len` fits the part.
+    fn part_ptr(&self, slot: u32, part: SlotPart, len: u32) -> Result<NonNull<u8>, SlotError> {
+        let (offset, _) = self.layout.part(slot, part, len)?;
+        // SAFETY: Layout::part checked that offset + len ends within the slot, within the
+        // layout.len bytes from base (new's contract), so the pointer stays in the allocation.
+        let ptr = unsafe { self.base.add(offset) };
+        Ok(NonNull::new(ptr).expect("a mapping does not start at address 0"))
+    }
+
     /// `len` bytes of `part` of `slot`, checked, writable; needs writable memory.
     fn part_mut(&mut self, slot: u32, part: SlotPart, len: u32) -> Result<&mut [u8], SlotError> {
         self.check_writable(slot)?;
@@ -741,6 +751,37 @@ impl PoolView {
     /// The first `len` metadata bytes of `slot`.
     pub fn metadata(&self, slot: u32, len: u32) -> Result<&[u8], SlotError> {
         self.slots.part(slot, SlotPart::Metadata, len)
+    }
+
+    /// Raw pointers to the payload and metadata of `slot`, after checking the slot index and that
+    /// `payload_len` and `metadata_len` fit the slot's capacities.
+    ///
+    /// For an SDK that lends slots to its application (several at once, across threads): the
+    /// pointers stay valid while the view lives. Reading through them is sound while the
+    /// protocol lends the slot to this side (the owner does not write it then); writing needs a
+    /// read-write view and is sound under the same condition, for a slot lent to no one else in
+    /// this process.
+    pub fn slot_ptrs(
+        &self,
+        slot: u32,
+        payload_len: u32,
+        metadata_len: u32,
+    ) -> Result<(NonNull<u8>, NonNull<u8>), SlotError> {
+        let payload = self.slots.part_ptr(slot, SlotPart::Payload, payload_len)?;
+        let metadata = self
+            .slots
+            .part_ptr(slot, SlotPart::Metadata, metadata_len)?;
+        Ok((payload, metadata))
+    }
+
+    /// Bytes of the mapping (the pool's region length).
+    pub fn mapped_len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Start of the mapping (for diagnostics: which mapping a pointer belongs to).
+    pub fn mapped_ptr(&self) -> *const u8 {
+        self.map.as_ptr()
     }
 
     /// The first `len` metadata bytes of `slot`, writable; as for

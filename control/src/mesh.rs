@@ -1,0 +1,613 @@
+//! The engine's connection and group registry: the single owner of who is connected to what.
+//!
+//! It runs on the control thread. A `CreateConnection` is validated here (MCM's JSON, parsed by
+//! [`mcm_proto::config`] again: the engine trusts no client-side check), then joined to its
+//! multipoint group. The first connection of a group creates the group's frame pool; the data
+//! plane owns the pool's free list from then on, and this registry keeps only an fd to hand the
+//! pool to later members (read-write to the source, read-only to sinks).
+//!
+//! Pool size: a member may hold at most `quota` frames at once (queued or got and not put), so
+//! no member can exhaust the pool and make another wait. The pool has room for the source's quota
+//! and `max_sinks_per_group` sinks' quotas: `(1 + max_sinks) * quota` slots, where the quota is
+//! the first member's `bufferQueueCapacity` (at least [`MIN_QUOTA`]) and a later member's quota is
+//! the smaller of its capacity and the group's. Memory is only touched for slots in use (the free
+//! list hands out recently freed slots first), so the reservation is address space, not RAM —
+//! except on huge pages, which are reserved whole.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mcm_proto::config::{ConnectionConfig, Direction, MeshErr, transport::Connection};
+use mcm_proto::sdk::{
+    ConnectionCreated, ConnectionKind, ConnectionStats, CreateConnection, ErrorCode,
+    PoolGeometry as WireGeometry, Stats,
+};
+use mcm_proto::shm::conn::{ConnKind, ConnLayout, Doorbell, EngineSide};
+use mcm_proto::shm::map::{HugePages, reopen_readonly};
+use mcm_proto::shm::pool::{Pool, PoolGeometry};
+
+use crate::dataplane::{Command, ConnCounters, ConnId, Dataplane, GroupId, Role};
+use crate::session::{Created, Refusal, Transport};
+
+/// Smallest per-member quota a group is sized for.
+pub const MIN_QUOTA: u32 = 16;
+/// How long a TCP client has to fetch its fds with the one-time token.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(10);
+/// Bytes in a one-time fd token.
+pub const TOKEN_LEN: usize = 16;
+
+/// Limits and settings of the registry.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Pages for frame pools.
+    pub huge_pages: HugePages,
+    /// Most sinks (rx connections) one group may have.
+    pub max_sinks_per_group: u32,
+    /// Most connections one SDK session may have.
+    pub max_conns_per_session: usize,
+    /// The Unix socket TCP clients fetch their fds from.
+    pub unix_path: String,
+}
+
+/// A multipoint group: one pool, at most one source, up to `max_sinks_per_group` sinks.
+#[derive(Debug)]
+struct Group {
+    id: GroupId,
+    /// Read-write fd of the pool (the data plane holds the pool itself).
+    pool_fd: OwnedFd,
+    pool: WireGeometry,
+    quota: u32,
+    payload_size: u32,
+    metadata_size: u32,
+    /// The doorbell every connection of the group rings; a handle is given to each block.
+    bell: Doorbell,
+    source: Option<ConnId>,
+    sinks: Vec<ConnId>,
+}
+
+/// One SDK connection.
+#[derive(Debug)]
+struct Conn {
+    session: u64,
+    urn: String,
+    kind: ConnKind,
+    quota: u32,
+    /// The engine's end, until activation hands it to the data plane.
+    pending: Option<EngineSide>,
+    counters: Arc<ConnCounters>,
+}
+
+/// Fds waiting for a TCP client to fetch them.
+#[derive(Debug)]
+struct Parked {
+    conn: ConnId,
+    session: u64,
+    fds: Vec<OwnedFd>,
+    expires: Instant,
+}
+
+/// The registry of groups and connections.
+#[derive(Debug)]
+pub struct Mesh {
+    config: MeshConfig,
+    groups: HashMap<String, Group>,
+    conns: HashMap<ConnId, Conn>,
+    tokens: HashMap<[u8; TOKEN_LEN], Parked>,
+    next_group: GroupId,
+    next_conn: ConnId,
+}
+
+impl Mesh {
+    /// An empty registry.
+    pub fn new(config: MeshConfig) -> Self {
+        Self {
+            config,
+            groups: HashMap::new(),
+            conns: HashMap::new(),
+            tokens: HashMap::new(),
+            next_group: 1,
+            next_conn: 1,
+        }
+    }
+
+    /// Number of connections.
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Number of groups.
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The session that owns `conn`.
+    pub fn session_of(&self, conn: ConnId) -> Option<u64> {
+        self.conns.get(&conn).map(|c| c.session)
+    }
+
+    /// Creates a connection for `session` (see the module documentation).
+    pub fn create(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        session: u64,
+        req: &CreateConnection,
+        transport: Transport,
+        now: Instant,
+    ) -> Result<Created, Refusal> {
+        let (kind, dir) = match req.kind.enum_value() {
+            Ok(ConnectionKind::CONNECTION_KIND_TX) => (ConnKind::Tx, Direction::Tx),
+            Ok(ConnectionKind::CONNECTION_KIND_RX) => (ConnKind::Rx, Direction::Rx),
+            _ => {
+                return Err(Refusal::new(
+                    ErrorCode::ERROR_CODE_INVALID_ARGUMENT,
+                    MeshErr::ConnConfigInval,
+                    format!(
+                        "CreateConnection.kind {} is not allowed (allowed: TX = 1, RX = 2)",
+                        req.kind.value()
+                    ),
+                ));
+            }
+        };
+        let cfg = ConnectionConfig::from_json(&req.config_json, dir).map_err(|e| Refusal {
+            code: ErrorCode::ERROR_CODE_CONFIG,
+            mesh_error: Some(e.class),
+            message: e.to_string(),
+        })?;
+        let urn = match cfg.connection() {
+            Connection::MultipointGroup(g) => g.urn.clone(),
+            Connection::St2110(_) | Connection::Rdma(_) => {
+                let what = match cfg.connection() {
+                    Connection::St2110(_) => "st2110",
+                    _ => "rdma",
+                };
+                return Err(Refusal::new(
+                    ErrorCode::ERROR_CODE_NOT_IMPLEMENTED,
+                    MeshErr::NotImplemented,
+                    format!(
+                        "connection.{what}: this engine does not serve {what} connections yet \
+                         (allowed: connection.multipointGroup)"
+                    ),
+                ));
+            }
+        };
+        let owned = self.conns.values().filter(|c| c.session == session).count();
+        if owned >= self.config.max_conns_per_session {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_LIMIT,
+                MeshErr::MaxConn,
+                format!(
+                    "this client already has {owned} connections (limit {} per client)",
+                    self.config.max_conns_per_session
+                ),
+            ));
+        }
+        let capacity = cfg.buffer_queue_capacity();
+        let created_group = if self.groups.contains_key(&urn) {
+            self.check_joinable(&urn, kind, &cfg)?;
+            None
+        } else {
+            Some(self.create_group(dp, &urn, &cfg)?)
+        };
+        let result = self.join(session, &urn, kind, capacity, transport, now);
+        if result.is_err()
+            && let Some(gid) = created_group
+        {
+            self.groups.remove(&urn);
+            let _ = dp.submit(Command::DestroyGroup { group: gid });
+        }
+        result
+    }
+
+    /// Refuses a connection that does not fit the existing group `urn`.
+    fn check_joinable(
+        &self,
+        urn: &str,
+        kind: ConnKind,
+        cfg: &ConnectionConfig,
+    ) -> Result<(), Refusal> {
+        let g = &self.groups[urn];
+        if g.payload_size != cfg.payload_size() || g.metadata_size != cfg.max_metadata_size() {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_CONFIG,
+                MeshErr::ConnConfigIncompat,
+                format!(
+                    "group {urn:?} carries {} payload bytes and {} metadata bytes per buffer; this \
+                     connection asks for {} and {} (allowed: the same sizes as the group)",
+                    g.payload_size,
+                    g.metadata_size,
+                    cfg.payload_size(),
+                    cfg.max_metadata_size()
+                ),
+            ));
+        }
+        match kind {
+            ConnKind::Tx => {
+                if let Some(src) = g.source {
+                    return Err(Refusal::new(
+                        ErrorCode::ERROR_CODE_LIMIT,
+                        MeshErr::ConnConfigIncompat,
+                        format!(
+                            "group {urn:?} already has a sender (connection {src}); a group has at \
+                             most one"
+                        ),
+                    ));
+                }
+            }
+            ConnKind::Rx => {
+                if g.sinks.len() >= self.config.max_sinks_per_group as usize {
+                    return Err(Refusal::new(
+                        ErrorCode::ERROR_CODE_LIMIT,
+                        MeshErr::MaxConn,
+                        format!(
+                            "group {urn:?} already has {} receivers (limit sdk.max_sinks_per_group \
+                             = {})",
+                            g.sinks.len(),
+                            self.config.max_sinks_per_group
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the pool and the group, and starts it on the data plane.
+    fn create_group(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        cfg: &ConnectionConfig,
+    ) -> Result<GroupId, Refusal> {
+        let internal = |what: String| {
+            Refusal::new(
+                ErrorCode::ERROR_CODE_INTERNAL,
+                MeshErr::ConnFailed,
+                format!("group {urn:?}: {what}"),
+            )
+        };
+        let quota = cfg.buffer_queue_capacity().max(MIN_QUOTA);
+        let geometry = PoolGeometry {
+            slot_count: (1 + self.config.max_sinks_per_group) * quota,
+            payload_capacity: cfg.payload_size(),
+            metadata_capacity: cfg.max_metadata_size(),
+        };
+        let id = self.next_group;
+        // The pool id is the group id's low 32 bits: unique among live groups in practice, and
+        // only ever compared within one group.
+        let pool_id = id as u32;
+        let pool = Pool::create(
+            pool_id,
+            &format!("mcm-pool-{id}"),
+            geometry,
+            self.config.huge_pages,
+        )
+        .map_err(|e| internal(format!("cannot create the frame pool: {e}")))?;
+        if let Some(why) = pool.region().huge_fallback() {
+            tracing::info!("group {urn:?}: pool on normal pages ({why})");
+        }
+        let pool_fd = pool
+            .dup_fd()
+            .map_err(|e| internal(format!("cannot keep the pool fd: {e}")))?;
+        let bell =
+            Doorbell::new().map_err(|e| internal(format!("cannot create a doorbell: {e}")))?;
+        let dp_bell = bell
+            .try_clone()
+            .map_err(|e| internal(format!("cannot duplicate the doorbell: {e}")))?;
+        tracing::info!(
+            "group {urn:?}: created (id {id}, {} slots of {} + {} bytes, {:?} pages)",
+            geometry.slot_count,
+            geometry.payload_capacity,
+            geometry.metadata_capacity,
+            pool.kind()
+        );
+        dp.submit(Command::CreateGroup {
+            group: id,
+            urn: urn.to_owned(),
+            pool,
+            bell: dp_bell,
+        })
+        .map_err(|e| internal(format!("the data plane did not take the group: {e}")))?;
+        self.next_group += 1;
+        let wire = WireGeometry {
+            pool_id,
+            slot_count: geometry.slot_count,
+            payload_capacity: geometry.payload_capacity,
+            metadata_capacity: geometry.metadata_capacity,
+            ..WireGeometry::new()
+        };
+        self.groups.insert(
+            urn.to_owned(),
+            Group {
+                id,
+                pool_fd,
+                pool: wire,
+                quota,
+                payload_size: cfg.payload_size(),
+                metadata_size: cfg.max_metadata_size(),
+                bell,
+                source: None,
+                sinks: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// Creates the connection block and the fds, and records the member.
+    fn join(
+        &mut self,
+        session: u64,
+        urn: &str,
+        kind: ConnKind,
+        capacity: u32,
+        transport: Transport,
+        now: Instant,
+    ) -> Result<Created, Refusal> {
+        let g = self
+            .groups
+            .get_mut(urn)
+            .expect("checked or created by the caller");
+        let id = self.next_conn;
+        let internal = |what: String| {
+            Refusal::new(
+                ErrorCode::ERROR_CODE_INTERNAL,
+                MeshErr::ConnFailed,
+                format!("connection {id} in group {urn:?}: {what}"),
+            )
+        };
+        let layout = ConnLayout::new(kind, capacity).map_err(|e| internal(e.to_string()))?;
+        let bell = g
+            .bell
+            .try_clone()
+            .map_err(|e| internal(format!("cannot duplicate the doorbell: {e}")))?;
+        let side = EngineSide::create_with_bell(&format!("mcm-conn-{id}"), layout, bell)
+            .map_err(|e| internal(e.to_string()))?;
+        let pool_fd = match kind {
+            ConnKind::Tx => g.pool_fd.try_clone(),
+            ConnKind::Rx => reopen_readonly(g.pool_fd.as_fd()).map_err(Into::into),
+        };
+        let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
+        let fds = (|| -> std::io::Result<Vec<OwnedFd>> {
+            Ok(vec![
+                pool_fd?,
+                side.region().dup_fd().map_err(std::io::Error::other)?,
+                dup(side.client_bell().fd())?,
+                dup(side.engine_bell().fd())?,
+            ])
+        })()
+        .map_err(|e| internal(format!("cannot duplicate the fds: {e}")))?;
+        let quota = capacity.min(g.quota);
+        let mut created = ConnectionCreated {
+            conn_id: id,
+            pool: Some(g.pool.clone()).into(),
+            ring_capacity: capacity,
+            quota,
+            group: urn.to_owned(),
+            ..ConnectionCreated::new()
+        };
+        let reply_fds = match transport {
+            Transport::Unix => {
+                created.fds_attached = true;
+                fds
+            }
+            Transport::Tcp => {
+                let token = random_token().map_err(|e| internal(format!("no randomness: {e}")))?;
+                created.fd_socket = self.config.unix_path.clone();
+                created.fd_token = token.to_vec();
+                self.tokens.insert(
+                    token,
+                    Parked {
+                        conn: id,
+                        session,
+                        fds,
+                        expires: now + TOKEN_LIFETIME,
+                    },
+                );
+                Vec::new()
+            }
+        };
+        match kind {
+            ConnKind::Tx => g.source = Some(id),
+            ConnKind::Rx => g.sinks.push(id),
+        }
+        self.next_conn += 1;
+        self.conns.insert(
+            id,
+            Conn {
+                session,
+                urn: urn.to_owned(),
+                kind,
+                quota,
+                pending: Some(side),
+                counters: Arc::new(ConnCounters::default()),
+            },
+        );
+        tracing::info!(
+            session,
+            "connection {id}: {kind:?} in group {urn:?} (capacity {capacity}, quota {quota})"
+        );
+        Ok((created, reply_fds))
+    }
+
+    /// The fds parked under `token` (one use; expired tokens are refused).
+    pub fn fetch_fds(
+        &mut self,
+        token: &[u8],
+        now: Instant,
+    ) -> Result<(ConnId, Vec<OwnedFd>), Refusal> {
+        let not_found = || {
+            Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::ConnFailed,
+                format!(
+                    "no connection waits for this fd token (tokens are {TOKEN_LEN} bytes, used \
+                     once, and expire {} s after CreateConnection)",
+                    TOKEN_LIFETIME.as_secs()
+                ),
+            )
+        };
+        let key: [u8; TOKEN_LEN] = token.try_into().map_err(|_| not_found())?;
+        let parked = self.tokens.remove(&key).ok_or_else(not_found)?;
+        if parked.expires <= now {
+            return Err(not_found());
+        }
+        Ok((parked.conn, parked.fds))
+    }
+
+    /// Hands `session`'s connection `conn` to the data plane.
+    pub fn activate(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        session: u64,
+        conn: ConnId,
+    ) -> Result<(), Refusal> {
+        let c = self.owned(session, conn)?;
+        let Some(side) = c.pending.take() else {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE,
+                MeshErr::ConnFailed,
+                format!("connection {conn} is already active"),
+            ));
+        };
+        let (urn, kind, quota, counters) = (c.urn.clone(), c.kind, c.quota, c.counters.clone());
+        let group = self.groups[&urn].id;
+        let role = match kind {
+            ConnKind::Tx => Role::Source,
+            ConnKind::Rx => Role::Sink,
+        };
+        self.tokens.retain(|_, p| p.conn != conn);
+        dp.submit(Command::Attach {
+            group,
+            conn,
+            role,
+            side,
+            quota,
+            counters,
+        })
+        .map_err(|e| {
+            Refusal::new(
+                ErrorCode::ERROR_CODE_INTERNAL,
+                MeshErr::ConnFailed,
+                format!("connection {conn}: the data plane did not take it: {e}"),
+            )
+        })
+    }
+
+    /// Deletes `session`'s connection `conn`.
+    pub fn delete(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        session: u64,
+        conn: ConnId,
+    ) -> Result<(), Refusal> {
+        self.owned(session, conn)?;
+        self.remove(dp, conn);
+        Ok(())
+    }
+
+    /// Deletes every connection of a session that ended.
+    pub fn session_closed(&mut self, dp: &mut dyn Dataplane, session: u64) {
+        let ids: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session == session)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.remove(dp, id);
+        }
+        self.tokens.retain(|_, p| p.session != session);
+    }
+
+    /// Drops expired fd tokens.
+    pub fn expire_tokens(&mut self, now: Instant) {
+        self.tokens.retain(|_, p| p.expires > now);
+    }
+
+    /// Counters of `session`'s connections.
+    pub fn stats(&self, session: u64, payload_bytes_copied: u64) -> Stats {
+        let mut stats = Stats::new();
+        stats.payload_bytes_copied = payload_bytes_copied;
+        let mut ids: Vec<(&ConnId, &Conn)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.session == session)
+            .collect();
+        ids.sort_by_key(|(id, _)| **id);
+        for (&id, c) in ids {
+            let (frames, payload_bytes, dropped) = c.counters.snapshot();
+            stats.connections.push(ConnectionStats {
+                conn_id: id,
+                kind: match c.kind {
+                    ConnKind::Tx => ConnectionKind::CONNECTION_KIND_TX,
+                    ConnKind::Rx => ConnectionKind::CONNECTION_KIND_RX,
+                }
+                .into(),
+                group: c.urn.clone(),
+                active: c.pending.is_none(),
+                frames,
+                payload_bytes,
+                dropped,
+                ..ConnectionStats::new()
+            });
+        }
+        stats
+    }
+
+    fn owned(&mut self, session: u64, conn: ConnId) -> Result<&mut Conn, Refusal> {
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.session == session => Ok(c),
+            _ => Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::BadConnPtr,
+                format!("connection {conn} does not exist in this session"),
+            )),
+        }
+    }
+
+    /// Removes a connection: detaches it from the data plane (or just drops its block when it
+    /// never became active) and destroys its group when it was the last member.
+    fn remove(&mut self, dp: &mut dyn Dataplane, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.tokens.retain(|_, p| p.conn != conn);
+        let Some(g) = self.groups.get_mut(&c.urn) else {
+            return;
+        };
+        if c.pending.is_none()
+            && let Err(e) = dp.submit(Command::Detach { group: g.id, conn })
+        {
+            tracing::error!("connection {conn}: detach not delivered to the data plane: {e}");
+        }
+        if g.source == Some(conn) {
+            g.source = None;
+        }
+        g.sinks.retain(|&s| s != conn);
+        tracing::info!(
+            session = c.session,
+            "connection {conn}: deleted from group {:?}",
+            c.urn
+        );
+        if g.source.is_none() && g.sinks.is_empty() {
+            let id = g.id;
+            self.groups.remove(&c.urn);
+            if let Err(e) = dp.submit(Command::DestroyGroup { group: id }) {
+                tracing::error!(
+                    "group {:?}: destroy not delivered to the data plane: {e}",
+                    c.urn
+                );
+            }
+            tracing::info!("group {:?}: destroyed (no members left)", c.urn);
+        }
+    }
+}
+
+/// A token from the kernel's random source.
+fn random_token() -> std::io::Result<[u8; TOKEN_LEN]> {
+    let mut token = [0u8; TOKEN_LEN];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut token)?;
+    Ok(token)
+}

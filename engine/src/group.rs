@@ -1,0 +1,444 @@
+//! A local multipoint group as an lcore port: zero-copy fan-out from one source to many sinks.
+//!
+//! The group owns its frame [`Pool`]. Every slot is in one of three states:
+//!
+//! - **free**: in the pool's free list;
+//! - **at the source**: lent to the sender (in its free ring, being written, or in its frame ring);
+//! - **shared**: published; held by the sinks whose bit is set in the slot's mask.
+//!
+//! A frame the source publishes is stamped (sequence number, lengths, its timestamp) into the
+//! slot's header and its descriptor goes to every sink whose quota has room; a sink that is full
+//! drops the frame and counts it, nobody waits. When the last sink releases the slot it is free
+//! again. Nothing is copied: every sink reads the same slot through its own read-only mapping.
+//!
+//! Everything a client writes is checked before use: the pool id, the slot index, the slot's
+//! state (a sender may only publish a slot it was lent, a sink may only release a slot it holds),
+//! and the lengths. A client that breaks a rule, or corrupts a ring's indices, is detached on the
+//! spot (its slots reclaimed) and reported with [`Event::ConnFailed`]; the group goes on.
+//!
+//! The poll loop does not allocate: slot states, masks and the member table are sized at
+//! creation; batches live on the stack.
+
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::Sender;
+use mcm_control::dataplane::{ConnCounters, ConnId, Event, Notifier, Role};
+use mcm_proto::shm::conn::{Doorbell, EngineSide};
+use mcm_proto::shm::desc::Descriptor;
+use mcm_proto::shm::pool::{Pool, SlotHeader};
+
+use crate::lcore::{Port, PortMsg, Progress};
+
+/// Most sinks one group can have: one bit each in a slot's mask.
+pub const MAX_SINKS: usize = 64;
+/// Descriptors moved per ring operation.
+const BATCH: usize = 32;
+
+/// A change to a running group, sent to its port through the lcore's command ring.
+#[derive(Debug)]
+pub enum GroupMsg {
+    /// A connection joins.
+    Attach {
+        /// The connection.
+        conn: ConnId,
+        /// Source or sink.
+        role: Role,
+        /// The engine's end of its block.
+        side: EngineSide,
+        /// Most frames it may hold at once.
+        quota: u32,
+        /// Where its frames are counted.
+        counters: Arc<ConnCounters>,
+    },
+    /// A connection leaves; its slots return to the pool.
+    Detach {
+        /// The connection.
+        conn: ConnId,
+    },
+}
+
+/// Where a slot is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    AtSource,
+    Shared,
+}
+
+/// One connection of the group.
+#[derive(Debug)]
+struct Member {
+    conn: ConnId,
+    side: EngineSide,
+    quota: u32,
+    /// Slots it holds now (source: lent; sink: delivered and not released).
+    held: u32,
+    counters: Arc<ConnCounters>,
+}
+
+/// How the port reports a lying client to the control thread.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    /// The lcores' event channel.
+    pub events: Sender<Event>,
+    /// Wakes the control thread.
+    pub notifier: Option<Notifier>,
+}
+
+/// A multipoint group, polled by one lcore.
+pub struct GroupPort {
+    name: String,
+    pool: Pool,
+    bell: Doorbell,
+    states: Vec<SlotState>,
+    masks: Vec<u64>,
+    source: Option<Member>,
+    sinks: Vec<Option<Member>>,
+    seq: u64,
+    reporter: Reporter,
+}
+
+impl GroupPort {
+    /// A group with no members over `pool`; its connections ring `bell`.
+    pub fn new(urn: &str, pool: Pool, bell: Doorbell, reporter: Reporter) -> Self {
+        let slots = pool.geometry().slot_count as usize;
+        let mut sinks = Vec::with_capacity(MAX_SINKS);
+        sinks.resize_with(MAX_SINKS, || None);
+        Self {
+            name: format!("group {urn:?}"),
+            pool,
+            bell,
+            states: vec![SlotState::Free; slots],
+            masks: vec![0; slots],
+            source: None,
+            sinks,
+            seq: 0,
+            reporter,
+        }
+    }
+
+    /// Number of free slots (for tests and logs).
+    pub fn free_slots(&self) -> u32 {
+        self.pool.available()
+    }
+
+    fn attach(
+        &mut self,
+        conn: ConnId,
+        role: Role,
+        side: EngineSide,
+        quota: u32,
+        counters: Arc<ConnCounters>,
+    ) {
+        let member = Member {
+            conn,
+            side,
+            quota,
+            held: 0,
+            counters,
+        };
+        match role {
+            Role::Source => {
+                if self.source.is_some() {
+                    // The registry allows one source; never two. Dropping the block closes it.
+                    return self.report(conn, "the group already has a source".to_owned());
+                }
+                self.source = Some(member);
+                self.lend_to_source();
+            }
+            Role::Sink => match self.sinks.iter().position(Option::is_none) {
+                Some(i) => self.sinks[i] = Some(member),
+                None => self.report(conn, format!("the group has {MAX_SINKS} sinks already")),
+            },
+        }
+    }
+
+    fn detach(&mut self, conn: ConnId) {
+        if self.source.as_ref().is_some_and(|m| m.conn == conn) {
+            self.source = None;
+            for slot in 0..self.states.len() {
+                if self.states[slot] == SlotState::AtSource {
+                    self.release_slot(slot);
+                }
+            }
+            return;
+        }
+        if let Some(i) = self.sink_index(conn) {
+            self.sinks[i] = None;
+            let bit = 1u64 << i;
+            for slot in 0..self.masks.len() {
+                if self.masks[slot] & bit != 0 {
+                    self.masks[slot] &= !bit;
+                    if self.masks[slot] == 0 {
+                        self.release_slot(slot);
+                    }
+                }
+            }
+        }
+    }
+
+    fn sink_index(&self, conn: ConnId) -> Option<usize> {
+        self.sinks
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|m| m.conn == conn))
+    }
+
+    /// Returns a slot to the free list.
+    fn release_slot(&mut self, slot: usize) {
+        self.states[slot] = SlotState::Free;
+        self.masks[slot] = 0;
+        // Cannot fail: every non-free slot was allocated from this pool.
+        let _ = self.pool.free(slot as u32);
+    }
+
+    /// Detaches `conn` for breaking the protocol and tells the control thread.
+    fn fail(&mut self, conn: ConnId, reason: String) {
+        self.detach(conn);
+        self.report(conn, reason);
+    }
+
+    fn report(&self, conn: ConnId, reason: String) {
+        if self
+            .reporter
+            .events
+            .send(Event::ConnFailed { conn, reason })
+            .is_ok()
+            && let Some(n) = &self.reporter.notifier
+        {
+            n.notify();
+        }
+    }
+
+    /// Takes released slots back from every sink.
+    fn poll_sinks(&mut self, budget: u32) -> u32 {
+        let mut work = 0;
+        let mut batch = [Descriptor::default(); BATCH];
+        for i in 0..self.sinks.len() {
+            let Some(sink) = self.sinks[i].as_mut() else {
+                continue;
+            };
+            let room = (budget - work).min(BATCH as u32) as usize;
+            if room == 0 {
+                break;
+            }
+            let n = sink.side.pop_into(&mut batch[..room]);
+            let corrupt = sink.side.is_corrupt();
+            let conn = sink.conn;
+            work += n as u32;
+            for d in &batch[..n] {
+                if let Err(why) = self.take_back(i, d) {
+                    self.fail(conn, why);
+                    break;
+                }
+            }
+            if corrupt && self.sinks[i].is_some() {
+                self.fail(conn, "its release ring's indices are corrupt".to_owned());
+            }
+        }
+        work
+    }
+
+    /// Sink `i` releases the slot of `d`.
+    fn take_back(&mut self, i: usize, d: &Descriptor) -> Result<(), String> {
+        let slot = self.check_slot(d)?;
+        let bit = 1u64 << i;
+        if self.states[slot] != SlotState::Shared || self.masks[slot] & bit == 0 {
+            return Err(format!("it released slot {slot}, which it does not hold"));
+        }
+        self.masks[slot] &= !bit;
+        if let Some(sink) = self.sinks[i].as_mut() {
+            sink.held -= 1;
+        }
+        if self.masks[slot] == 0 {
+            self.release_slot(slot);
+        }
+        Ok(())
+    }
+
+    /// The slot index of `d` after checking its pool and range.
+    fn check_slot(&self, d: &Descriptor) -> Result<usize, String> {
+        let count = self.states.len();
+        if d.pool != self.pool.id() {
+            return Err(format!(
+                "its descriptor names pool {} (allowed: this group's pool {})",
+                d.pool,
+                self.pool.id()
+            ));
+        }
+        if d.slot as usize >= count {
+            return Err(format!(
+                "its descriptor names slot {} (allowed: 0..{count})",
+                d.slot
+            ));
+        }
+        Ok(d.slot as usize)
+    }
+
+    /// Publishes the source's frames and lends it free slots.
+    fn poll_source(&mut self, budget: u32) -> u32 {
+        let Some(src) = self.source.as_mut() else {
+            return 0;
+        };
+        let mut batch = [Descriptor::default(); BATCH];
+        let room = budget.min(BATCH as u32) as usize;
+        let n = src.side.pop_into(&mut batch[..room]);
+        let corrupt = src.side.is_corrupt();
+        let conn = src.conn;
+        for d in &batch[..n] {
+            if let Err(why) = self.publish(d) {
+                self.fail(conn, why);
+                return n as u32;
+            }
+        }
+        if corrupt {
+            self.fail(conn, "its frame ring's indices are corrupt".to_owned());
+            return n as u32;
+        }
+        n as u32 + self.lend_to_source()
+    }
+
+    /// Stamps the source's frame `d` and hands it to every sink with room.
+    fn publish(&mut self, d: &Descriptor) -> Result<(), String> {
+        let slot = self.check_slot(d)?;
+        if self.states[slot] != SlotState::AtSource {
+            return Err(format!("it sent slot {slot}, which was not lent to it"));
+        }
+        let g = self.pool.geometry();
+        if d.payload_len > g.payload_capacity || d.metadata_len > g.metadata_capacity {
+            return Err(format!(
+                "slot {slot}: payload_len {} / metadata_len {} (allowed: at most {} / {})",
+                d.payload_len, d.metadata_len, g.payload_capacity, g.metadata_capacity
+            ));
+        }
+        let seq = self.seq;
+        self.seq += 1;
+        let header = SlotHeader {
+            seq,
+            timestamp_ns: d.timestamp_ns,
+            payload_len: d.payload_len,
+            metadata_len: d.metadata_len,
+            reserved: [0; 5],
+        };
+        // Cannot fail: the slot is allocated (it was lent) and in range.
+        let _ = self.pool.set_header(slot as u32, &header);
+        let out = Descriptor {
+            pool: self.pool.id(),
+            slot: slot as u32,
+            payload_len: d.payload_len,
+            metadata_len: d.metadata_len,
+            seq,
+            timestamp_ns: d.timestamp_ns,
+        };
+        if let Some(src) = self.source.as_mut() {
+            src.held -= 1;
+            src.counters.count_frame(u64::from(d.payload_len));
+        }
+        let mut mask = 0u64;
+        for (i, sink) in self.sinks.iter_mut().enumerate() {
+            let Some(sink) = sink else { continue };
+            if sink.held < sink.quota && sink.side.push(out).is_ok() {
+                sink.held += 1;
+                mask |= 1 << i;
+                sink.counters.count_frame(u64::from(d.payload_len));
+            } else {
+                sink.counters.count_drop();
+            }
+        }
+        if mask == 0 {
+            self.release_slot(slot);
+        } else {
+            self.states[slot] = SlotState::Shared;
+            self.masks[slot] = mask;
+        }
+        Ok(())
+    }
+
+    /// Lends free slots to the source up to its quota; returns how many.
+    fn lend_to_source(&mut self) -> u32 {
+        let Some(src) = self.source.as_mut() else {
+            return 0;
+        };
+        let g = self.pool.geometry();
+        let want = (src.quota.saturating_sub(src.held) as usize)
+            .min(src.side.free_slots())
+            .min(BATCH);
+        let mut batch = [Descriptor::default(); BATCH];
+        let mut n = 0;
+        while n < want {
+            let Some(slot) = self.pool.alloc() else { break };
+            self.states[slot as usize] = SlotState::AtSource;
+            batch[n] = Descriptor {
+                pool: self.pool.id(),
+                slot,
+                payload_len: g.payload_capacity,
+                metadata_len: g.metadata_capacity,
+                seq: 0,
+                timestamp_ns: 0,
+            };
+            n += 1;
+        }
+        if n > 0 {
+            // Fits: `want` is at most the ring's free space.
+            let pushed = src.side.push_slice(&batch[..n]);
+            debug_assert_eq!(pushed, n);
+            src.held += n as u32;
+        }
+        n as u32
+    }
+
+    fn members(&self) -> impl Iterator<Item = &Member> {
+        self.source.iter().chain(self.sinks.iter().flatten())
+    }
+}
+
+impl Port for GroupPort {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn poll(&mut self, _now: Instant, budget: u32) -> Progress {
+        let released = self.poll_sinks(budget);
+        let published = self.poll_source(budget.saturating_sub(released).max(1));
+        match released + published {
+            0 => Progress::Idle,
+            n => Progress::Worked(n.min(budget)),
+        }
+    }
+
+    fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.bell.fd())
+    }
+
+    fn prepare_park(&mut self) -> bool {
+        let mut pending = false;
+        for m in self.members() {
+            pending |= m.side.prepare_sleep();
+        }
+        pending
+    }
+
+    fn end_park(&mut self) {
+        for m in self.members() {
+            m.side.end_sleep();
+        }
+    }
+
+    fn message(&mut self, msg: PortMsg) {
+        match msg.downcast::<GroupMsg>().map(|m| *m) {
+            Ok(GroupMsg::Attach {
+                conn,
+                role,
+                side,
+                quota,
+                counters,
+            }) => self.attach(conn, role, side, quota, counters),
+            Ok(GroupMsg::Detach { conn }) => self.detach(conn),
+            Err(_) => tracing::error!("{}: ignored a message that is not a GroupMsg", self.name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

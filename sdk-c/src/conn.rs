@@ -1,0 +1,661 @@
+//! Connections and the buffers they lend: [`TxConnection`] / [`BufferMut`] to send,
+//! [`RxConnection`] / [`Buffer`] to receive.
+//!
+//! A buffer is a slot of the group's shared pool, lent by the engine: a sender writes the frame
+//! in place and puts it (the engine hands the same slot to every receiver), a receiver reads it
+//! in place and puts it back. Nothing is copied.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use mcm_proto::config::{ConnectionConfig, Direction, MeshErr};
+use mcm_proto::sdk::{
+    Activate, ClientMessage, ConnectionKind, CreateConnection, FetchFds, engine_message,
+};
+use mcm_proto::shm::conn::{ClientSide, ConnKind, Doorbell, Inbox, Outbox, Wait};
+use mcm_proto::shm::desc::Descriptor;
+use mcm_proto::shm::map::Access;
+use mcm_proto::shm::pool::{PoolGeometry, PoolView};
+
+use crate::channel::{Channel, unexpected};
+use crate::client::{Client, REQUEST_TIMEOUT, Shared};
+use crate::error::{Error, Result};
+
+/// How long a blocked get spins before it sleeps on the doorbell.
+pub const SPIN: Duration = Duration::from_micros(20);
+
+/// A slot lent to the application, as raw parts (the C API keeps these in its `MeshBuffer`).
+#[derive(Debug, Clone, Copy)]
+pub struct RawBuf {
+    /// The slot's descriptor (lengths, sequence number, timestamp).
+    pub desc: Descriptor,
+    /// Start of the slot's payload.
+    pub payload: NonNull<u8>,
+    /// Start of the slot's metadata.
+    pub metadata: NonNull<u8>,
+}
+
+/// What a get or put waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timeout {
+    /// The client's `apiDefaultTimeoutMicroseconds`.
+    Default,
+    /// No limit.
+    Infinite,
+    /// At most this long (zero: do not wait).
+    After(Duration),
+}
+
+/// One connection's client-side state, shared by its handle and the C API.
+#[derive(Debug)]
+pub struct Core {
+    id: u64,
+    shared: Arc<Shared>,
+    kind: ConnKind,
+    pool: PoolView,
+    pool_id: u32,
+    inbox: Mutex<Inbox>,
+    outbox: Mutex<Outbox>,
+    bell: Arc<Doorbell>,
+    shut: AtomicBool,
+    deleted: AtomicBool,
+    payload_size: u32,
+    metadata_size: u32,
+    group: String,
+    /// tx: slots the application got and dropped without sending; lent again first.
+    stash: Mutex<Vec<Descriptor>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves the ring end consistent (ring operations
+    // complete or do nothing), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Core {
+    /// Creates, maps and activates a connection (see the SDK protocol in `sdk.proto`).
+    pub(crate) fn create(
+        shared: &Arc<Shared>,
+        json: &str,
+        cfg: ConnectionConfig,
+    ) -> Result<Arc<Self>> {
+        Client::reserve(shared)?;
+        let made = Self::create_reserved(shared, json, &cfg);
+        if made.is_err() {
+            // Relaxed: the counter is the only shared state.
+            shared.conns.fetch_sub(1, Ordering::Relaxed);
+        }
+        made
+    }
+
+    fn create_reserved(
+        shared: &Arc<Shared>,
+        json: &str,
+        cfg: &ConnectionConfig,
+    ) -> Result<Arc<Self>> {
+        let (kind, wire_kind) = match cfg.direction() {
+            Direction::Tx => (ConnKind::Tx, ConnectionKind::CONNECTION_KIND_TX),
+            Direction::Rx => (ConnKind::Rx, ConnectionKind::CONNECTION_KIND_RX),
+        };
+        std::thread::sleep(cfg.conn_creation_delay());
+        let mut msg = ClientMessage::new();
+        msg.set_create_connection(CreateConnection {
+            kind: wire_kind.into(),
+            config_json: json.to_owned(),
+            ..CreateConnection::new()
+        });
+        let (reply, fds) = shared.chan().request(&msg, REQUEST_TIMEOUT)?;
+        let created = match reply {
+            engine_message::Body::ConnectionCreated(c) => c,
+            other => return Err(unexpected("ConnectionCreated", &other)),
+        };
+        let id = created.conn_id;
+        let attached = (|| {
+            let fds = if created.fds_attached {
+                fds
+            } else {
+                fetch_fds(&created.fd_socket, &created.fd_token, id)?
+            };
+            Self::attach(shared, &created, kind, cfg, fds)
+        })();
+        let core = match attached {
+            Ok(core) => core,
+            Err(e) => {
+                shared.delete(id);
+                return Err(e);
+            }
+        };
+        let mut msg = ClientMessage::new();
+        msg.set_activate(Activate {
+            conn_id: id,
+            ..Activate::new()
+        });
+        match shared.chan().request(&msg, REQUEST_TIMEOUT) {
+            Ok((engine_message::Body::Activated(_), _)) => Ok(core),
+            Ok((other, _)) => {
+                shared.delete(id);
+                Err(unexpected("Activated", &other))
+            }
+            Err(e) => {
+                shared.delete(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps the pool and the control block from the four fds.
+    fn attach(
+        shared: &Arc<Shared>,
+        created: &mcm_proto::sdk::ConnectionCreated,
+        kind: ConnKind,
+        cfg: &ConnectionConfig,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Arc<Self>> {
+        let failed = |what: String| Error::mesh(MeshErr::ConnFailed, what);
+        let [pool_fd, block, client_bell, engine_bell]: [OwnedFd; 4] =
+            fds.try_into().map_err(|fds: Vec<OwnedFd>| {
+                failed(format!("the engine sent {} fds (expected 4)", fds.len()))
+            })?;
+        let wire = created.pool.as_ref().cloned().unwrap_or_default();
+        let geometry = PoolGeometry {
+            slot_count: wire.slot_count,
+            payload_capacity: wire.payload_capacity,
+            metadata_capacity: wire.metadata_capacity,
+        };
+        if geometry.payload_capacity < cfg.payload_size()
+            || geometry.metadata_capacity < cfg.max_metadata_size()
+        {
+            return Err(failed(format!(
+                "the engine's pool holds {} + {} bytes per slot, less than the {} + {} asked for",
+                geometry.payload_capacity,
+                geometry.metadata_capacity,
+                cfg.payload_size(),
+                cfg.max_metadata_size()
+            )));
+        }
+        let access = match kind {
+            ConnKind::Tx => Access::ReadWrite,
+            ConnKind::Rx => Access::ReadOnly,
+        };
+        let pool = PoolView::attach(pool_fd.as_fd(), geometry, access)
+            .map_err(|e| failed(format!("cannot map the frame pool: {e}")))?;
+        let side = ClientSide::attach(block.as_fd(), client_bell, engine_bell, kind)
+            .map_err(|e| failed(format!("cannot map the connection block: {e}")))?;
+        if side.layout().ring_capacity() != created.ring_capacity {
+            return Err(failed(format!(
+                "the connection block holds {} descriptors per ring, not the {} announced",
+                side.layout().ring_capacity(),
+                created.ring_capacity
+            )));
+        }
+        let (inbox, outbox) = side.into_split();
+        Ok(Arc::new(Self {
+            id: created.conn_id,
+            shared: shared.clone(),
+            kind,
+            pool,
+            pool_id: wire.pool_id,
+            bell: inbox.bell(),
+            inbox: Mutex::new(inbox),
+            outbox: Mutex::new(outbox),
+            shut: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
+            payload_size: cfg.payload_size(),
+            metadata_size: cfg.max_metadata_size(),
+            group: created.group.clone(),
+            stash: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The engine's id for the connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Payload bytes per buffer.
+    pub fn payload_size(&self) -> usize {
+        self.payload_size as usize
+    }
+
+    /// Metadata bytes per buffer.
+    pub fn metadata_size(&self) -> usize {
+        self.metadata_size as usize
+    }
+
+    /// The group the connection belongs to.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Whether this is a sender.
+    pub fn is_tx(&self) -> bool {
+        self.kind == ConnKind::Tx
+    }
+
+    /// The frame pool's mapping (to tell which memory a buffer lies in).
+    pub fn pool(&self) -> &PoolView {
+        &self.pool
+    }
+
+    /// The client this connection belongs to.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    fn deadline(&self, timeout: Timeout) -> Option<Instant> {
+        let t = match timeout {
+            Timeout::Default => self.shared.config.default_timeout,
+            Timeout::Infinite => return None,
+            Timeout::After(t) => t,
+        };
+        // A limit too far away to represent is no limit.
+        Instant::now().checked_add(t)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        // Acquire: pairs with the Release store in `shutdown`.
+        if self.shut.load(Ordering::Acquire) {
+            return Err(Error::closed(format!(
+                "connection {} was shut down",
+                self.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Waits for the next buffer: a free slot to fill (tx) or the next frame (rx).
+    pub fn get(&self, timeout: Timeout) -> Result<RawBuf> {
+        self.check_open()?;
+        if self.kind == ConnKind::Tx
+            && let Some(d) = lock(&self.stash).pop()
+        {
+            return self.lend(d);
+        }
+        let deadline = self.deadline(timeout);
+        let mut inbox = lock(&self.inbox);
+        loop {
+            if let Some(d) = inbox.pop() {
+                return self.lend(d);
+            }
+            if inbox.is_corrupt() {
+                return Err(Error::closed("the engine's ring is corrupt"));
+            }
+            let sock = self.shared.sock_fd.as_fd();
+            match inbox.wait(deadline, SPIN, Some(sock), Some(&self.shut)) {
+                Wait::Ready => continue,
+                Wait::Closed => {
+                    return Err(Error::closed(format!(
+                        "connection {}: the engine closed it",
+                        self.id
+                    )));
+                }
+                Wait::Stopped => {
+                    return Err(Error::closed(format!(
+                        "connection {} was shut down",
+                        self.id
+                    )));
+                }
+                Wait::TimedOut => {
+                    return Err(Error::mesh(
+                        MeshErr::Timeout,
+                        format!("connection {}: no buffer within the timeout", self.id),
+                    ));
+                }
+                Wait::Socket => {
+                    if self.shared.engine_gone() {
+                        return Err(Error::closed("the engine closed the session"));
+                    }
+                    // Another thread's reply is pending on the socket; let it read.
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+
+    /// Checks a descriptor from the engine and makes a buffer of it.
+    fn lend(&self, mut d: Descriptor) -> Result<RawBuf> {
+        if self.kind == ConnKind::Tx {
+            d.payload_len = self.payload_size;
+            d.metadata_len = self.metadata_size;
+            d.timestamp_ns = 0;
+        }
+        if d.pool != self.pool_id || d.payload_len > self.payload_size {
+            return Err(Error::closed(format!(
+                "the engine sent an invalid descriptor (pool {}, slot {}, {} bytes)",
+                d.pool, d.slot, d.payload_len
+            )));
+        }
+        let (payload, metadata) = self
+            .pool
+            .slot_ptrs(d.slot, d.payload_len, d.metadata_len)
+            .map_err(|e| Error::closed(format!("the engine sent an invalid descriptor: {e}")))?;
+        Ok(RawBuf {
+            desc: d,
+            payload,
+            metadata,
+        })
+    }
+
+    /// Sends (tx) or releases (rx) a buffer.
+    pub fn put(&self, mut d: Descriptor, timeout: Timeout) -> Result<()> {
+        if self.kind == ConnKind::Tx {
+            if let Err(e) = self.check_open() {
+                lock(&self.stash).push(d);
+                return Err(e);
+            }
+            if d.timestamp_ns == 0 {
+                d.timestamp_ns = realtime_ns();
+            }
+        }
+        let deadline = self.deadline(timeout);
+        let mut outbox = lock(&self.outbox);
+        loop {
+            match outbox.push(d) {
+                Ok(()) => return Ok(()),
+                Err(_) if deadline.is_some_and(|t| Instant::now() >= t) => {
+                    if self.kind == ConnKind::Tx {
+                        lock(&self.stash).push(d);
+                    }
+                    return Err(Error::mesh(
+                        MeshErr::Timeout,
+                        format!("connection {}: the engine did not take the buffer", self.id),
+                    ));
+                }
+                // Full only while the engine is behind on this ring; it drains it every poll.
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+
+    /// A tx buffer the application dropped without sending: lend it again later.
+    pub fn unsent(&self, d: Descriptor) {
+        lock(&self.stash).push(d);
+    }
+
+    /// Stops the connection: blocked and later gets return `MESH_ERR_CONN_CLOSED`.
+    pub fn shutdown(&self) {
+        // Release: pairs with the Acquire loads in `check_open` and in the inbox wait.
+        self.shut.store(true, Ordering::Release);
+        self.bell.ring();
+    }
+
+    /// Shuts down and deletes the connection on the engine (once).
+    pub fn delete(&self) {
+        self.shutdown();
+        // AcqRel: exactly one caller deletes.
+        if !self.deleted.swap(true, Ordering::AcqRel) {
+            self.shared.delete(self.id);
+            // Relaxed: the counter is the only shared state.
+            self.shared.conns.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Fetches a connection's fds over the engine's Unix socket with a one-time token.
+fn fetch_fds(path: &str, token: &[u8], id: u64) -> Result<Vec<OwnedFd>> {
+    let mut chan = Channel::unix(std::path::Path::new(path), "mcm-sdk-fds", REQUEST_TIMEOUT)?;
+    let mut msg = ClientMessage::new();
+    msg.set_fetch_fds(FetchFds {
+        token: token.to_vec(),
+        ..FetchFds::new()
+    });
+    match chan.request(&msg, REQUEST_TIMEOUT)? {
+        (engine_message::Body::Fds(f), fds) if f.conn_id == id => Ok(fds),
+        (engine_message::Body::Fds(f), _) => Err(Error::mesh(
+            MeshErr::ConnFailed,
+            format!(
+                "the engine sent the fds of connection {} for {id}",
+                f.conn_id
+            ),
+        )),
+        (other, _) => Err(unexpected("Fds", &other)),
+    }
+}
+
+/// Nanoseconds since the Unix epoch (CLOCK_REALTIME): the capture timestamp of a frame.
+pub fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A sender: the source of its multipoint group. Deleted on drop.
+#[derive(Debug)]
+pub struct TxConnection {
+    core: Arc<Core>,
+}
+
+impl TxConnection {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// The shared state (the C API wraps it).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Waits for a free buffer, up to the client's default timeout.
+    pub fn get(&self) -> Result<BufferMut<'_>> {
+        self.get_timeout(Timeout::Default)
+    }
+
+    /// Waits for a free buffer.
+    pub fn get_timeout(&self, timeout: Timeout) -> Result<BufferMut<'_>> {
+        let raw = self.core.get(timeout)?;
+        Ok(BufferMut {
+            core: &self.core,
+            raw,
+            sent: false,
+        })
+    }
+
+    /// Stops the connection; blocked gets return `MESH_ERR_CONN_CLOSED`.
+    pub fn shutdown(&self) {
+        self.core.shutdown();
+    }
+}
+
+impl Drop for TxConnection {
+    fn drop(&mut self) {
+        self.core.delete();
+    }
+}
+
+/// A receiver: a sink of its multipoint group. Deleted on drop.
+#[derive(Debug)]
+pub struct RxConnection {
+    core: Arc<Core>,
+}
+
+impl RxConnection {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// The shared state (the C API wraps it).
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// Waits for the next frame, up to the client's default timeout.
+    pub fn get(&self) -> Result<Buffer<'_>> {
+        self.get_timeout(Timeout::Default)
+    }
+
+    /// Waits for the next frame.
+    pub fn get_timeout(&self, timeout: Timeout) -> Result<Buffer<'_>> {
+        let raw = self.core.get(timeout)?;
+        Ok(Buffer {
+            core: &self.core,
+            raw,
+            released: false,
+        })
+    }
+
+    /// Stops the connection; blocked gets return `MESH_ERR_CONN_CLOSED`.
+    pub fn shutdown(&self) {
+        self.core.shutdown();
+    }
+}
+
+impl Drop for RxConnection {
+    fn drop(&mut self) {
+        self.core.delete();
+    }
+}
+
+/// A free slot lent to a sender: fill it and [`put`](Self::put) it. Dropped unsent, it goes
+/// back to the connection for the next get.
+#[derive(Debug)]
+pub struct BufferMut<'a> {
+    core: &'a Core,
+    raw: RawBuf,
+    sent: bool,
+}
+
+impl BufferMut<'_> {
+    /// The whole payload area (`payload_size` bytes), in shared memory.
+    pub fn payload_mut(&mut self) -> &mut [u8] {
+        // SAFETY: the pointer was checked by PoolView::slot_ptrs for payload_size bytes in the
+        // read-write mapping the connection keeps alive while `self` borrows it; the engine lent
+        // this slot to this buffer alone and neither it nor a receiver touches it until the put;
+        // &mut self makes this the only slice of it in this process.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.raw.payload.as_ptr(), self.core.payload_size())
+        }
+    }
+
+    /// The whole metadata area (`metadata_size` bytes).
+    pub fn metadata_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `payload_mut`, for the metadata part (checked for metadata_size bytes).
+        unsafe {
+            std::slice::from_raw_parts_mut(self.raw.metadata.as_ptr(), self.core.metadata_size())
+        }
+    }
+
+    /// Bytes of payload that will be sent (preset to `payload_size`).
+    pub fn payload_len(&self) -> usize {
+        self.raw.desc.payload_len as usize
+    }
+
+    /// Sends only the first `len` payload bytes; `len <= payload_size`.
+    pub fn set_payload_len(&mut self, len: usize) -> Result<()> {
+        self.raw.desc.payload_len = check_len(len, self.core.payload_size(), "payload")?;
+        Ok(())
+    }
+
+    /// Sends only the first `len` metadata bytes; `len <= metadata_size`.
+    pub fn set_metadata_len(&mut self, len: usize) -> Result<()> {
+        self.raw.desc.metadata_len = check_len(len, self.core.metadata_size(), "metadata")?;
+        Ok(())
+    }
+
+    /// Sets the capture timestamp (ns since the Unix epoch); by default the put time.
+    pub fn set_timestamp_ns(&mut self, ns: u64) {
+        self.raw.desc.timestamp_ns = ns;
+    }
+
+    /// Index of the pool slot this buffer is.
+    pub fn slot(&self) -> u32 {
+        self.raw.desc.slot
+    }
+
+    /// Sends the frame, waiting up to the default timeout for room in the ring.
+    pub fn put(self) -> Result<()> {
+        self.put_timeout(Timeout::Default)
+    }
+
+    /// Sends the frame.
+    pub fn put_timeout(mut self, timeout: Timeout) -> Result<()> {
+        self.sent = true;
+        self.core.put(self.raw.desc, timeout)
+    }
+}
+
+impl Drop for BufferMut<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.core.unsent(self.raw.desc);
+        }
+    }
+}
+
+/// A frame lent to a receiver: read it in place; dropping or [`put`](Self::put)ting it gives the
+/// slot back.
+#[derive(Debug)]
+pub struct Buffer<'a> {
+    core: &'a Core,
+    raw: RawBuf,
+    released: bool,
+}
+
+impl Buffer<'_> {
+    /// The frame's payload, in shared memory (read-only mapping).
+    pub fn payload(&self) -> &[u8] {
+        // SAFETY: checked by PoolView::slot_ptrs for payload_len bytes of the mapping the
+        // connection keeps alive while `self` borrows it; the slot is lent to this receiver and
+        // the engine does not reuse it until it is released.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.raw.payload.as_ptr(),
+                self.raw.desc.payload_len as usize,
+            )
+        }
+    }
+
+    /// The frame's metadata.
+    pub fn metadata(&self) -> &[u8] {
+        // SAFETY: as for `payload`, for metadata_len bytes of the metadata part.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.raw.metadata.as_ptr(),
+                self.raw.desc.metadata_len as usize,
+            )
+        }
+    }
+
+    /// The group's sequence number of this frame (0 for the first frame of the group).
+    pub fn seq(&self) -> u64 {
+        self.raw.desc.seq
+    }
+
+    /// The sender's capture timestamp, ns since the Unix epoch.
+    pub fn timestamp_ns(&self) -> u64 {
+        self.raw.desc.timestamp_ns
+    }
+
+    /// Index of the pool slot holding the frame.
+    pub fn slot(&self) -> u32 {
+        self.raw.desc.slot
+    }
+
+    /// Gives the slot back.
+    pub fn put(mut self) -> Result<()> {
+        self.released = true;
+        self.core.put(self.raw.desc, Timeout::Default)
+    }
+}
+
+impl Drop for Buffer<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.core.put(self.raw.desc, Timeout::Default);
+        }
+    }
+}
+
+/// `len` as a u32 when it is at most `max`; `MESH_ERR_BAD_BUF_LEN` otherwise.
+pub(crate) fn check_len(len: usize, max: usize, what: &str) -> Result<u32> {
+    if len > max {
+        return Err(Error::mesh(
+            MeshErr::BadBufLen,
+            format!("{what} length {len} exceeds the buffer's {max} bytes"),
+        ));
+    }
+    // max came from a u32.
+    Ok(len as u32)
+}
