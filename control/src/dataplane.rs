@@ -127,6 +127,11 @@ pub enum Event {
         /// When the ping was sent.
         sent: Instant,
     },
+    /// A connection was attached to its group: frames sent from now on reach it.
+    Attached {
+        /// The connection.
+        conn: ConnId,
+    },
     /// A client broke the shared-memory protocol: the data plane detached the connection
     /// (its frames are back in the pool) and the control thread must close the client's session.
     ConnFailed {

@@ -438,14 +438,31 @@ impl ControlServer {
     fn drain_events(&mut self) {
         let stats = &mut self.stats;
         let mut failed = Vec::new();
+        let mut attached = Vec::new();
         self.dataplane.drain_events(&mut |ev| match ev {
             Event::Pong { cpu, token, sent } => {
                 if let Some(s) = stats.as_mut() {
                     s.answered.insert(cpu, (token, sent.elapsed()));
                 }
             }
+            Event::Attached { conn } => attached.push(conn),
             Event::ConnFailed { conn, reason } => failed.push((conn, reason)),
         });
+        for conn in attached {
+            let Some(token) = self
+                .mesh
+                .session_of(conn)
+                .and_then(|s| self.sessions.get(&s).copied())
+            else {
+                continue;
+            };
+            if let Some(c) = self.conns.get_mut(&token) {
+                c.session.activated(conn);
+                if c.flush(self.poll.registry(), token) == Fate::Drop {
+                    self.close(token);
+                }
+            }
+        }
         for (conn, reason) in failed {
             let Some(token) = self
                 .mesh

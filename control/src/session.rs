@@ -88,7 +88,8 @@ pub trait Handler {
     ) -> Result<Created, Refusal>;
     /// The fds of the connection a one-time `token` was issued for.
     fn fetch_fds(&mut self, session: u64, token: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal>;
-    /// Starts moving frames on `session`'s connection `conn`.
+    /// Starts moving frames on `session`'s connection `conn`; the server answers with
+    /// [`Session::activated`] when the data plane reports the connection attached.
     fn activate(&mut self, session: u64, conn: u64) -> Result<(), Refusal>;
     /// Deletes `session`'s connection `conn`.
     fn delete(&mut self, session: u64, conn: u64) -> Result<(), Refusal>;
@@ -204,6 +205,17 @@ impl Session {
         self.flow()
     }
 
+    /// Answers the client's Activate: the data plane has attached connection `conn_id`, so every
+    /// frame sent from now on reaches it.
+    pub fn activated(&mut self, conn_id: u64) {
+        let mut reply = EngineMessage::new();
+        reply.set_activated(Activated {
+            conn_id,
+            ..Activated::new()
+        });
+        self.send(&reply);
+    }
+
     /// Closes the session with a fatal error of class `code` (e.g. the client broke the
     /// shared-memory protocol).
     pub fn abort(&mut self, code: ErrorCode, message: String) -> Flow {
@@ -271,17 +283,12 @@ impl Session {
                     "FetchFds needs a Unix-socket session (fds cannot travel over TCP)",
                 )),
             },
-            (State::Ready, Some(Body::Activate(req))) => match handler.activate(id, req.conn_id) {
-                Ok(()) => {
-                    let mut reply = EngineMessage::new();
-                    reply.set_activated(Activated {
-                        conn_id: req.conn_id,
-                        ..Activated::new()
-                    });
-                    self.send(&reply);
+            // The reply comes from `activated`, once the data plane has attached the connection.
+            (State::Ready, Some(Body::Activate(req))) => {
+                if let Err(r) = handler.activate(id, req.conn_id) {
+                    self.reject(r);
                 }
-                Err(r) => self.reject(r),
-            },
+            }
             (State::Ready, Some(Body::DeleteConnection(req))) => {
                 match handler.delete(id, req.conn_id) {
                     Ok(()) => {

@@ -150,9 +150,12 @@ impl GroupPort {
             }
             Role::Sink => match self.sinks.iter().position(Option::is_none) {
                 Some(i) => self.sinks[i] = Some(member),
-                None => self.report(conn, format!("the group has {MAX_SINKS} sinks already")),
+                None => {
+                    return self.report(conn, format!("the group has {MAX_SINKS} sinks already"));
+                }
             },
         }
+        self.emit(Event::Attached { conn });
     }
 
     fn detach(&mut self, conn: ConnId) {
@@ -200,11 +203,11 @@ impl GroupPort {
     }
 
     fn report(&self, conn: ConnId, reason: String) {
-        if self
-            .reporter
-            .events
-            .send(Event::ConnFailed { conn, reason })
-            .is_ok()
+        self.emit(Event::ConnFailed { conn, reason });
+    }
+
+    fn emit(&self, ev: Event) {
+        if self.reporter.events.send(ev).is_ok()
             && let Some(n) = &self.reporter.notifier
         {
             n.notify();

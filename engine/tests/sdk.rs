@@ -57,3 +57,408 @@ fn frames_flow_from_one_sender_to_two_receivers_in_order() {
         .unwrap_err();
     assert_eq!(err.mesh_err(), Some(MeshErr::Timeout), "{err}");
 }
+
+/// The file (device:inode), the offset in it, and the permissions of the mapping holding `p`.
+fn mapping_of(p: *const u8) -> (String, u64, String) {
+    let addr = p as u64;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (start, end) = f[0].split_once('-').unwrap();
+        let (start, end) = (
+            u64::from_str_radix(start, 16).unwrap(),
+            u64::from_str_radix(end, 16).unwrap(),
+        );
+        if (start..end).contains(&addr) {
+            let offset = u64::from_str_radix(f[2], 16).unwrap();
+            return (
+                format!("{} {} {}", f[3], f[4], f.get(5).unwrap_or(&"")),
+                addr - start + offset,
+                f[1].to_owned(),
+            );
+        }
+    }
+    panic!("{p:p} is not mapped");
+}
+
+#[test]
+fn receivers_read_the_very_bytes_the_sender_wrote() {
+    let e = Engine::start();
+    let c = unix_client(&e);
+    let rx_a = c.create_rx(&video_json("zc", 4)).unwrap();
+    let rx_b = tcp_client(&e).create_rx(&video_json("zc", 4)).unwrap();
+    let tx = c.create_tx(&video_json("zc", 4)).unwrap();
+    for i in 0..20u8 {
+        let mut b = tx.get_timeout(T).unwrap();
+        b.payload_mut().fill(i);
+        let written = mapping_of(b.payload_mut().as_ptr());
+        assert!(
+            written.2.starts_with("rw") && written.2.ends_with('s'),
+            "{written:?}"
+        );
+        assert!(written.0.contains("memfd:mcm-pool-"), "{written:?}");
+        b.put().unwrap();
+        for rx in [&rx_a, &rx_b] {
+            let f = rx.get_timeout(T).unwrap();
+            let read = mapping_of(f.payload().as_ptr());
+            assert_eq!(read.0, written.0, "the same file (device, inode, name)");
+            assert_eq!(read.1, written.1, "the same offset in it: the same slot");
+            assert!(
+                read.2.starts_with("r-") && read.2.ends_with('s'),
+                "read-only: {read:?}"
+            );
+            assert!(f.payload().iter().all(|&x| x == i));
+        }
+    }
+    let stats = c.stats().unwrap();
+    assert_eq!(
+        stats.payload_bytes_copied, 0,
+        "the engine copied no payload"
+    );
+    let tx_stats = stats
+        .connections
+        .iter()
+        .find(|s| s.conn_id == tx.core().id())
+        .unwrap();
+    assert_eq!(tx_stats.frames, 20);
+    assert_eq!(tx_stats.payload_bytes, 20 * 64 * 32 * 5 / 2);
+}
+
+#[test]
+fn a_slow_receiver_drops_while_the_fast_one_gets_every_frame() {
+    let e = Engine::start();
+    let c = unix_client(&e);
+    let fast = c.create_rx(&video_json("slow", 4)).unwrap();
+    let slow = c.create_rx(&video_json("slow", 2)).unwrap();
+    let tx = c.create_tx(&video_json("slow", 4)).unwrap();
+    let mut held = Vec::new();
+    for i in 0..50u64 {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        let f = fast.get_timeout(T).unwrap();
+        assert_eq!(f.seq(), i);
+        // The slow receiver takes two frames and sits on them.
+        if held.len() < 2 {
+            held.push(slow.get_timeout(T).unwrap());
+        }
+    }
+    let stats = c.stats().unwrap();
+    let of = |id| {
+        stats
+            .connections
+            .iter()
+            .find(|s| s.conn_id == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(of(fast.core().id()).dropped, 0);
+    let s = of(slow.core().id());
+    assert_eq!((s.frames, s.dropped), (2, 48), "{s:?}");
+    assert_eq!(held.iter().map(|b| b.seq()).collect::<Vec<_>>(), vec![0, 1]);
+    drop(held);
+    // Once the engine has taken the two releases back, the slow receiver gets live frames again
+    // (the release and the next frame race, so allow a few more frames to be dropped).
+    let resumed = (0..100).find_map(|_| {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        slow.get_timeout(Timeout::After(Duration::from_millis(20)))
+            .ok()
+            .map(|f| f.seq())
+    });
+    assert!(resumed.is_some_and(|seq| seq >= 50), "{resumed:?}");
+}
+
+#[test]
+fn receivers_join_and_leave_while_the_stream_runs() {
+    let e = Engine::start();
+    let c = unix_client(&e);
+    let tx = c.create_tx(&video_json("live", 8)).unwrap();
+    let first = c.create_rx(&video_json("live", 8)).unwrap();
+    for i in 0..10u64 {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        assert_eq!(first.get_timeout(T).unwrap().seq(), i);
+    }
+    let late = c.create_rx(&video_json("live", 8)).unwrap();
+    for i in 10..20u64 {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        assert_eq!(first.get_timeout(T).unwrap().seq(), i);
+        assert_eq!(
+            late.get_timeout(T).unwrap().seq(),
+            i,
+            "a late joiner gets the live frames"
+        );
+    }
+    // The first receiver leaves holding a frame; the slot is reclaimed and the stream goes on.
+    let err = first
+        .get_timeout(Timeout::After(Duration::ZERO))
+        .unwrap_err();
+    assert_eq!(err.mesh_err(), Some(MeshErr::Timeout));
+    tx.get_timeout(T).unwrap().put().unwrap();
+    let kept = first.get_timeout(T).unwrap();
+    assert_eq!(kept.seq(), 20);
+    assert_eq!(late.get_timeout(T).unwrap().seq(), 20);
+    // Leak the buffer (as a crashing app would) so the connection goes with a frame held.
+    std::mem::forget(kept);
+    drop(first);
+    for i in 21..200u64 {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        assert_eq!(late.get_timeout(T).unwrap().seq(), i);
+    }
+    assert_eq!(c.connection_count(), 2);
+}
+
+#[test]
+fn the_engine_refuses_connections_that_do_not_fit_their_group() {
+    let e = Engine::start_with(
+        |t| t.replace("[sdk]\n", "[sdk]\nmax_sinks_per_group = 2\n"),
+        &[],
+    );
+    let c = tcp_client(&e);
+    let _tx = c.create_tx(&video_json("g", 4)).unwrap();
+    let err = c.create_tx(&video_json("g", 4)).unwrap_err();
+    assert_eq!(err.mesh_err(), Some(MeshErr::ConnConfigIncompat), "{err}");
+    assert!(err.message().contains("already has a sender"), "{err}");
+    let other_size = video_json("g", 4).replace("\"width\": 64", "\"width\": 128");
+    let err = c.create_rx(&other_size).unwrap_err();
+    assert_eq!(err.mesh_err(), Some(MeshErr::ConnConfigIncompat), "{err}");
+    assert!(
+        err.message().contains("the same sizes as the group"),
+        "{err}"
+    );
+    let _a = c.create_rx(&video_json("g", 4)).unwrap();
+    let _b = c.create_rx(&video_json("g", 4)).unwrap();
+    let err = c.create_rx(&video_json("g", 4)).unwrap_err();
+    assert_eq!(err.mesh_err(), Some(MeshErr::MaxConn), "{err}");
+    assert!(err.message().contains("max_sinks_per_group = 2"), "{err}");
+    let st = r#"{"connection": {"st2110": {"transport": "st2110-20", "ipAddr": "127.0.0.1", "port": 9000}},
+                 "payload": {"video": {"width": 64, "height": 32, "pixelFormat": "yuv422p10rfc4175"}}}"#;
+    let err = c.create_rx(st).unwrap_err();
+    assert_eq!(err.mesh_err(), Some(MeshErr::NotImplemented), "{err}");
+    // The session survives refusals: the group still works.
+    assert_eq!(c.connection_count(), 3);
+}
+
+#[test]
+fn engine_shutdown_wakes_a_blocked_get_with_conn_closed() {
+    let mut e = Engine::start();
+    let c = unix_client(&e);
+    let rx = c.create_rx(&video_json("bye", 4)).unwrap();
+    let waiter = std::thread::spawn(move || {
+        let r = rx.get_timeout(Timeout::Infinite).map(|_| ()).unwrap_err();
+        (r, rx)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    e.signal(rustix::process::Signal::TERM);
+    assert!(e.wait_exit().success());
+    let (err, _rx) = waiter.join().unwrap();
+    assert_eq!(err.mesh_err(), Some(MeshErr::ConnClosed), "{err}");
+}
+
+/// A client speaking the SDK protocol by hand over the Unix socket, to misbehave.
+struct Raw {
+    sock: std::os::unix::net::UnixStream,
+    decoder: mcm_proto::frame::FrameDecoder,
+}
+
+impl Raw {
+    fn connect(e: &Engine) -> Raw {
+        let sock = std::os::unix::net::UnixStream::connect(&e.unix).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut r = Raw {
+            sock,
+            decoder: mcm_proto::frame::FrameDecoder::new(),
+        };
+        let mut h = mcm_proto::sdk::Hello::new();
+        h.protocol_version = mcm_proto::PROTOCOL_VERSION;
+        let mut m = ClientMessage::new();
+        m.set_hello(h);
+        assert!(matches!(r.request(&m).0, Body::HelloReply(_)));
+        r
+    }
+
+    fn request(&mut self, m: &ClientMessage) -> (Body, Vec<std::os::fd::OwnedFd>) {
+        mcm_proto::frame::write_message(&mut self.sock, m).unwrap();
+        self.recv()
+    }
+
+    fn recv(&mut self) -> (Body, Vec<std::os::fd::OwnedFd>) {
+        let mut fds = Vec::new();
+        loop {
+            if let Some(body) = self.decoder.next_frame().unwrap() {
+                let msg: EngineMessage = mcm_proto::frame::decode(body).unwrap();
+                return (msg.body.unwrap(), fds);
+            }
+            let mut buf = [0u8; 4096];
+            let (n, got) = mcm_proto::shm::map::recv_fds(self.sock.as_fd(), &mut buf, 8).unwrap();
+            assert!(n > 0, "the engine closed the session");
+            fds.extend(got);
+            self.decoder.buffer(&buf[..n]);
+        }
+    }
+
+    /// Creates and activates a connection; returns its id and its mapped block.
+    fn connect_group(&mut self, kind: ConnectionKind, json: &str) -> (u64, ClientSide) {
+        let mut m = ClientMessage::new();
+        m.set_create_connection(CreateConnection {
+            kind: kind.into(),
+            config_json: json.to_owned(),
+            ..CreateConnection::new()
+        });
+        let (Body::ConnectionCreated(c), fds) = self.request(&m) else {
+            panic!("no ConnectionCreated")
+        };
+        let [_pool, block, cb, eb]: [std::os::fd::OwnedFd; 4] = fds.try_into().unwrap();
+        let k = match kind {
+            ConnectionKind::CONNECTION_KIND_TX => ConnKind::Tx,
+            _ => ConnKind::Rx,
+        };
+        let side = ClientSide::attach(block.as_fd(), cb, eb, k).unwrap();
+        let mut m = ClientMessage::new();
+        m.set_activate(Activate {
+            conn_id: c.conn_id,
+            ..Activate::new()
+        });
+        assert!(matches!(self.request(&m).0, Body::Activated(_)));
+        (c.conn_id, side)
+    }
+}
+
+use std::os::fd::AsFd;
+
+use mcm_proto::sdk::engine_message::Body;
+use mcm_proto::sdk::{
+    Activate, ClientMessage, ConnectionKind, CreateConnection, EngineMessage, ErrorCode, FetchFds,
+};
+use mcm_proto::shm::conn::{ClientSide, ConnKind};
+use mcm_proto::shm::desc::Descriptor;
+
+#[test]
+fn a_client_that_lies_in_shared_memory_is_cut_off_and_others_carry_on() {
+    let e = Engine::start();
+    let honest = unix_client(&e);
+    let h_tx = honest.create_tx(&video_json("fine", 4)).unwrap();
+    let h_rx = honest.create_rx(&video_json("fine", 4)).unwrap();
+    let mut liar = Raw::connect(&e);
+    let (id, mut side) =
+        liar.connect_group(ConnectionKind::CONNECTION_KIND_TX, &video_json("bad", 4));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    side.wait(Some(deadline), Duration::ZERO, None);
+    let lent = side.pop().expect("the engine lends free slots");
+    // Publish a slot far outside the pool and a length beyond the slot.
+    side.push(Descriptor {
+        slot: 1 << 30,
+        payload_len: u32::MAX,
+        ..lent
+    })
+    .unwrap();
+    let (Body::Error(err), _) = liar.recv() else {
+        panic!("expected an Error")
+    };
+    assert_eq!(
+        err.code.enum_value().unwrap(),
+        ErrorCode::ERROR_CODE_PROTOCOL_VIOLATION
+    );
+    assert!(err.fatal);
+    assert!(
+        err.message.contains(&format!("connection {id}")),
+        "{}",
+        err.message
+    );
+    assert!(err.message.contains("slot 1073741824"), "{}", err.message);
+    assert!(side.is_closed(), "the liar's connection is closed");
+    // The honest group never noticed.
+    for i in 0..20u64 {
+        h_tx.get_timeout(T).unwrap().put().unwrap();
+        assert_eq!(h_rx.get_timeout(T).unwrap().seq(), i);
+    }
+}
+
+#[test]
+fn a_client_that_vanishes_is_reclaimed() {
+    let mut e = Engine::start();
+    let c = unix_client(&e);
+    let tx = c.create_tx(&video_json("gone", 2)).unwrap();
+    let rx = c.create_rx(&video_json("gone", 2)).unwrap();
+    let mut ghost = Raw::connect(&e);
+    let (ghost_id, mut side) =
+        ghost.connect_group(ConnectionKind::CONNECTION_KIND_RX, &video_json("gone", 2));
+    for i in 0..2u64 {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        assert_eq!(rx.get_timeout(T).unwrap().seq(), i);
+    }
+    assert_eq!(side.pop().map(|d| d.seq), Some(0), "the ghost holds frames");
+    drop(ghost);
+    e.wait_log(&format!("connection {ghost_id}: deleted"));
+    for i in 2..100u64 {
+        tx.get_timeout(T).unwrap().put().unwrap();
+        assert_eq!(rx.get_timeout(T).unwrap().seq(), i);
+    }
+    drop(side);
+}
+
+#[test]
+fn fd_tokens_are_single_use_and_need_the_unix_socket() {
+    let e = Engine::start();
+    let mut tcp = std::net::TcpStream::connect(e.tcp).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let read = |s: &mut std::net::TcpStream| {
+        mcm_proto::frame::read_message::<EngineMessage, _>(s)
+            .unwrap()
+            .unwrap()
+            .body
+            .unwrap()
+    };
+    let mut h = mcm_proto::sdk::Hello::new();
+    h.protocol_version = mcm_proto::PROTOCOL_VERSION;
+    let mut m = ClientMessage::new();
+    m.set_hello(h);
+    mcm_proto::frame::write_message(&mut tcp, &m).unwrap();
+    assert!(matches!(read(&mut tcp), Body::HelloReply(_)));
+    let mut m = ClientMessage::new();
+    m.set_create_connection(CreateConnection {
+        kind: ConnectionKind::CONNECTION_KIND_RX.into(),
+        config_json: video_json("tok", 4),
+        ..CreateConnection::new()
+    });
+    mcm_proto::frame::write_message(&mut tcp, &m).unwrap();
+    let Body::ConnectionCreated(c) = read(&mut tcp) else {
+        panic!()
+    };
+    assert!(!c.fds_attached);
+    assert_eq!(c.fd_socket, e.unix.display().to_string());
+    assert_eq!(c.fd_token.len(), 16);
+    let fetch = |token: Vec<u8>| {
+        let mut m = ClientMessage::new();
+        m.set_fetch_fds(FetchFds {
+            token,
+            ..FetchFds::new()
+        });
+        m
+    };
+    // Over TCP the fds cannot travel: refused, the session goes on.
+    mcm_proto::frame::write_message(&mut tcp, &fetch(c.fd_token.clone())).unwrap();
+    let Body::Error(err) = read(&mut tcp) else {
+        panic!()
+    };
+    assert!(
+        !err.fatal && err.message.contains("needs a Unix-socket session"),
+        "{err:?}"
+    );
+    let mut unix = Raw::connect(&e);
+    let mut wrong = c.fd_token.clone();
+    wrong[0] ^= 1;
+    let (Body::Error(err), fds) = unix.request(&fetch(wrong)) else {
+        panic!()
+    };
+    assert!(
+        fds.is_empty() && err.message.contains("no connection waits"),
+        "{err:?}"
+    );
+    let (Body::Fds(f), fds) = unix.request(&fetch(c.fd_token.clone())) else {
+        panic!()
+    };
+    assert_eq!((f.conn_id, fds.len()), (c.conn_id, 4));
+    let (Body::Error(_), fds) = unix.request(&fetch(c.fd_token.clone())) else {
+        panic!("a token works once")
+    };
+    assert!(fds.is_empty());
+}

@@ -1,1 +1,342 @@
+//! The group port over real shared memory: clients attach through fds as an SDK would.
+
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, unbounded};
+use mcm_proto::shm::conn::{ClientSide, ConnKind, ConnLayout};
+use mcm_proto::shm::map::{Access, HugePages};
+use mcm_proto::shm::pool::{PoolGeometry, PoolView};
+
 use super::*;
+
+const POOL_ID: u32 = 7;
+const GEOMETRY: PoolGeometry = PoolGeometry {
+    slot_count: 16,
+    payload_capacity: 1000,
+    metadata_capacity: 16,
+};
+
+struct Rig {
+    port: GroupPort,
+    bell: Doorbell,
+    events: Receiver<Event>,
+    view: PoolView,
+}
+
+struct Client {
+    side: ClientSide,
+    counters: Arc<ConnCounters>,
+}
+
+fn rig() -> Rig {
+    let pool = Pool::create(POOL_ID, "mcm-test-group", GEOMETRY, HugePages::Off).unwrap();
+    let view = PoolView::attach(pool.fd(), GEOMETRY, Access::ReadOnly).unwrap();
+    let bell = Doorbell::new().unwrap();
+    let (tx, events) = unbounded();
+    let reporter = Reporter {
+        events: tx,
+        notifier: None,
+    };
+    let port = GroupPort::new("test", pool, bell.try_clone().unwrap(), reporter);
+    Rig {
+        port,
+        bell,
+        events,
+        view,
+    }
+}
+
+impl Rig {
+    /// Attaches a connection the way the registry does and maps its block as a client would.
+    fn join(&mut self, conn: ConnId, role: Role, capacity: u32, quota: u32) -> Client {
+        let kind = match role {
+            Role::Source => ConnKind::Tx,
+            Role::Sink => ConnKind::Rx,
+        };
+        let layout = ConnLayout::new(kind, capacity).unwrap();
+        let side =
+            EngineSide::create_with_bell("mcm-test-conn", layout, self.bell.try_clone().unwrap())
+                .unwrap();
+        let fd = side.region().dup_fd().unwrap();
+        let cb = side.client_bell().fd().try_clone_to_owned().unwrap();
+        let eb = side.engine_bell().fd().try_clone_to_owned().unwrap();
+        let client = ClientSide::attach(fd.as_fd(), cb, eb, kind).unwrap();
+        let counters = Arc::new(ConnCounters::default());
+        self.port.message(Box::new(GroupMsg::Attach {
+            conn,
+            role,
+            side,
+            quota,
+            counters: counters.clone(),
+        }));
+        assert!(
+            self.events
+                .try_iter()
+                .any(|e| e == Event::Attached { conn }),
+            "an attached connection is reported"
+        );
+        Client {
+            side: client,
+            counters,
+        }
+    }
+
+    fn poll(&mut self) -> u32 {
+        self.port.poll(Instant::now(), 64).items()
+    }
+
+    fn failures(&self) -> Vec<(ConnId, String)> {
+        self.events
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::ConnFailed { conn, reason } => Some((conn, reason)),
+                Event::Attached { .. } => None,
+                other => panic!("unexpected event {other:?}"),
+            })
+            .collect()
+    }
+}
+
+impl Client {
+    fn pop_all(&mut self) -> Vec<Descriptor> {
+        std::iter::from_fn(|| self.side.pop()).collect()
+    }
+}
+
+/// A frame descriptor for a lent slot.
+fn frame(slot: u32, len: u32, ts: u64) -> Descriptor {
+    Descriptor {
+        pool: POOL_ID,
+        slot,
+        payload_len: len,
+        metadata_len: 0,
+        seq: 999,
+        timestamp_ns: ts,
+    }
+}
+
+#[test]
+fn source_is_lent_its_quota_and_frames_reach_every_sink_by_reference() {
+    let mut r = rig();
+    let mut a = r.join(1, Role::Sink, 8, 8);
+    let mut b = r.join(2, Role::Sink, 8, 8);
+    let mut src = r.join(3, Role::Source, 4, 4);
+    let lent = src.pop_all();
+    assert_eq!(lent.len(), 4, "the source is lent exactly its quota");
+    assert_eq!(r.port.free_slots(), 12);
+    for (i, d) in lent.iter().enumerate() {
+        assert_eq!((d.pool, d.payload_len), (POOL_ID, 1000));
+        src.side.push(frame(d.slot, 100 + i as u32, 42)).unwrap();
+    }
+    r.poll();
+    for sink in [&mut a, &mut b] {
+        let got = sink.pop_all();
+        assert_eq!(got.len(), 4);
+        for (i, d) in got.iter().enumerate() {
+            assert_eq!(d.slot, lent[i].slot, "the same slot, not a copy");
+            assert_eq!(d.seq, i as u64, "the engine numbers frames, not the client");
+            assert_eq!((d.payload_len, d.timestamp_ns), (100 + i as u32, 42));
+            let h = r.view.header(d.slot).unwrap();
+            assert_eq!(
+                (h.seq, h.payload_len, h.timestamp_ns),
+                (i as u64, 100 + i as u32, 42)
+            );
+        }
+        assert_eq!(sink.counters.snapshot(), (4, 100 + 101 + 102 + 103, 0));
+    }
+    assert_eq!(src.counters.snapshot().0, 4);
+    // The source got 4 fresh slots back after publishing; published slots are held by sinks.
+    assert_eq!(src.pop_all().len(), 4);
+    assert_eq!(r.port.free_slots(), 8);
+    // A slot returns to the pool only when the last sink releases it.
+    let held_by_a: Vec<_> = (0..4).map(|i| lent[i].slot).collect();
+    for &s in &held_by_a {
+        a.side.push(frame(s, 0, 0)).unwrap();
+    }
+    r.poll();
+    assert_eq!(r.port.free_slots(), 8, "b still holds all four");
+    for &s in &held_by_a {
+        b.side.push(frame(s, 0, 0)).unwrap();
+    }
+    r.poll();
+    assert_eq!(r.port.free_slots(), 12);
+    assert!(r.failures().is_empty());
+}
+
+#[test]
+fn a_full_sink_drops_and_counts_while_the_others_get_everything() {
+    let mut r = rig();
+    let mut fast = r.join(1, Role::Sink, 8, 8);
+    let mut slow = r.join(2, Role::Sink, 2, 2);
+    let mut src = r.join(3, Role::Source, 2, 2);
+    let mut seqs = Vec::new();
+    for _ in 0..10 {
+        for d in src.pop_all() {
+            src.side.push(frame(d.slot, 10, 1)).unwrap();
+        }
+        r.poll();
+        for d in fast.pop_all() {
+            seqs.push(d.seq);
+            fast.side.push(d).unwrap();
+        }
+        r.poll();
+    }
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+    assert!(seqs.len() >= 10, "{seqs:?}");
+    let (frames, _, dropped) = slow.counters.snapshot();
+    assert_eq!(frames, 2, "the slow sink holds its quota and no more");
+    assert_eq!(dropped, seqs.len() as u64 - 2);
+    assert_eq!(fast.counters.snapshot().2, 0);
+    // The slow sink catches up: it sees the two oldest frames, then new ones again.
+    let old = slow.pop_all();
+    assert_eq!(old.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![0, 1]);
+    for d in old {
+        slow.side.push(d).unwrap();
+    }
+    r.poll();
+    for d in src.pop_all() {
+        src.side.push(frame(d.slot, 10, 1)).unwrap();
+    }
+    r.poll();
+    assert!(!slow.pop_all().is_empty());
+}
+
+#[test]
+fn leaving_sinks_and_sources_give_back_every_slot() {
+    let mut r = rig();
+    let mut sink = r.join(1, Role::Sink, 8, 8);
+    let mut src = r.join(2, Role::Source, 4, 4);
+    for d in src.pop_all().into_iter().take(3) {
+        src.side.push(frame(d.slot, 1, 1)).unwrap();
+    }
+    r.poll();
+    assert_eq!(sink.pop_all().len(), 3);
+    assert!(r.port.free_slots() < 16);
+    r.port.message(Box::new(GroupMsg::Detach { conn: 1 }));
+    assert!(sink.side.is_closed(), "a detached connection is closed");
+    r.port.message(Box::new(GroupMsg::Detach { conn: 2 }));
+    assert!(src.side.is_closed());
+    assert_eq!(r.port.free_slots(), 16);
+    // A late joiner starts a fresh stream on the same group.
+    let mut again = r.join(3, Role::Source, 2, 2);
+    assert_eq!(again.pop_all().len(), 2);
+}
+
+#[test]
+fn a_lying_source_is_detached_and_its_slots_reclaimed() {
+    let cases: Vec<(&str, Box<dyn Fn(u32) -> Descriptor>)> = vec![
+        ("not lent", Box::new(|_| frame(15, 1, 0))),
+        ("slot 99", Box::new(|_| frame(99, 1, 0))),
+        (
+            "pool 8",
+            Box::new(|s| Descriptor {
+                pool: 8,
+                ..frame(s, 1, 0)
+            }),
+        ),
+        ("payload_len 1001", Box::new(|s| frame(s, 1001, 0))),
+    ];
+    for (name, lie) in cases {
+        let mut r = rig();
+        let mut sink = r.join(1, Role::Sink, 8, 8);
+        let mut src = r.join(2, Role::Source, 4, 4);
+        let lent = src.pop_all();
+        src.side.push(frame(lent[0].slot, 1, 0)).unwrap();
+        src.side.push(lie(lent[1].slot)).unwrap();
+        r.poll();
+        let f = r.failures();
+        assert_eq!(f.len(), 1, "{name}: {f:?}");
+        assert_eq!(f[0].0, 2, "{name}");
+        assert!(
+            f[0].1.contains(name.split(' ').next().unwrap()),
+            "{name}: {}",
+            f[0].1
+        );
+        assert!(src.side.is_closed(), "{name}");
+        // The honest frame before the lie was delivered; the rest of the lent slots came back.
+        assert_eq!(sink.pop_all().len(), 1, "{name}");
+        assert_eq!(r.port.free_slots(), 15, "{name}");
+    }
+}
+
+#[test]
+fn a_sink_releasing_what_it_does_not_hold_is_detached() {
+    let mut r = rig();
+    let mut honest = r.join(1, Role::Sink, 8, 8);
+    let mut liar = r.join(2, Role::Sink, 8, 8);
+    let mut src = r.join(3, Role::Source, 4, 4);
+    for d in src.pop_all() {
+        src.side.push(frame(d.slot, 1, 0)).unwrap();
+    }
+    r.poll();
+    let got = liar.pop_all();
+    liar.side.push(got[0]).unwrap();
+    liar.side.push(got[0]).unwrap(); // a double release
+    r.poll();
+    let f = r.failures();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].1.contains("does not hold"), "{}", f[0].1);
+    assert!(liar.side.is_closed() && !honest.side.is_closed());
+    // The honest sink still holds its four frames; releasing them frees everything published.
+    for d in honest.pop_all() {
+        honest.side.push(d).unwrap();
+    }
+    r.poll();
+    assert_eq!(
+        r.port.free_slots(),
+        12,
+        "only the source's lent slots are out"
+    );
+}
+
+#[test]
+fn corrupt_ring_indices_detach_the_client() {
+    let mut r = rig();
+    let src = r.join(1, Role::Source, 4, 4);
+    let _sink = r.join(2, Role::Sink, 4, 4);
+    // Scribble an impossible producer index into the source's frame ring.
+    let (_inbox, outbox) = src.side.into_split();
+    let layout = ConnLayout::new(ConnKind::Tx, 4).unwrap();
+    let port_src = r.port.source.as_ref().unwrap();
+    let tail = layout.to_engine_offset() + mcm_proto::shm::ring::TAIL_OFFSET;
+    // SAFETY: the offset lies inside the connection block the engine side maps, 8-aligned.
+    unsafe {
+        port_src
+            .side
+            .region()
+            .as_ptr()
+            .add(tail)
+            .cast::<u64>()
+            .write_volatile(1 << 40)
+    };
+    r.poll();
+    let f = r.failures();
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert!(f[0].1.contains("corrupt"), "{}", f[0].1);
+    assert!(r.port.source.is_none());
+    assert_eq!(r.port.free_slots(), 16);
+    drop(outbox);
+}
+
+#[test]
+fn parking_is_refused_while_input_is_pending_and_clients_ring_a_parked_group() {
+    let mut r = rig();
+    let mut src = r.join(1, Role::Source, 4, 4);
+    let lent = src.pop_all();
+    assert!(!r.port.prepare_park(), "nothing pending");
+    src.side.push(frame(lent[0].slot, 1, 0)).unwrap();
+    let mut fds = [rustix::event::PollFd::from_borrowed_fd(
+        r.bell.fd(),
+        rustix::event::PollFlags::IN,
+    )];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    assert_eq!(rustix::event::poll(&mut fds, Some(&zero)).unwrap(), 1);
+    r.port.end_park();
+    assert!(r.port.prepare_park(), "a frame is pending");
+    r.port.end_park();
+    assert_eq!(r.poll(), 1 + 1, "one frame published, one slot lent again");
+}
