@@ -1,0 +1,127 @@
+//! Starting an mcm-engine for a measurement, and reading process CPU time.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// An engine this tool started; killed on drop.
+#[derive(Debug)]
+pub struct Engine {
+    child: Child,
+    /// Its SDK Unix socket.
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// How to start the engine.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The binary.
+    pub binary: PathBuf,
+    /// CPUs of its lcores.
+    pub lcores: Vec<usize>,
+    /// CPU of its control thread.
+    pub control_cpu: usize,
+    /// `busy` or `adaptive`.
+    pub idle: String,
+}
+
+/// The `mcm-engine` next to this executable (cargo puts both in the same directory).
+pub fn default_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("mcm-engine")))
+        .unwrap_or_else(|| PathBuf::from("mcm-engine"))
+}
+
+impl Engine {
+    /// Starts an engine with a private shared-memory directory; returns once it serves.
+    pub fn start(o: &EngineOptions) -> Result<Self, String> {
+        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let cpus: Vec<String> = o.lcores.iter().map(ToString::to_string).collect();
+        let config = format!(
+            "[lcores]\ncpus = [{}]\nidle = \"{}\"\n[control]\ncpu = {}\nstats_interval_ms = 0\n\
+             [sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n",
+            cpus.join(", "),
+            o.idle,
+            o.control_cpu,
+            dir.path().join("shm").display()
+        );
+        let path = dir.path().join("cores.toml");
+        std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut child = Command::new(&o.binary)
+            .arg("--config")
+            .arg(&path)
+            .args(["--log-level", "info"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", o.binary.display()))?;
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("ERROR") {
+                    eprintln!("engine: {line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let mut socket = None;
+        loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .map_err(|_| "the engine did not start within 30 s".to_owned())?;
+            if let Some(p) = line.split("Unix socket listening on ").nth(1) {
+                socket = Some(PathBuf::from(p.trim()));
+            }
+            if line.contains("engine running") {
+                break;
+            }
+        }
+        Ok(Self {
+            child,
+            socket: socket.ok_or("the engine did not log its Unix socket")?,
+            _dir: dir,
+        })
+    }
+
+    /// The engine's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// User + system CPU seconds a process has used so far (from `/proc/PID/stat`).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    cpu_seconds_at(&Path::new("/proc").join(pid.to_string()).join("stat"))
+}
+
+/// User + system CPU seconds of this process so far.
+pub fn self_cpu_seconds() -> f64 {
+    cpu_seconds_at(Path::new("/proc/self/stat"))
+}
+
+fn cpu_seconds_at(path: &Path) -> f64 {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = text.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+        .sum();
+    ticks as f64 / rustix::param::clock_ticks_per_second() as f64
+}

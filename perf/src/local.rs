@@ -1,0 +1,336 @@
+//! `mcm-perf local`: one sender, N receiver processes, one local multipoint group.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use mcm_proto::config::ClientConfig;
+use mcm_sdk::conn::realtime_ns;
+use mcm_sdk::{Client, Timeout};
+
+use crate::engine::{self, Engine, EngineOptions};
+use crate::report::{self, Summary};
+
+/// Options of `mcm-perf local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Receiver counts to measure, one run each (e.g. 1,2,4,8).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    receivers: Vec<usize>,
+    /// Frames per run.
+    #[arg(long, default_value_t = 600)]
+    frames: u64,
+    /// Frames per second the sender paces to; 0 sends as fast as the group takes them.
+    #[arg(long, default_value_t = 60.0)]
+    fps: f64,
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 1920)]
+    width: u32,
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 1080)]
+    height: u32,
+    /// MCM pixel format (sizes the frame).
+    #[arg(long, default_value = "yuv422p10rfc4175")]
+    pixel_format: String,
+    /// bufferQueueCapacity of every connection.
+    #[arg(long, default_value_t = 16)]
+    capacity: u32,
+    /// Attach to the engine serving this Unix socket instead of starting one.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The mcm-engine binary to start (default: next to this executable).
+    #[arg(long)]
+    engine: Option<PathBuf>,
+    /// CPUs of the started engine's lcores.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    lcores: Vec<usize>,
+    /// CPU of the started engine's control thread.
+    #[arg(long, default_value_t = 0)]
+    control_cpu: usize,
+    /// Idle policy of the started engine's lcores: busy or adaptive.
+    #[arg(long, default_value = "adaptive")]
+    idle: String,
+    /// Print one JSON object per run instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Options of the hidden receiver process.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The engine's Unix socket.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Connection JSON.
+    #[arg(long)]
+    config: String,
+    /// Frames the sender sends (sequence numbers 0..frames).
+    #[arg(long)]
+    frames: u64,
+    /// Give up when no frame comes for this long (ms).
+    #[arg(long, value_parser = crate::millis, default_value = "5000")]
+    idle_timeout: Duration,
+}
+
+/// What one receiver process measured.
+#[derive(Debug)]
+struct WorkerResult {
+    received: u64,
+    bad: u64,
+    cpu_s: f64,
+    last_ns: u64,
+    hist: hdrhistogram::Histogram<u64>,
+}
+
+/// What one run measured.
+#[derive(Debug)]
+struct RunResult {
+    receivers: usize,
+    frames: u64,
+    fps: f64,
+    latency: Summary,
+    drops: u64,
+    bad: u64,
+    cpu_sender: f64,
+    cpu_receivers: f64,
+    cpu_engine: f64,
+    wall_s: f64,
+}
+
+fn connection_json(a: &LocalArgs, group: &str) -> String {
+    format!(
+        r#"{{"bufferQueueCapacity": {}, "connection": {{"multipointGroup": {{"urn": "{group}"}}}},
+            "payload": {{"video": {{"width": {}, "height": {}, "fps": {}, "pixelFormat": "{}"}}}}}}"#,
+        a.capacity,
+        a.width,
+        a.height,
+        if a.fps > 0.0 { a.fps } else { 60.0 },
+        a.pixel_format
+    )
+}
+
+/// Runs `mcm-perf local`.
+pub fn run(a: &LocalArgs) -> Result<(), String> {
+    let started = match &a.socket {
+        Some(_) => None,
+        None => Some(Engine::start(&EngineOptions {
+            binary: a.engine.clone().unwrap_or_else(engine::default_binary),
+            lcores: a.lcores.clone(),
+            control_cpu: a.control_cpu,
+            idle: a.idle.clone(),
+        })?),
+    };
+    let socket = match (&a.socket, &started) {
+        (Some(s), _) => s.clone(),
+        (None, Some(e)) => e.socket.clone(),
+        (None, None) => unreachable!("an engine was started"),
+    };
+    if !a.json {
+        println!(
+            "mcm-perf local: {}x{} {} frames, {} per run, {}, capacity {}, engine lcores {:?} ({})",
+            a.width,
+            a.height,
+            a.pixel_format,
+            a.frames,
+            if a.fps > 0.0 {
+                format!("{} fps", a.fps)
+            } else {
+                "as fast as possible".to_owned()
+            },
+            a.capacity,
+            a.lcores,
+            a.idle
+        );
+        println!(
+            "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8} {:>10} {:>8}",
+            "receivers",
+            "frames/s",
+            "p50 us",
+            "p90 us",
+            "p99 us",
+            "p99.9 us",
+            "max us",
+            "drops",
+            "cpu tx",
+            "cpu rx sum",
+            "cpu eng"
+        );
+    }
+    for (i, &n) in a.receivers.iter().enumerate() {
+        let group = format!("mcm-perf-{}-{i}-{n}", std::process::id());
+        let r = run_once(a, &socket, &group, n, started.as_ref().map(Engine::pid))?;
+        if a.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "receivers": r.receivers, "frames": r.frames, "frames_per_s": r.fps,
+                    "latency_us": {"count": r.latency.count, "p50": r.latency.p50,
+                        "p90": r.latency.p90, "p99": r.latency.p99, "p99_9": r.latency.p999,
+                        "max": r.latency.max},
+                    "drops": r.drops, "bad_frames": r.bad, "cpu_s": {"sender": r.cpu_sender,
+                        "receivers": r.cpu_receivers, "engine": r.cpu_engine},
+                    "wall_s": r.wall_s,
+                })
+            );
+        } else {
+            println!(
+                "{:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6} {:>8.2} {:>10.2} {:>8.2}",
+                r.receivers,
+                r.fps,
+                r.latency.p50,
+                r.latency.p90,
+                r.latency.p99,
+                r.latency.p999,
+                r.latency.max,
+                r.drops,
+                r.cpu_sender,
+                r.cpu_receivers,
+                r.cpu_engine
+            );
+        }
+        if r.bad > 0 {
+            return Err(format!("{} frames arrived with the wrong content", r.bad));
+        }
+        let _ = std::io::stdout().flush();
+    }
+    Ok(())
+}
+
+fn run_once(
+    a: &LocalArgs,
+    socket: &std::path::Path,
+    group: &str,
+    receivers: usize,
+    engine_pid: Option<u32>,
+) -> Result<RunResult, String> {
+    let json = connection_json(a, group);
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let mut workers: Vec<(Child, BufReader<std::process::ChildStdout>)> = Vec::new();
+    for _ in 0..receivers {
+        let mut child = Command::new(&exe)
+            .arg("rx-worker")
+            .arg("--socket")
+            .arg(socket)
+            .args(["--config", &json, "--frames", &a.frames.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a receiver: {e}"))?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .map_err(|e| format!("receiver: {e}"))?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            return Err(format!("a receiver did not start: {line:?}"));
+        }
+        workers.push((child, out));
+    }
+    let client = Client::with_unix_socket(socket, ClientConfig::default())
+        .map_err(|e| format!("sender: {e}"))?;
+    let tx = client
+        .create_tx(&json)
+        .map_err(|e| format!("sender: {e}"))?;
+    let cpu_engine_0 = engine_pid.map_or(0.0, engine::cpu_seconds);
+    let cpu_self_0 = engine::self_cpu_seconds();
+    let start = Instant::now();
+    let start_ns = realtime_ns();
+    let wait = Timeout::After(Duration::from_secs(5));
+    for i in 0..a.frames {
+        if a.fps > 0.0 {
+            let due = start + Duration::from_secs_f64(i as f64 / a.fps);
+            if let Some(d) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+        }
+        let mut b = tx
+            .get_timeout(wait)
+            .map_err(|e| format!("sender get: {e}"))?;
+        let p = b.payload_mut();
+        p.fill(i as u8);
+        p[..8].copy_from_slice(&i.to_le_bytes());
+        b.put_timeout(wait)
+            .map_err(|e| format!("sender put: {e}"))?;
+    }
+    let cpu_sender = engine::self_cpu_seconds() - cpu_self_0;
+    let mut hist = report::new_histogram();
+    let (mut received, mut bad, mut cpu_receivers, mut last_ns) = (0, 0, 0.0, start_ns);
+    for (mut child, mut out) in workers {
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .map_err(|e| format!("receiver: {e}"))?;
+        let _ = child.wait();
+        let r = parse_result(&line)?;
+        received += r.received;
+        bad += r.bad;
+        cpu_receivers += r.cpu_s;
+        last_ns = last_ns.max(r.last_ns);
+        hist.add(&r.hist).map_err(|e| format!("histogram: {e:?}"))?;
+    }
+    let cpu_engine = engine_pid.map_or(0.0, engine::cpu_seconds) - cpu_engine_0;
+    let wall_s = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
+    drop(tx);
+    Ok(RunResult {
+        receivers,
+        frames: a.frames,
+        fps: a.frames as f64 / wall_s.max(1e-9),
+        latency: report::summarize(&hist),
+        drops: a.frames * receivers as u64 - received,
+        bad,
+        cpu_sender,
+        cpu_receivers,
+        cpu_engine,
+        wall_s,
+    })
+}
+
+fn parse_result(line: &str) -> Result<WorkerResult, String> {
+    let v: serde_json::Value = line
+        .strip_prefix("result ")
+        .ok_or_else(|| format!("a receiver said {line:?}"))
+        .and_then(|j| serde_json::from_str(j).map_err(|e| format!("receiver result: {e}")))?;
+    let num = |k: &str| {
+        v[k].as_u64()
+            .ok_or_else(|| format!("receiver result lacks {k}"))
+    };
+    Ok(WorkerResult {
+        received: num("received")?,
+        bad: num("bad")?,
+        cpu_s: v["cpu_s"].as_f64().unwrap_or(0.0),
+        last_ns: num("last_ns")?,
+        hist: report::from_hex(v["hist"].as_str().unwrap_or(""))?,
+    })
+}
+
+/// The receiver process: get every frame, record put→get latency, check the content.
+pub fn worker(a: &WorkerArgs) -> Result<(), String> {
+    let client =
+        Client::with_unix_socket(&a.socket, ClientConfig::default()).map_err(|e| e.to_string())?;
+    let rx = client.create_rx(&a.config).map_err(|e| e.to_string())?;
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let cpu0 = engine::self_cpu_seconds();
+    let mut hist = report::new_histogram();
+    let (mut received, mut bad, mut last_ns) = (0u64, 0u64, 0u64);
+    while let Ok(f) = rx.get_timeout(Timeout::After(a.idle_timeout)) {
+        let now = realtime_ns();
+        let _ = hist.record(now.saturating_sub(f.timestamp_ns()).max(1));
+        let p = f.payload();
+        if p.len() < 8 || p[..8] != f.seq().to_le_bytes() || p[p.len() - 1] != f.seq() as u8 {
+            bad += 1;
+        }
+        received += 1;
+        last_ns = now;
+        if f.seq() + 1 >= a.frames {
+            break;
+        }
+    }
+    let cpu_s = engine::self_cpu_seconds() - cpu0;
+    println!(
+        "result {}",
+        serde_json::json!({"received": received, "bad": bad, "cpu_s": cpu_s,
+                           "last_ns": last_ns, "hist": report::to_hex(&hist)})
+    );
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! mcm-perf: measures the mcm engine's data paths with the SDK, as applications use them.
+//!
+//! `mcm-perf local` starts an engine (or attaches to one), runs N receiver processes and one
+//! sender through the SDK, and reports put→get latency percentiles (from the capture timestamp
+//! the SDK stamps at put, read against CLOCK_REALTIME at get), frames/s, drops and the CPU time
+//! of every process.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+mod engine;
+mod local;
+mod report;
+
+/// mcm-perf: latency histograms and throughput of the mcm engine.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One sender and N receivers in a local multipoint group (shared memory, zero copy).
+    Local(local::LocalArgs),
+    /// A receiver process started by `local` (not for direct use).
+    #[command(hide = true)]
+    RxWorker(local::WorkerArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Local(args) => local::run(&args),
+        Command::RxWorker(args) => local::worker(&args),
+    };
+    if let Err(e) = result {
+        eprintln!("mcm-perf: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Parses a duration in milliseconds (for clap).
+fn millis(s: &str) -> Result<Duration, String> {
+    s.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("{s:?} is not a number of milliseconds: {e}"))
+}

@@ -1,0 +1,87 @@
+//! Histograms: recording, shipping between processes, summarising.
+
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+
+/// Latencies in nanoseconds, 1 ns to 100 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
+}
+
+/// The histogram as hex text (V2 serialisation), to send over a pipe.
+pub fn to_hex(h: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut bytes)
+        .expect("serialising to memory");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses [`to_hex`]'s output.
+pub fn from_hex(text: &str) -> Result<Histogram<u64>, String> {
+    if !text.len().is_multiple_of(2) {
+        return Err("odd-length histogram text".into());
+    }
+    let bytes: Result<Vec<u8>, _> = (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16))
+        .collect();
+    let bytes = bytes.map_err(|e| format!("histogram text: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("histogram: {e:?}"))
+}
+
+/// The percentiles a report shows, in microseconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+/// Percentiles of `h` (nanoseconds) in microseconds.
+pub fn summarize(h: &Histogram<u64>) -> Summary {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    Summary {
+        count: h.len(),
+        p50: us(h.value_at_quantile(0.50)),
+        p90: us(h.value_at_quantile(0.90)),
+        p99: us(h.value_at_quantile(0.99)),
+        p999: us(h.value_at_quantile(0.999)),
+        max: us(h.max()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_known_samples_and_a_lossless_round_trip() {
+        let mut h = new_histogram();
+        // 1..=1000 us: p50 = 500 us, p99 = 990 us, max = 1000 us (within 3 significant digits).
+        for us in 1..=1000u64 {
+            h.record(us * 1000).unwrap();
+        }
+        let s = summarize(&h);
+        assert_eq!(s.count, 1000);
+        assert!((s.p50 - 500.0).abs() <= 0.5, "{s:?}");
+        assert!((s.p90 - 900.0).abs() <= 0.5, "{s:?}");
+        assert!((s.p99 - 990.0).abs() <= 1.0, "{s:?}");
+        assert!((s.max - 1000.0).abs() <= 1.0, "{s:?}");
+        let back = from_hex(&to_hex(&h)).unwrap();
+        assert_eq!(summarize(&back), s);
+        assert!(from_hex("abc").is_err());
+        assert!(from_hex("zz").is_err());
+    }
+}
