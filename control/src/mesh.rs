@@ -611,3 +611,187 @@ fn random_token() -> std::io::Result<[u8; TOKEN_LEN]> {
     std::fs::File::open("/dev/urandom")?.read_exact(&mut token)?;
     Ok(token)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataplane::{DataplaneError, Event, LcoreCounters, Notifier};
+
+    /// Records what the registry asks of the data plane (the engine's lcores in production).
+    #[derive(Default)]
+    struct Recorder {
+        commands: Vec<String>,
+    }
+
+    impl Dataplane for Recorder {
+        fn set_notifier(&mut self, _: Notifier) {}
+        fn submit(&mut self, cmd: Command) -> Result<(), DataplaneError> {
+            self.commands.push(match cmd {
+                Command::Ping { .. } => "ping".to_owned(),
+                Command::CreateGroup {
+                    group, urn, pool, ..
+                } => format!(
+                    "create {group} {urn} slots={} payload={}",
+                    pool.geometry().slot_count,
+                    pool.geometry().payload_capacity
+                ),
+                Command::Attach {
+                    group,
+                    conn,
+                    role,
+                    quota,
+                    ..
+                } => format!("attach {group} {conn} {role:?} quota={quota}"),
+                Command::Detach { group, conn } => format!("detach {group} {conn}"),
+                Command::DestroyGroup { group } => format!("destroy {group}"),
+            });
+            Ok(())
+        }
+        fn drain_events(&mut self, _: &mut dyn FnMut(Event)) {}
+        fn counters(&self) -> Vec<LcoreCounters> {
+            Vec::new()
+        }
+        fn payload_bytes_copied(&self) -> u64 {
+            0
+        }
+        fn shutdown(&mut self) {}
+    }
+
+    fn mesh() -> Mesh {
+        Mesh::new(MeshConfig {
+            huge_pages: HugePages::Off,
+            max_sinks_per_group: 3,
+            max_conns_per_session: 4,
+            unix_path: "/run/mcm/sdk.sock".to_owned(),
+        })
+    }
+
+    fn req(kind: ConnectionKind, urn: &str, capacity: u32) -> CreateConnection {
+        CreateConnection {
+            kind: kind.into(),
+            config_json: format!(
+                r#"{{"bufferQueueCapacity": {capacity}, "maxMetadataSize": 8,
+                    "connection": {{"multipointGroup": {{"urn": "{urn}"}}}},
+                    "payload": {{"audio": {{"channels": 2, "sampleRate": 48000,
+                                            "format": "pcm_s24be", "packetTime": "1ms"}}}}}}"#
+            ),
+            ..CreateConnection::new()
+        }
+    }
+
+    const TX: ConnectionKind = ConnectionKind::CONNECTION_KIND_TX;
+    const RX: ConnectionKind = ConnectionKind::CONNECTION_KIND_RX;
+
+    #[test]
+    fn the_first_member_sizes_the_pool_and_the_last_one_destroys_the_group() {
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        let (rx, fds) = m
+            .create(&mut dp, 1, &req(RX, "a", 32), Transport::Unix, now)
+            .unwrap();
+        assert_eq!(fds.len(), 4);
+        assert!(rx.fds_attached);
+        let pool = rx.pool.as_ref().unwrap();
+        // (1 + 3 sinks) * 32, 288 bytes of 48 kHz 24-bit stereo 1 ms audio, 8 metadata bytes.
+        assert_eq!(
+            (
+                pool.slot_count,
+                pool.payload_capacity,
+                pool.metadata_capacity
+            ),
+            (128, 288, 8)
+        );
+        assert_eq!(
+            (rx.ring_capacity, rx.quota, rx.group.as_str()),
+            (32, 32, "a")
+        );
+        let (tx, _) = m
+            .create(&mut dp, 2, &req(TX, "a", 64), Transport::Unix, now)
+            .unwrap();
+        assert_eq!(tx.quota, 32, "a member's quota is capped by the group's");
+        m.activate(&mut dp, 2, tx.conn_id).unwrap();
+        assert_eq!(m.groups(), 1);
+        m.session_closed(&mut dp, 1);
+        m.delete(&mut dp, 2, tx.conn_id).unwrap();
+        assert_eq!((m.groups(), m.connections()), (0, 0));
+        assert_eq!(
+            dp.commands,
+            [
+                "create 1 a slots=128 payload=288",
+                "attach 1 2 Source quota=32",
+                "detach 1 2",
+                "destroy 1"
+            ],
+            "a connection never activated is not detached from the data plane"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_rule_and_carry_the_mcm_code() {
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        let refuse = |m: &mut Mesh, dp: &mut Recorder, session, r: CreateConnection| {
+            m.create(dp, session, &r, Transport::Unix, now).unwrap_err()
+        };
+        let e = refuse(&mut m, &mut dp, 1, req(RX, "a", 3));
+        assert_eq!(e.mesh_error, Some(MeshErr::ConnConfigInval), "{e:?}");
+        assert!(e.message.contains("bufferQueueCapacity"), "{e:?}");
+        let mut bad_kind = req(RX, "a", 4);
+        bad_kind.kind = ConnectionKind::CONNECTION_KIND_UNSPECIFIED.into();
+        let e = refuse(&mut m, &mut dp, 1, bad_kind);
+        assert!(e.message.contains("allowed: TX = 1, RX = 2"), "{e:?}");
+        m.create(&mut dp, 1, &req(TX, "a", 4), Transport::Unix, now)
+            .unwrap();
+        let e = refuse(&mut m, &mut dp, 2, req(TX, "a", 4));
+        assert_eq!(e.code, ErrorCode::ERROR_CODE_LIMIT);
+        assert!(
+            e.message.contains("already has a sender (connection 1)"),
+            "{e:?}"
+        );
+        for _ in 0..3 {
+            m.create(&mut dp, 2, &req(RX, "a", 4), Transport::Unix, now)
+                .unwrap();
+        }
+        let e = refuse(&mut m, &mut dp, 3, req(RX, "a", 4));
+        assert_eq!(e.mesh_error, Some(MeshErr::MaxConn), "{e:?}");
+        m.create(&mut dp, 2, &req(RX, "b", 4), Transport::Unix, now)
+            .unwrap();
+        let e = refuse(&mut m, &mut dp, 2, req(RX, "c", 4));
+        assert!(e.message.contains("limit 4 per client"), "{e:?}");
+        assert!(
+            m.activate(&mut dp, 9, 1).is_err(),
+            "another session's connection"
+        );
+        assert_eq!(
+            m.delete(&mut dp, 1, 999).unwrap_err().mesh_error,
+            Some(MeshErr::BadConnPtr)
+        );
+    }
+
+    #[test]
+    fn tcp_clients_get_a_single_use_token_that_expires() {
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        let (c, fds) = m
+            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now)
+            .unwrap();
+        assert!(fds.is_empty() && !c.fds_attached);
+        assert_eq!(c.fd_socket, "/run/mcm/sdk.sock");
+        let (id, fds) = m.fetch_fds(&c.fd_token, now).unwrap();
+        assert_eq!((id, fds.len()), (c.conn_id, 4));
+        assert!(m.fetch_fds(&c.fd_token, now).is_err(), "used once");
+        let (c, _) = m
+            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now)
+            .unwrap();
+        assert!(
+            m.fetch_fds(&c.fd_token, now + TOKEN_LIFETIME).is_err(),
+            "expired"
+        );
+        let (c, _) = m
+            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now)
+            .unwrap();
+        m.expire_tokens(now + TOKEN_LIFETIME);
+        assert!(
+            m.fetch_fds(&c.fd_token, now).is_err(),
+            "expired and dropped"
+        );
+        assert!(m.fetch_fds(b"short", now).is_err());
+    }
+}

@@ -413,7 +413,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcm_proto::sdk::{Hello, Keepalive, engine_message};
+    use mcm_proto::sdk::{FetchFds, Hello, Keepalive, engine_message};
 
     fn client_frame(body: client_message::Body) -> Vec<u8> {
         let mut m = ClientMessage::new();
@@ -518,6 +518,100 @@ mod tests {
         assert_eq!(s.process_r(now), Flow::Continue);
         let r = replies(&mut s);
         assert!(matches!(&r[0], engine_message::Body::Keepalive(k) if k.nonce == 99));
+    }
+
+    #[test]
+    fn a_refused_request_is_answered_and_the_session_goes_on() {
+        let now = Instant::now();
+        let mut s = new_session(1, now);
+        s.decoder().buffer(&hello(PROTOCOL_VERSION, "app"));
+        let mut create = CreateConnection::new();
+        create.config_json = "{}".into();
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::CreateConnection(
+                create,
+            )));
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::Keepalive(
+                Keepalive::new(),
+            )));
+        assert_eq!(s.process_r(now), Flow::Continue);
+        let r = replies(&mut s);
+        assert_eq!(r.len(), 3, "{r:?}");
+        let engine_message::Body::Error(e) = &r[1] else {
+            panic!("{r:?}")
+        };
+        assert!(!e.fatal);
+        assert_eq!(e.mesh_error, MeshErr::BadConnPtr.code() as u32);
+        assert!(matches!(r[2], engine_message::Body::Keepalive(_)));
+    }
+
+    /// Hands out two fds with every connection.
+    struct WithFds;
+
+    impl Handler for WithFds {
+        fn create_connection(
+            &mut self,
+            _: u64,
+            _: &CreateConnection,
+            _: Transport,
+        ) -> Result<Created, Refusal> {
+            let fd = std::fs::File::open("/dev/null").unwrap();
+            Ok((
+                ConnectionCreated::new(),
+                vec![fd.into(), std::fs::File::open("/dev/null").unwrap().into()],
+            ))
+        }
+        fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
+            Err(refusal())
+        }
+        fn activate(&mut self, _: u64, _: u64) -> Result<(), Refusal> {
+            Ok(())
+        }
+        fn delete(&mut self, _: u64, _: u64) -> Result<(), Refusal> {
+            Ok(())
+        }
+        fn stats(&mut self, _: u64) -> Stats {
+            Stats::new()
+        }
+    }
+
+    #[test]
+    fn fds_are_queued_at_the_first_byte_of_their_frame() {
+        let now = Instant::now();
+        let mut s = Session::new(1, now, Transport::Unix);
+        s.decoder().buffer(&hello(PROTOCOL_VERSION, "app"));
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::CreateConnection(
+                CreateConnection::new(),
+            )));
+        s.process(now, &mut WithFds);
+        let hello_len = s.next_fd_boundary();
+        assert!(hello_len > 0 && hello_len < s.outgoing().len());
+        assert!(s.fds_due().is_none(), "the HelloReply carries no fds");
+        s.consume(hello_len - 1);
+        assert_eq!(s.next_fd_boundary(), 1);
+        s.consume(1);
+        assert_eq!(s.fds_due().map(|f| f.len()), Some(2));
+        s.fds_sent();
+        assert!(s.fds_due().is_none());
+        assert_eq!(s.next_fd_boundary(), s.outgoing().len());
+        // Over TCP, FetchFds is refused without ending the session.
+        let mut t = new_session(2, now);
+        t.decoder().buffer(&hello(PROTOCOL_VERSION, "app"));
+        t.decoder()
+            .buffer(&client_frame(client_message::Body::FetchFds(
+                FetchFds::new(),
+            )));
+        assert_eq!(t.process(now, &mut WithFds), Flow::Continue);
+        let r = replies(&mut t);
+        let engine_message::Body::Error(e) = &r[1] else {
+            panic!("{r:?}")
+        };
+        assert!(
+            !e.fatal && e.message.contains("Unix-socket session"),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -225,7 +225,8 @@ fn leaving_sinks_and_sources_give_back_every_slot() {
 
 #[test]
 fn a_lying_source_is_detached_and_its_slots_reclaimed() {
-    let cases: Vec<(&str, Box<dyn Fn(u32) -> Descriptor>)> = vec![
+    type Lie = Box<dyn Fn(u32) -> Descriptor>;
+    let cases: Vec<(&str, Lie)> = vec![
         ("not lent", Box::new(|_| frame(15, 1, 0))),
         ("slot 99", Box::new(|_| frame(99, 1, 0))),
         (
