@@ -5,5 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 MCM_SKIP_MIRI=1 scripts/setup_build_env.sh
-cargo build --release -p mcm-engine
+cargo build --release -p mcm-engine -p mcm-sdk   # the engine, and libmcm_dp for applications
 exec "$CARGO_TARGET_DIR/release/mcm-engine" --config configs/cores.toml "$@"

@@ -240,11 +240,6 @@ impl Core {
         &self.pool
     }
 
-    /// The client this connection belongs to.
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
     fn deadline(&self, timeout: Timeout) -> Option<Instant> {
         let t = match timeout {
             Timeout::Default => self.shared.config.default_timeout,
@@ -339,13 +334,22 @@ impl Core {
         })
     }
 
-    /// Sends (tx) or releases (rx) a buffer.
-    pub fn put(&self, mut d: Descriptor, timeout: Timeout) -> Result<()> {
+    /// Sends (tx) or releases (rx) a buffer. A tx buffer that could not be sent goes back to
+    /// the connection (it is lent again by a later get).
+    pub fn put(&self, d: Descriptor, timeout: Timeout) -> Result<()> {
+        let put = self.try_put(d, timeout);
+        if put.is_err() && self.kind == ConnKind::Tx {
+            lock(&self.stash).push(d);
+        }
+        put
+    }
+
+    /// Like [`put`](Self::put), but a buffer that could not be sent or released stays with the
+    /// caller, who may put it again (the C API: a failed `mesh_put_buffer` leaves the
+    /// `MeshBuffer` in the application's hands).
+    pub(crate) fn try_put(&self, mut d: Descriptor, timeout: Timeout) -> Result<()> {
         if self.kind == ConnKind::Tx {
-            if let Err(e) = self.check_open() {
-                lock(&self.stash).push(d);
-                return Err(e);
-            }
+            self.check_open()?;
             if d.timestamp_ns == 0 {
                 d.timestamp_ns = realtime_ns();
             }
@@ -356,9 +360,6 @@ impl Core {
             match outbox.push(d) {
                 Ok(()) => return Ok(()),
                 Err(_) if deadline.is_some_and(|t| Instant::now() >= t) => {
-                    if self.kind == ConnKind::Tx {
-                        lock(&self.stash).push(d);
-                    }
                     return Err(Error::mesh(
                         MeshErr::Timeout,
                         format!("connection {}: the engine did not take the buffer", self.id),
