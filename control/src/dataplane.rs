@@ -168,14 +168,6 @@ pub enum DataplaneError {
         /// CPU of the lcore that could not be reached.
         cpu: usize,
     },
-    /// The lcore's command ring is full: it is not draining commands.
-    #[error("the command ring of the lcore on CPU {cpu} is full ({capacity} commands pending)")]
-    Busy {
-        /// CPU of the lcore.
-        cpu: usize,
-        /// Capacity of its command ring.
-        capacity: usize,
-    },
     /// A command named a group the data plane does not serve.
     #[error("group {group} is not served by the data plane")]
     UnknownGroup {
@@ -201,8 +193,12 @@ impl Notifier {
 pub trait Dataplane: Send {
     /// Gives the data plane the handle it uses to wake the control thread after queueing events.
     fn set_notifier(&mut self, notifier: Notifier);
-    /// Delivers `cmd` to the lcores it concerns without blocking.
+    /// Delivers `cmd` to the lcores it concerns without blocking. A command an lcore cannot
+    /// take yet (its ring is full) is kept, in order, until [`flush`](Self::flush) delivers it.
     fn submit(&mut self, cmd: Command) -> Result<(), DataplaneError>;
+    /// Delivers kept commands that fit now; returns whether some are still kept (call again
+    /// soon).
+    fn flush(&mut self) -> bool;
     /// Hands every queued event to `sink`, without blocking.
     fn drain_events(&mut self, sink: &mut dyn FnMut(Event));
     /// A snapshot of every lcore's counters.

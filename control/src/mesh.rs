@@ -647,6 +647,9 @@ mod tests {
             });
             Ok(())
         }
+        fn flush(&mut self) -> bool {
+            false
+        }
         fn drain_events(&mut self, _: &mut dyn FnMut(Event)) {}
         fn counters(&self) -> Vec<LcoreCounters> {
             Vec::new()

@@ -30,6 +30,9 @@ const FIRST_SESSION: usize = 16;
 const MAX_OUTGOING: usize = 1 << 20;
 /// How long a closing connection is drained so the client reads the last error frame.
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
+/// Most bytes read from one client per readiness event, so one busy client cannot keep the
+/// control thread from the others.
+const READ_BUDGET: usize = 256 << 10;
 /// Period of housekeeping (handshake deadlines, linger expiry).
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 
@@ -182,6 +185,8 @@ struct Conn {
 enum Fate {
     Keep,
     Drop,
+    /// Input is left unread (the per-event read budget ran out): read again next loop pass.
+    Again,
 }
 
 /// Counters of the control thread itself.
@@ -216,6 +221,8 @@ pub struct ControlServer {
     next_session: u64,
     dataplane: Box<dyn Dataplane>,
     mesh: Mesh,
+    /// Sessions whose input was left unread by the read budget.
+    again: Vec<Token>,
     /// Session id to its connection's token, to find the session an event is about.
     sessions: HashMap<u64, Token>,
     flag: Arc<AtomicBool>,
@@ -264,6 +271,7 @@ impl ControlServer {
             unix,
             unix_path: config.unix.clone(),
             mesh: Mesh::new(config.mesh.clone()),
+            again: Vec::new(),
             sessions: HashMap::new(),
             config,
             conns: HashMap::new(),
@@ -304,10 +312,19 @@ impl ControlServer {
         // Acquire pairs with the Release store in ShutdownHandle::shutdown.
         while !self.flag.load(Ordering::Acquire) {
             let now = Instant::now();
-            let due = self
+            let mut due = self
                 .stats
                 .as_ref()
                 .map_or(next_housekeeping, |s| s.next_due.min(next_housekeeping));
+            // Commands an lcore could not take yet are retried every millisecond.
+            if self.dataplane.flush() {
+                due = due.min(now + Duration::from_millis(1));
+            }
+            // Clients with input left unread are served again without waiting.
+            let again = std::mem::take(&mut self.again);
+            if !again.is_empty() {
+                due = now;
+            }
             match self
                 .poll
                 .poll(&mut events, Some(due.saturating_duration_since(now)))
@@ -322,6 +339,11 @@ impl ControlServer {
                     ev.is_readable() || ev.is_read_closed(),
                     ev.is_writable(),
                 );
+            }
+            for token in again {
+                if self.conns.contains_key(&token) {
+                    self.dispatch(token, true, false);
+                }
             }
             let now = Instant::now();
             if now >= next_housekeeping {
@@ -347,8 +369,10 @@ impl ControlServer {
                     };
                     let fate =
                         conn.on_ready(readable, writable, self.poll.registry(), t, &mut handler);
-                    if fate == Fate::Drop {
-                        self.close(t);
+                    match fate {
+                        Fate::Drop => self.close(t),
+                        Fate::Again => self.again.push(t),
+                        Fate::Keep => {}
                     }
                 }
                 None => self.counters.spurious_events += 1,
@@ -617,7 +641,12 @@ impl Conn {
         handler: &mut dyn Handler,
     ) -> Fate {
         // `read_input` handles each frame as it completes, so replies are queued by now.
-        if readable && self.read_input(handler) == Fate::Drop {
+        let input = if readable {
+            self.read_input(handler)
+        } else {
+            Fate::Keep
+        };
+        if input == Fate::Drop {
             // The peer is gone or done sending: still hand it what was queued (best effort).
             let _ = self.flush(reg, token);
             return Fate::Drop;
@@ -626,25 +655,35 @@ impl Conn {
         {
             return Fate::Drop;
         }
-        Fate::Keep
+        input
     }
 
     /// Reads until the socket would block. Drops the connection at EOF or on error.
     fn read_input(&mut self, handler: &mut dyn Handler) -> Fate {
+        let mut read = 0;
         loop {
+            if read >= READ_BUDGET {
+                return Fate::Again;
+            }
             let res = match self.closing_since {
                 Some(_) => self.stream.read(&mut [0u8; 4096]),
                 None => self.session.decoder().read_from(&mut self.stream),
             };
             match res {
                 Ok(0) => return Fate::Drop,
-                Ok(_) if self.closing_since.is_none() => {
+                Ok(n) if self.closing_since.is_none() => {
+                    read += n;
                     // Handle frames as they complete so the buffer stays bounded.
                     if self.session.process(Instant::now(), handler) == Flow::Close {
                         self.begin_close();
                     }
+                    // A client that sends requests but does not read the replies is dropped
+                    // before its replies can pile up.
+                    if self.session.outgoing().len() > MAX_OUTGOING {
+                        return Fate::Drop;
+                    }
                 }
-                Ok(_) => {}
+                Ok(n) => read += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Fate::Keep,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Fate::Drop,

@@ -97,6 +97,8 @@ pub struct GroupPort {
     source: Option<Member>,
     sinks: Vec<Option<Member>>,
     seq: u64,
+    /// Where the next poll starts scanning sinks.
+    next_sink: usize,
     reporter: Reporter,
 }
 
@@ -115,6 +117,7 @@ impl GroupPort {
             source: None,
             sinks,
             seq: 0,
+            next_sink: 0,
             reporter,
         }
     }
@@ -214,11 +217,15 @@ impl GroupPort {
         }
     }
 
-    /// Takes released slots back from every sink.
+    /// Takes released slots back from every sink, starting at a different sink each poll so a
+    /// small budget does not always favour the first ones.
     fn poll_sinks(&mut self, budget: u32) -> u32 {
         let mut work = 0;
         let mut batch = [Descriptor::default(); BATCH];
-        for i in 0..self.sinks.len() {
+        let start = self.next_sink;
+        self.next_sink = (self.next_sink + 1) % MAX_SINKS;
+        for k in 0..MAX_SINKS {
+            let i = (start + k) % MAX_SINKS;
             let Some(sink) = self.sinks[i].as_mut() else {
                 continue;
             };
@@ -382,13 +389,17 @@ impl GroupPort {
             };
             n += 1;
         }
-        if n > 0 {
-            // Fits: `want` is at most the ring's free space.
-            let pushed = src.side.push_slice(&batch[..n]);
-            debug_assert_eq!(pushed, n);
-            src.held += n as u32;
+        if n == 0 {
+            return 0;
         }
-        n as u32
+        // All fit unless the client moved its consumer index backwards since `free_slots`
+        // (it lies; only it suffers): what was not lent goes back to the pool.
+        let pushed = src.side.push_slice(&batch[..n]);
+        src.held += pushed as u32;
+        for d in &batch[pushed..n] {
+            self.release_slot(d.slot as usize);
+        }
+        pushed as u32
     }
 
     fn members(&self) -> impl Iterator<Item = &Member> {

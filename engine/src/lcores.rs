@@ -5,7 +5,7 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::AtomicU64;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -45,6 +45,8 @@ pub enum StartError {
 struct Handle {
     cpu: usize,
     commands: Sender<Command>,
+    /// Commands that did not fit the ring, in order; delivered before any newer one.
+    backlog: VecDeque<Command>,
     parker: Arc<Parker>,
     shared: Arc<SharedCounters>,
     thread: Option<JoinHandle<()>>,
@@ -56,7 +58,6 @@ pub struct Lcores {
     events: Receiver<Event>,
     event_tx: Sender<Event>,
     notifier: Option<Notifier>,
-    capacity: usize,
     /// Which lcore (index) serves each group.
     groups: HashMap<GroupId, usize>,
     /// Payload bytes copied by any port (format conversions); the local path adds nothing.
@@ -112,6 +113,7 @@ impl Lcores {
             lcores.push(Handle {
                 cpu,
                 commands: tx,
+                backlog: VecDeque::new(),
                 parker,
                 shared,
                 thread: Some(thread),
@@ -132,7 +134,6 @@ impl Lcores {
             events,
             event_tx,
             notifier: None,
-            capacity: cfg.command_ring,
             groups: HashMap::new(),
             copied: Arc::new(AtomicU64::new(0)),
         };
@@ -149,7 +150,7 @@ impl Lcores {
 
     /// Hands `port` to the lcore at `index` (configuration order).
     pub fn add_port(
-        &self,
+        &mut self,
         index: usize,
         id: PortId,
         port: Box<dyn Port>,
@@ -158,7 +159,7 @@ impl Lcores {
     }
 
     /// Tells the lcore at `index` to drop port `id`.
-    pub fn remove_port(&self, index: usize, id: PortId) -> Result<(), DataplaneError> {
+    pub fn remove_port(&mut self, index: usize, id: PortId) -> Result<(), DataplaneError> {
         self.send(index, Command::RemovePort(id))
     }
 
@@ -178,19 +179,35 @@ impl Lcores {
             .ok_or(DataplaneError::UnknownGroup { group })
     }
 
-    fn send(&self, index: usize, cmd: Command) -> Result<(), DataplaneError> {
-        let l = &self.lcores[index];
-        match l.commands.try_send(cmd) {
-            Ok(()) => {
-                l.parker.unpark();
-                Ok(())
+    /// Queues `cmd` for the lcore at `index` without blocking. A command that does not fit its
+    /// ring waits in the lcore's backlog (and so does every later one, to keep the order) until
+    /// [`Dataplane::flush`] delivers it: a detach or a group's destruction is never lost.
+    fn send(&mut self, index: usize, cmd: Command) -> Result<(), DataplaneError> {
+        let l = &mut self.lcores[index];
+        l.backlog.push_back(cmd);
+        Self::pump(l)
+    }
+
+    /// Moves an lcore's backlog into its ring while there is room.
+    fn pump(l: &mut Handle) -> Result<(), DataplaneError> {
+        let mut delivered = false;
+        while let Some(cmd) = l.backlog.pop_front() {
+            match l.commands.try_send(cmd) {
+                Ok(()) => delivered = true,
+                Err(TrySendError::Full(cmd)) => {
+                    l.backlog.push_front(cmd);
+                    break;
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    l.backlog.clear();
+                    return Err(DataplaneError::Stopped { cpu: l.cpu });
+                }
             }
-            Err(TrySendError::Full(_)) => Err(DataplaneError::Busy {
-                cpu: l.cpu,
-                capacity: self.capacity,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(DataplaneError::Stopped { cpu: l.cpu }),
         }
+        if delivered || !l.backlog.is_empty() {
+            l.parker.unpark();
+        }
+        Ok(())
     }
 
     fn stop_all(&mut self) {
@@ -318,6 +335,15 @@ impl Dataplane for Lcores {
         while let Ok(ev) = self.events.try_recv() {
             sink(ev);
         }
+    }
+
+    fn flush(&mut self) -> bool {
+        let mut pending = false;
+        for l in &mut self.lcores {
+            let _ = Self::pump(l);
+            pending |= !l.backlog.is_empty();
+        }
+        pending
     }
 
     fn payload_bytes_copied(&self) -> u64 {

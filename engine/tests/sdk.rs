@@ -462,3 +462,95 @@ fn fd_tokens_are_single_use_and_need_the_unix_socket() {
     };
     assert!(fds.is_empty());
 }
+
+#[test]
+fn a_client_that_floods_requests_without_reading_is_dropped_and_others_are_served() {
+    use std::io::Write;
+    let e = Engine::start();
+    let mut flood = std::net::TcpStream::connect(e.tcp).unwrap();
+    let mut h = mcm_proto::sdk::Hello::new();
+    h.protocol_version = mcm_proto::PROTOCOL_VERSION;
+    let mut m = ClientMessage::new();
+    m.set_hello(h);
+    mcm_proto::frame::write_message(&mut flood, &m).unwrap();
+    let mut k = ClientMessage::new();
+    k.set_keepalive(mcm_proto::sdk::Keepalive::new());
+    let mut chunk = Vec::new();
+    while chunk.len() < 64 << 10 {
+        mcm_proto::frame::encode(&k, &mut chunk).unwrap();
+    }
+    flood
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // At most 256 MiB of keepalives, never reading a reply: the engine must cut it off.
+    let cut_off = (0..4096).any(|_| flood.write_all(&chunk).is_err());
+    assert!(
+        cut_off,
+        "the engine kept accepting requests from a client that never reads"
+    );
+    // Everyone else was served all along, and still is.
+    let c = unix_client(&e);
+    let rx = c.create_rx(&video_json("after-flood", 4)).unwrap();
+    let tx = c.create_tx(&video_json("after-flood", 4)).unwrap();
+    tx.get_timeout(T).unwrap().put().unwrap();
+    assert_eq!(rx.get_timeout(T).unwrap().seq(), 0);
+}
+
+#[test]
+fn teardown_is_never_lost_when_an_lcore_command_ring_is_full() {
+    let mut e = Engine::start_with(
+        |t| {
+            t.replace("stats_interval_ms = 0", "stats_interval_ms = 100")
+                .replace("cpus = [1]\n", "cpus = [1]\ncommand_ring = 2\n")
+        },
+        &[],
+    );
+    let c = unix_client(&e);
+    let conns: Vec<_> = (0..24)
+        .map(|i| c.create_rx(&video_json(&format!("many-{i}"), 2)).unwrap())
+        .collect();
+    e.wait_log("ports=24");
+    let mark = e.log.lock().unwrap().len();
+    drop(conns);
+    drop(c);
+    // Every detach and every group's destruction reaches the lcore: its port count drops to 0.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = e.log.lock().unwrap()[mark..].join("\n");
+        assert!(!log.contains("not delivered"), "{log}");
+        if log.contains("ports=0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ports never reached 0:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_get_times_out_even_while_another_thread_waits_on_the_same_connection() {
+    let e = Engine::start();
+    let c = unix_client(&e);
+    let rx = std::sync::Arc::new(c.create_rx(&video_json("two-waiters", 4)).unwrap());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (rx2, done2) = (rx.clone(), done.clone());
+    let waiter = std::thread::spawn(move || {
+        let r = rx2.get_timeout(Timeout::Infinite).map(|_| ()).unwrap_err();
+        done2.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let err = rx
+        .get_timeout(Timeout::After(Duration::from_millis(50)))
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.mesh_err(), Some(MeshErr::Timeout), "{err}");
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the timeout did not wait for the other thread's get"
+    );
+    rx.shutdown();
+    assert_eq!(waiter.join().unwrap().mesh_err(), Some(MeshErr::ConnClosed));
+}

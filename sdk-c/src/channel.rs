@@ -197,10 +197,8 @@ impl Channel {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Error::mesh(
-                    MeshErr::ConnFailed,
-                    "the engine did not answer in time",
-                ));
+                // A late reply would answer the next request: the session cannot be trusted.
+                return Err(self.die("the engine did not answer in time".to_owned()));
             }
             self.set_read_timeout(left)
                 .map_err(|e| self.die(format!("cannot set the socket timeout: {e}")))?;

@@ -270,7 +270,7 @@ impl Core {
             return self.lend(d);
         }
         let deadline = self.deadline(timeout);
-        let mut inbox = lock(&self.inbox);
+        let mut inbox = self.lock_until(&self.inbox, deadline)?;
         loop {
             if let Some(d) = inbox.pop() {
                 return self.lend(d);
@@ -355,10 +355,23 @@ impl Core {
             }
         }
         let deadline = self.deadline(timeout);
-        let mut outbox = lock(&self.outbox);
+        let mut outbox = self.lock_until(&self.outbox, deadline)?;
+        let closed = |outbox: &Outbox| outbox.is_closed() || outbox.is_corrupt();
+        if self.kind == ConnKind::Tx && closed(&outbox) {
+            return Err(Error::closed(format!(
+                "connection {}: the engine closed it",
+                self.id
+            )));
+        }
         loop {
             match outbox.push(d) {
                 Ok(()) => return Ok(()),
+                Err(_) if closed(&outbox) || self.is_shut() => {
+                    return Err(Error::closed(format!(
+                        "connection {}: closed while the buffer waited for room",
+                        self.id
+                    )));
+                }
                 Err(_) if deadline.is_some_and(|t| Instant::now() >= t) => {
                     return Err(Error::mesh(
                         MeshErr::Timeout,
@@ -368,6 +381,43 @@ impl Core {
                 // Full only while the engine is behind on this ring; it drains it every poll.
                 Err(_) => std::thread::yield_now(),
             }
+        }
+    }
+
+    fn is_shut(&self) -> bool {
+        // Acquire: pairs with the Release store in `shutdown`.
+        self.shut.load(Ordering::Acquire)
+    }
+
+    /// Locks `m`, giving up with `MESH_ERR_TIMEOUT` at `deadline` (another thread may hold it
+    /// for the whole of its own wait) and with `MESH_ERR_CONN_CLOSED` on shutdown.
+    fn lock_until<'m, T>(
+        &self,
+        m: &'m Mutex<T>,
+        deadline: Option<Instant>,
+    ) -> Result<MutexGuard<'m, T>> {
+        loop {
+            match m.try_lock() {
+                Ok(g) => return Ok(g),
+                Err(std::sync::TryLockError::Poisoned(p)) => return Ok(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if self.is_shut() {
+                return Err(Error::closed(format!(
+                    "connection {} was shut down",
+                    self.id
+                )));
+            }
+            if deadline.is_some_and(|t| Instant::now() >= t) {
+                return Err(Error::mesh(
+                    MeshErr::Timeout,
+                    format!(
+                        "connection {}: another thread kept the connection busy past the timeout",
+                        self.id
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(100));
         }
     }
 
@@ -596,6 +646,10 @@ pub struct Buffer<'a> {
 
 impl Buffer<'_> {
     /// The frame's payload, in shared memory (read-only mapping).
+    ///
+    /// The bytes are stable while the buffer is held, as long as the group's sender keeps to the
+    /// protocol (it never writes a slot it has put); the engine and other receivers cannot
+    /// write it.
     pub fn payload(&self) -> &[u8] {
         // SAFETY: checked by PoolView::slot_ptrs for payload_len bytes of the mapping the
         // connection keeps alive while `self` borrows it; the slot is lent to this receiver and

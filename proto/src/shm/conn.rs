@@ -700,6 +700,12 @@ impl Outbox {
         self.to_engine.is_corrupt()
     }
 
+    /// Whether the engine closed the connection.
+    pub fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `EngineSide::close`.
+        self.header.word(CLOSED_OFFSET).load(Ordering::Acquire) != 0
+    }
+
     fn wake_engine(&self) {
         // Pairs with the fence in `EngineSide::prepare_sleep`.
         fence(Ordering::SeqCst);
