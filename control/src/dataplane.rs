@@ -63,6 +63,21 @@ impl ConnCounters {
     }
 }
 
+/// An activated connection, as handed to its group on the data plane.
+#[derive(Debug)]
+pub struct Attachment {
+    /// The connection.
+    pub conn: ConnId,
+    /// Source or sink.
+    pub role: Role,
+    /// The engine's end of the connection's shared-memory block.
+    pub side: EngineSide,
+    /// Most frames the client may hold at once.
+    pub quota: u32,
+    /// Where the data plane counts the connection's frames.
+    pub counters: Arc<ConnCounters>,
+}
+
 /// A request from the control thread to the data plane.
 #[derive(Debug)]
 pub enum Command {
@@ -91,15 +106,7 @@ pub enum Command {
         /// The group (created before).
         group: GroupId,
         /// The connection.
-        conn: ConnId,
-        /// Source or sink.
-        role: Role,
-        /// The engine's end of the connection's shared-memory block.
-        side: EngineSide,
-        /// Most frames the client may hold at once.
-        quota: u32,
-        /// Where the data plane counts the connection's frames.
-        counters: Arc<ConnCounters>,
+        member: Attachment,
     },
     /// Detach a connection: frames it holds return to the pool, its block is closed.
     Detach {

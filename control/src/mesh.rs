@@ -29,7 +29,7 @@ use mcm_proto::shm::conn::{ConnKind, ConnLayout, Doorbell, EngineSide};
 use mcm_proto::shm::map::{HugePages, reopen_readonly};
 use mcm_proto::shm::pool::{Pool, PoolGeometry};
 
-use crate::dataplane::{Command, ConnCounters, ConnId, Dataplane, GroupId, Role};
+use crate::dataplane::{Attachment, Command, ConnCounters, ConnId, Dataplane, GroupId, Role};
 use crate::session::{Created, Refusal, Transport};
 
 /// Smallest per-member quota a group is sized for.
@@ -478,15 +478,14 @@ impl Mesh {
             ConnKind::Rx => Role::Sink,
         };
         self.tokens.retain(|_, p| p.conn != conn);
-        dp.submit(Command::Attach {
-            group,
+        let member = Attachment {
             conn,
             role,
             side,
             quota,
             counters,
-        })
-        .map_err(|e| {
+        };
+        dp.submit(Command::Attach { group, member }).map_err(|e| {
             Refusal::new(
                 ErrorCode::ERROR_CODE_INTERNAL,
                 MeshErr::ConnFailed,
@@ -635,13 +634,10 @@ mod tests {
                     pool.geometry().slot_count,
                     pool.geometry().payload_capacity
                 ),
-                Command::Attach {
-                    group,
-                    conn,
-                    role,
-                    quota,
-                    ..
-                } => format!("attach {group} {conn} {role:?} quota={quota}"),
+                Command::Attach { group, member } => format!(
+                    "attach {group} {} {:?} quota={}",
+                    member.conn, member.role, member.quota
+                ),
                 Command::Detach { group, conn } => format!("detach {group} {conn}"),
                 Command::DestroyGroup { group } => format!("destroy {group}"),
             });

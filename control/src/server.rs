@@ -473,11 +473,7 @@ impl ControlServer {
             Event::ConnFailed { conn, reason } => failed.push((conn, reason)),
         });
         for conn in attached {
-            let Some(token) = self
-                .mesh
-                .session_of(conn)
-                .and_then(|s| self.sessions.get(&s).copied())
-            else {
+            let Some(token) = self.token_of(conn) else {
                 continue;
             };
             if let Some(c) = self.conns.get_mut(&token) {
@@ -488,11 +484,7 @@ impl ControlServer {
             }
         }
         for (conn, reason) in failed {
-            let Some(token) = self
-                .mesh
-                .session_of(conn)
-                .and_then(|s| self.sessions.get(&s).copied())
-            else {
+            let Some(token) = self.token_of(conn) else {
                 continue;
             };
             let Some(c) = self.conns.get_mut(&token) else {
@@ -512,6 +504,12 @@ impl ControlServer {
                 }
             }
         }
+    }
+
+    /// The token of the session that owns connection `conn`.
+    fn token_of(&self, conn: u64) -> Option<Token> {
+        let session = self.mesh.session_of(conn)?;
+        self.sessions.get(&session).copied()
     }
 
     fn tick_stats(&mut self, now: Instant) {

@@ -128,11 +128,6 @@ impl Session {
         }
     }
 
-    /// How the client is connected.
-    pub fn transport(&self) -> Transport {
-        self.transport
-    }
-
     /// Session identifier, unique within the engine's lifetime.
     pub fn id(&self) -> u64 {
         self.id

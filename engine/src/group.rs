@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use mcm_control::dataplane::{ConnCounters, ConnId, Event, Notifier, Role};
+use mcm_control::dataplane::{Attachment, ConnCounters, ConnId, Event, Notifier, Role};
 use mcm_proto::shm::conn::{Doorbell, EngineSide};
 use mcm_proto::shm::desc::Descriptor;
 use mcm_proto::shm::pool::{Pool, SlotHeader};
@@ -40,18 +40,7 @@ const BATCH: usize = 32;
 #[derive(Debug)]
 pub enum GroupMsg {
     /// A connection joins.
-    Attach {
-        /// The connection.
-        conn: ConnId,
-        /// Source or sink.
-        role: Role,
-        /// The engine's end of its block.
-        side: EngineSide,
-        /// Most frames it may hold at once.
-        quota: u32,
-        /// Where its frames are counted.
-        counters: Arc<ConnCounters>,
-    },
+    Attach(Attachment),
     /// A connection leaves; its slots return to the pool.
     Detach {
         /// The connection.
@@ -127,22 +116,16 @@ impl GroupPort {
         self.pool.available()
     }
 
-    fn attach(
-        &mut self,
-        conn: ConnId,
-        role: Role,
-        side: EngineSide,
-        quota: u32,
-        counters: Arc<ConnCounters>,
-    ) {
+    fn attach(&mut self, a: Attachment) {
+        let conn = a.conn;
         let member = Member {
             conn,
-            side,
-            quota,
+            side: a.side,
+            quota: a.quota,
             held: 0,
-            counters,
+            counters: a.counters,
         };
-        match role {
+        match a.role {
             Role::Source => {
                 if self.source.is_some() {
                     // The registry allows one source; never two. Dropping the block closes it.
@@ -441,13 +424,7 @@ impl Port for GroupPort {
 
     fn message(&mut self, msg: PortMsg) {
         match msg.downcast::<GroupMsg>().map(|m| *m) {
-            Ok(GroupMsg::Attach {
-                conn,
-                role,
-                side,
-                quota,
-                counters,
-            }) => self.attach(conn, role, side, quota, counters),
+            Ok(GroupMsg::Attach(a)) => self.attach(a),
             Ok(GroupMsg::Detach { conn }) => self.detach(conn),
             Err(_) => tracing::error!("{}: ignored a message that is not a GroupMsg", self.name),
         }

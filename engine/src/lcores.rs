@@ -299,22 +299,9 @@ impl Dataplane for Lcores {
                 self.groups.insert(group, index);
                 Ok(())
             }
-            dataplane::Command::Attach {
-                group,
-                conn,
-                role,
-                side,
-                quota,
-                counters,
-            } => {
+            dataplane::Command::Attach { group, member } => {
                 let index = self.group_lcore(group)?;
-                let msg = GroupMsg::Attach {
-                    conn,
-                    role,
-                    side,
-                    quota,
-                    counters,
-                };
+                let msg = GroupMsg::Attach(member);
                 self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
             }
             dataplane::Command::Detach { group, conn } => {

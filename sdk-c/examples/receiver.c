@@ -35,19 +35,10 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <mesh_dp.h>
+#include "example.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-#define HEADER_BYTES 16
 /* Bad frames reported one by one; the rest are only counted. */
 #define REPORT_BAD 5
 
@@ -63,58 +54,6 @@ static const char usage_text[] =
     "  --delay-ms D       sleep D ms before releasing each frame (a slow receiver)\n"
     "  --capacity N       bufferQueueCapacity, a power of two in 2..128 (default 16)\n";
 
-static atomic_int stopping;
-
-struct signals {
-    sigset_t set;
-    MeshConnection *conn;
-};
-
-/* Waits for SIGINT/SIGTERM (stop: shut the connection down, which wakes the blocked get) or
- * SIGUSR1 (the program is done: just return). */
-static void *signal_thread(void *arg)
-{
-    struct signals *s = arg;
-    int sig = 0;
-    while (sigwait(&s->set, &sig) != 0) {
-    }
-    if (sig != SIGUSR1) {
-        atomic_store(&stopping, 1);
-        mesh_shutdown_connection(s->conn);
-    }
-    return NULL;
-}
-
-static void report(const char *what, int rc)
-{
-    fprintf(stderr, "receiver: %s: %s (%d): %s\n", what, mesh_err2str(rc), rc, mcm_last_error());
-}
-
-static uint64_t fnv1a64_words(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h ^= w;
-        h *= 0x100000001b3ull;
-    }
-    for (; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
-static int parse_u64(const char *s, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    return errno == 0 && *s != '\0' && *s != '-' && *end == '\0';
-}
-
 static void sleep_ms(unsigned long long ms)
 {
     struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
@@ -124,10 +63,9 @@ static void sleep_ms(unsigned long long ms)
 
 int main(int argc, char **argv)
 {
-    const char *group = NULL, *pixel_format = "yuv422p10rfc4175";
-    unsigned long width = 1920, height = 1080;
-    unsigned long long frames = 0, capacity = 16, delay_ms = 0, timeout_ms = 0;
-    int audio = 0, has_timeout = 0;
+    struct options o = default_options();
+    unsigned long long delay_ms = 0, timeout_ms = 0;
+    int has_timeout = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -136,30 +74,19 @@ int main(int argc, char **argv)
             fputs(usage_text, stdout);
             return 0;
         } else if (strcmp(a, "--audio") == 0) {
-            audio = 1;
+            o.audio = 1;
             continue;
         } else if (!v) {
             fprintf(stderr, "receiver: %s needs a value\n%s", a, usage_text);
             return 2;
         }
-        int ok = 1;
-        if (strcmp(a, "--group") == 0) {
-            group = v;
-        } else if (strcmp(a, "--video") == 0) {
-            char x;
-            ok = sscanf(v, "%lu%c%lu", &width, &x, &height) == 3 && x == 'x' && width && height;
-        } else if (strcmp(a, "--pixel-format") == 0) {
-            pixel_format = v;
-        } else if (strcmp(a, "--frames") == 0) {
-            ok = parse_u64(v, &frames);
-        } else if (strcmp(a, "--timeout-ms") == 0) {
+        int ok = parse_shared_option(&o, a, v);
+        if (ok < 0 && strcmp(a, "--timeout-ms") == 0) {
             ok = parse_u64(v, &timeout_ms) && timeout_ms <= 2147483647ull;
             has_timeout = 1;
-        } else if (strcmp(a, "--delay-ms") == 0) {
+        } else if (ok < 0 && strcmp(a, "--delay-ms") == 0) {
             ok = parse_u64(v, &delay_ms);
-        } else if (strcmp(a, "--capacity") == 0) {
-            ok = parse_u64(v, &capacity);
-        } else {
+        } else if (ok < 0) {
             fprintf(stderr, "receiver: unknown option %s\n%s", a, usage_text);
             return 2;
         }
@@ -169,65 +96,25 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (!group || strpbrk(group, "\"\\") || group[0] == '\0') {
-        fprintf(stderr, "receiver: --group URN is required (without quotes or backslashes)\n%s",
-                usage_text);
+    if (!check_group("receiver", &o, usage_text))
         return 2;
-    }
 
     char cfg[1024];
-    if (audio)
-        snprintf(cfg, sizeof cfg,
-                 "{\"bufferQueueCapacity\": %llu,"
-                 " \"connection\": {\"multipointGroup\": {\"urn\": \"%s\"}},"
-                 " \"payload\": {\"audio\": {\"channels\": 2, \"sampleRate\": 48000,"
-                 " \"format\": \"pcm_s24be\", \"packetTime\": \"1ms\"}}}",
-                 capacity, group);
-    else
-        snprintf(cfg, sizeof cfg,
-                 "{\"bufferQueueCapacity\": %llu,"
-                 " \"connection\": {\"multipointGroup\": {\"urn\": \"%s\"}},"
-                 " \"payload\": {\"video\": {\"width\": %lu, \"height\": %lu,"
-                 " \"pixelFormat\": \"%s\"}}}",
-                 capacity, group, width, height, pixel_format);
-
-    /* Signals are handled by one thread with sigwait(): block them everywhere first. */
+    connection_json(cfg, sizeof cfg, &o, 0);
     struct signals sigs;
-    sigemptyset(&sigs.set);
-    sigaddset(&sigs.set, SIGINT);
-    sigaddset(&sigs.set, SIGTERM);
-    sigaddset(&sigs.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sigs.set, NULL);
-
+    block_signals(&sigs);
     MeshClient *client = NULL;
     MeshConnection *conn = NULL;
-    int rc = mesh_create_client(&client, NULL);
-    if (rc) {
-        report("mesh_create_client", rc);
+    if (open_connection("receiver", cfg, 0, &sigs, &client, &conn))
         return 1;
-    }
-    rc = mesh_create_rx_connection(client, &conn, cfg);
-    if (rc) {
-        report("mesh_create_rx_connection", rc);
-        mesh_delete_client(&client);
-        return 1;
-    }
-    sigs.conn = conn;
-    pthread_t sig_thread;
-    if (pthread_create(&sig_thread, NULL, signal_thread, &sigs) != 0) {
-        fprintf(stderr, "receiver: cannot start the signal thread\n");
-        mesh_delete_connection(&conn);
-        mesh_delete_client(&client);
-        return 1;
-    }
-    printf("ready group=%s payload_size=%zu\n", group, conn->payload_size);
+    printf("ready group=%s payload_size=%zu\n", o.group, conn->payload_size);
     fflush(stdout);
 
-    int status = 0;
+    int status = 0, rc;
     unsigned long long received = 0, gaps = 0, bad_checksums = 0, bad_seq = 0;
     uint64_t first_seq = 0, last_seq = 0;
     int wait_ms = has_timeout ? (int)timeout_ms : MESH_TIMEOUT_INFINITE;
-    while ((frames == 0 || received < frames) && !atomic_load(&stopping)) {
+    while ((o.frames == 0 || received < o.frames) && !atomic_load(&stopping)) {
         MeshBuffer *buf = NULL;
         rc = mesh_get_buffer_timeout(conn, &buf, wait_ms);
         if (rc == -MESH_ERR_CONN_CLOSED && atomic_load(&stopping))
@@ -237,7 +124,7 @@ int main(int argc, char **argv)
             break;
         }
         if (rc) {
-            report("mesh_get_buffer_timeout", rc);
+            report("receiver", "mesh_get_buffer_timeout", rc);
             status = 1;
             break;
         }
@@ -272,7 +159,7 @@ int main(int argc, char **argv)
             sleep_ms(delay_ms);
         rc = mesh_put_buffer(&buf);
         if (rc) {
-            report("mesh_put_buffer", rc);
+            report("receiver", "mesh_put_buffer", rc);
             status = 1;
             break;
         }
@@ -285,17 +172,5 @@ int main(int argc, char **argv)
     if (bad_checksums || bad_seq)
         status = 1;
 
-    pthread_kill(sig_thread, SIGUSR1);
-    pthread_join(sig_thread, NULL);
-    rc = mesh_delete_connection(&conn);
-    if (rc) {
-        report("mesh_delete_connection", rc);
-        status = 1;
-    }
-    rc = mesh_delete_client(&client);
-    if (rc) {
-        report("mesh_delete_client", rc);
-        status = 1;
-    }
-    return status;
+    return close_connection("receiver", &sigs, &client, &conn, status);
 }

@@ -30,19 +30,9 @@
  */
 #define _POSIX_C_SOURCE 200809L
 
-#include <mesh_dp.h>
+#include "example.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
-
-#define HEADER_BYTES 16
 
 static const char usage_text[] =
     "usage: sender --group URN [--video WxH] [--pixel-format F] [--audio]\n"
@@ -54,50 +44,6 @@ static const char usage_text[] =
     "  --frames N         stop after N buffers (default 0: until SIGINT/SIGTERM)\n"
     "  --fps F            buffers per second, 0 = as fast as possible (default 60 video, 1000 audio)\n"
     "  --capacity N       bufferQueueCapacity, a power of two in 2..128 (default 16)\n";
-
-static atomic_int stopping;
-
-struct signals {
-    sigset_t set;
-    MeshConnection *conn;
-};
-
-/* Waits for SIGINT/SIGTERM (stop: shut the connection down, which wakes a blocked get) or
- * SIGUSR1 (the program is done: just return). */
-static void *signal_thread(void *arg)
-{
-    struct signals *s = arg;
-    int sig = 0;
-    while (sigwait(&s->set, &sig) != 0) {
-    }
-    if (sig != SIGUSR1) {
-        atomic_store(&stopping, 1);
-        mesh_shutdown_connection(s->conn);
-    }
-    return NULL;
-}
-
-static void report(const char *what, int rc)
-{
-    fprintf(stderr, "sender: %s: %s (%d): %s\n", what, mesh_err2str(rc), rc, mcm_last_error());
-}
-
-static uint64_t fnv1a64_words(const uint8_t *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h ^= w;
-        h *= 0x100000001b3ull;
-    }
-    for (; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
 
 /* Fills a frame: index, pattern, then the hash of the pattern. */
 static void fill_frame(uint8_t *p, size_t len, uint64_t index)
@@ -115,14 +61,6 @@ static void fill_frame(uint8_t *p, size_t len, uint64_t index)
     memcpy(p + 8, &hash, 8);
 }
 
-static int parse_u64(const char *s, unsigned long long *out)
-{
-    char *end;
-    errno = 0;
-    *out = strtoull(s, &end, 10);
-    return errno == 0 && *s != '\0' && *s != '-' && *end == '\0';
-}
-
 static void add_ns(struct timespec *t, uint64_t ns)
 {
     uint64_t total = (uint64_t)t->tv_nsec + ns;
@@ -132,11 +70,8 @@ static void add_ns(struct timespec *t, uint64_t ns)
 
 int main(int argc, char **argv)
 {
-    const char *group = NULL, *pixel_format = "yuv422p10rfc4175";
-    unsigned long width = 1920, height = 1080;
-    unsigned long long frames = 0, capacity = 16;
+    struct options o = default_options();
     double fps = -1;
-    int audio = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -145,29 +80,18 @@ int main(int argc, char **argv)
             fputs(usage_text, stdout);
             return 0;
         } else if (strcmp(a, "--audio") == 0) {
-            audio = 1;
+            o.audio = 1;
             continue;
         } else if (!v) {
             fprintf(stderr, "sender: %s needs a value\n%s", a, usage_text);
             return 2;
         }
-        int ok = 1;
-        if (strcmp(a, "--group") == 0) {
-            group = v;
-        } else if (strcmp(a, "--video") == 0) {
-            char x;
-            ok = sscanf(v, "%lu%c%lu", &width, &x, &height) == 3 && x == 'x' && width && height;
-        } else if (strcmp(a, "--pixel-format") == 0) {
-            pixel_format = v;
-        } else if (strcmp(a, "--frames") == 0) {
-            ok = parse_u64(v, &frames);
-        } else if (strcmp(a, "--fps") == 0) {
+        int ok = parse_shared_option(&o, a, v);
+        if (ok < 0 && strcmp(a, "--fps") == 0) {
             char *end;
             fps = strtod(v, &end);
             ok = *end == '\0' && fps >= 0;
-        } else if (strcmp(a, "--capacity") == 0) {
-            ok = parse_u64(v, &capacity);
-        } else {
+        } else if (ok < 0) {
             fprintf(stderr, "sender: unknown option %s\n%s", a, usage_text);
             return 2;
         }
@@ -177,81 +101,34 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (!group || strpbrk(group, "\"\\") || group[0] == '\0') {
-        fprintf(stderr, "sender: --group URN is required (without quotes or backslashes)\n%s",
-                usage_text);
+    if (!check_group("sender", &o, usage_text))
         return 2;
-    }
     if (fps < 0)
-        fps = audio ? 1000 : 60;
+        fps = o.audio ? 1000 : 60;
 
     char cfg[1024];
-    if (audio)
-        snprintf(cfg, sizeof cfg,
-                 "{\"bufferQueueCapacity\": %llu,"
-                 " \"connection\": {\"multipointGroup\": {\"urn\": \"%s\"}},"
-                 " \"payload\": {\"audio\": {\"channels\": 2, \"sampleRate\": 48000,"
-                 " \"format\": \"pcm_s24be\", \"packetTime\": \"1ms\"}}}",
-                 capacity, group);
-    else
-        snprintf(cfg, sizeof cfg,
-                 "{\"bufferQueueCapacity\": %llu,"
-                 " \"connection\": {\"multipointGroup\": {\"urn\": \"%s\"}},"
-                 " \"payload\": {\"video\": {\"width\": %lu, \"height\": %lu, \"fps\": %g,"
-                 " \"pixelFormat\": \"%s\"}}}",
-                 capacity, group, width, height, fps > 0 ? fps : 60.0, pixel_format);
-
-    /* Signals are handled by one thread with sigwait(): block them everywhere first. */
+    connection_json(cfg, sizeof cfg, &o, fps);
     struct signals sigs;
-    sigemptyset(&sigs.set);
-    sigaddset(&sigs.set, SIGINT);
-    sigaddset(&sigs.set, SIGTERM);
-    sigaddset(&sigs.set, SIGUSR1);
-    pthread_sigmask(SIG_BLOCK, &sigs.set, NULL);
-
+    block_signals(&sigs);
     MeshClient *client = NULL;
     MeshConnection *conn = NULL;
-    int rc = mesh_create_client(&client, NULL);
-    if (rc) {
-        report("mesh_create_client", rc);
+    if (open_connection("sender", cfg, 1, &sigs, &client, &conn))
         return 1;
-    }
-    rc = mesh_create_tx_connection(client, &conn, cfg);
-    if (rc) {
-        report("mesh_create_tx_connection", rc);
-        mesh_delete_client(&client);
-        return 1;
-    }
-    if (conn->payload_size < HEADER_BYTES) {
-        fprintf(stderr, "sender: payload_size %zu is below %d bytes\n", conn->payload_size,
-                HEADER_BYTES);
-        mesh_delete_connection(&conn);
-        mesh_delete_client(&client);
-        return 1;
-    }
-    sigs.conn = conn;
-    pthread_t sig_thread;
-    if (pthread_create(&sig_thread, NULL, signal_thread, &sigs) != 0) {
-        fprintf(stderr, "sender: cannot start the signal thread\n");
-        mesh_delete_connection(&conn);
-        mesh_delete_client(&client);
-        return 1;
-    }
-    printf("ready group=%s payload_size=%zu\n", group, conn->payload_size);
+    printf("ready group=%s payload_size=%zu\n", o.group, conn->payload_size);
     fflush(stdout);
 
-    int status = 0;
+    int status = 0, rc;
     unsigned long long sent = 0;
     uint64_t period_ns = fps > 0 ? (uint64_t)(1e9 / fps) : 0;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
-    while ((frames == 0 || sent < frames) && !atomic_load(&stopping)) {
+    while ((o.frames == 0 || sent < o.frames) && !atomic_load(&stopping)) {
         MeshBuffer *buf = NULL;
         rc = mesh_get_buffer_timeout(conn, &buf, 5000);
         if (rc == -MESH_ERR_CONN_CLOSED && atomic_load(&stopping))
             break;
         if (rc) {
-            report("mesh_get_buffer_timeout", rc);
+            report("sender", "mesh_get_buffer_timeout", rc);
             status = 1;
             break;
         }
@@ -260,7 +137,7 @@ int main(int argc, char **argv)
         if (rc == -MESH_ERR_CONN_CLOSED && atomic_load(&stopping))
             break; /* the buffer goes with the connection */
         if (rc) {
-            report("mesh_put_buffer", rc);
+            report("sender", "mesh_put_buffer", rc);
             status = 1;
             break;
         }
@@ -273,18 +150,5 @@ int main(int argc, char **argv)
     }
     printf("summary sent=%llu\n", sent);
     fflush(stdout);
-
-    pthread_kill(sig_thread, SIGUSR1);
-    pthread_join(sig_thread, NULL);
-    rc = mesh_delete_connection(&conn);
-    if (rc) {
-        report("mesh_delete_connection", rc);
-        status = 1;
-    }
-    rc = mesh_delete_client(&client);
-    if (rc) {
-        report("mesh_delete_client", rc);
-        status = 1;
-    }
-    return status;
+    return close_connection("sender", &sigs, &client, &conn, status);
 }

@@ -235,11 +235,6 @@ impl Core {
         self.kind == ConnKind::Tx
     }
 
-    /// The frame pool's mapping (to tell which memory a buffer lies in).
-    pub fn pool(&self) -> &PoolView {
-        &self.pool
-    }
-
     fn deadline(&self, timeout: Timeout) -> Option<Instant> {
         let t = match timeout {
             Timeout::Default => self.shared.config.default_timeout,

@@ -63,13 +63,13 @@ impl Rig {
         let eb = side.engine_bell().fd().try_clone_to_owned().unwrap();
         let client = ClientSide::attach(fd.as_fd(), cb, eb, kind).unwrap();
         let counters = Arc::new(ConnCounters::default());
-        self.port.message(Box::new(GroupMsg::Attach {
+        self.port.message(Box::new(GroupMsg::Attach(Attachment {
             conn,
             role,
             side,
             quota,
             counters: counters.clone(),
-        }));
+        })));
         assert!(
             self.events
                 .try_iter()

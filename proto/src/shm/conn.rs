@@ -434,7 +434,7 @@ pub struct ClientSide {
 
 /// The half of a [`ClientSide`] that takes descriptors from the engine and waits for them.
 pub struct Inbox {
-    map: Arc<Mapping>,
+    _map: Arc<Mapping>,
     header: Header,
     layout: ConnLayout,
     to_client: Consumer<Descriptor>,
@@ -514,7 +514,7 @@ impl ClientSide {
         let header = Header { base };
         Ok(Self {
             inbox: Inbox {
-                map: map.clone(),
+                _map: map.clone(),
                 header,
                 layout,
                 to_client,
@@ -596,11 +596,6 @@ impl Inbox {
     /// end a wait from another thread.
     pub fn bell(&self) -> Arc<Doorbell> {
         self.client_bell.clone()
-    }
-
-    /// The mapping of the block (kept alive by both halves).
-    pub fn mapping(&self) -> &Mapping {
-        &self.map
     }
 
     /// Waits until the engine sends something, closes the connection, `socket` (if given) becomes

@@ -576,25 +576,7 @@ fn huge_or(
 /// on `EINTR` and after short writes; `MSG_NOSIGNAL`, so a closed peer is `EPIPE`, not SIGPIPE.
 /// At most [`MAX_FDS`] fds.
 pub fn send_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
-    if data.is_empty() || fds.len() > MAX_FDS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "send_fds: {} bytes and {} fds; at least 1 byte and at most {MAX_FDS} fds allowed",
-                data.len(),
-                fds.len()
-            ),
-        ));
-    }
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
-        debug_assert!(pushed, "the buffer is sized for MAX_FDS fds");
-    }
-    let iov = [IoSlice::new(data)];
-    let mut sent =
-        retry_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL))?;
+    let mut sent = sendmsg_fds(sock, data, fds, SendFlags::NOSIGNAL)?;
     while sent < data.len() {
         sent += retry_eintr(|| rustix::net::send(sock, &data[sent..], SendFlags::NOSIGNAL))?;
     }
@@ -608,6 +590,16 @@ pub fn send_fds_nonblocking(
     sock: BorrowedFd<'_>,
     data: &[u8],
     fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    sendmsg_fds(sock, data, fds, SendFlags::NOSIGNAL | SendFlags::DONTWAIT)
+}
+
+/// One `sendmsg` of `data` with `fds` attached, retried on `EINTR`; returns the bytes sent.
+fn sendmsg_fds(
+    sock: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+    flags: SendFlags,
 ) -> io::Result<usize> {
     if data.is_empty() || fds.len() > MAX_FDS {
         return Err(io::Error::new(
@@ -626,7 +618,6 @@ pub fn send_fds_nonblocking(
         debug_assert!(pushed, "the buffer is sized for MAX_FDS fds");
     }
     let iov = [IoSlice::new(data)];
-    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
     retry_eintr(|| rustix::net::sendmsg(sock, &iov, &mut control, flags))
 }
 

@@ -774,16 +774,6 @@ impl PoolView {
         Ok((payload, metadata))
     }
 
-    /// Bytes of the mapping (the pool's region length).
-    pub fn mapped_len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// Start of the mapping (for diagnostics: which mapping a pointer belongs to).
-    pub fn mapped_ptr(&self) -> *const u8 {
-        self.map.as_ptr()
-    }
-
     /// The first `len` metadata bytes of `slot`, writable; as for
     /// [`payload_mut`](Self::payload_mut).
     pub fn metadata_mut(&mut self, slot: u32, len: u32) -> Result<&mut [u8], SlotError> {
