@@ -12,3 +12,4 @@ pub mod group;
 pub mod lcore;
 pub mod lcores;
 pub mod runtime;
+pub mod st2110;

@@ -5,10 +5,12 @@
 //! - [`config`]: MCM's client and connection JSON, parsed and validated, and MCM's error codes.
 //! - [`shm`]: shared-memory layouts (rings, descriptors, mappings) with the code that reads and
 //!   writes them. This is the only module of the crate that uses `unsafe`.
+//! - [`st2110`]: SMPTE ST 2110 wire formats, SDP and -21 timing, pure code over byte slices.
 
 pub mod config;
 pub mod frame;
 pub mod shm;
+pub mod st2110;
 
 /// Protobuf messages of the SDK protocol, generated at build time from `proto/sdk.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, unsafe_code)]
