@@ -2,3 +2,4 @@
 //! conversion at the SDK edge. Wire formats, SDP and -21 timing live in [`mcm_proto::st2110`].
 
 pub mod convert;
+pub mod udp;

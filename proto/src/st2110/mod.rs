@@ -46,7 +46,10 @@ impl Sampling {
 
     /// The SDP spelling, e.g. `"YCbCr-4:2:2"`.
     pub fn as_str(self) -> &'static str {
-        Self::ALL.iter().find(|(_, s)| *s == self).map_or("", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, s)| *s == self)
+            .map_or("", |(n, _)| n)
     }
 
     /// Parses the SDP spelling (exact match).
@@ -117,7 +120,10 @@ impl FrameRate {
             return None;
         }
         let g = gcd(num, den);
-        Some(Self { num: num / g, den: den / g })
+        Some(Self {
+            num: num / g,
+            den: den / g,
+        })
     }
 
     /// The nearest SMPTE rate to `fps` (59.94 → 60000/1001, 50 → 50/1, 29.97 → 30000/1001, ...):
@@ -199,8 +205,14 @@ mod tests {
         assert_eq!(FrameRate::parse("60000/1001"), FrameRate::new(60000, 1001));
         assert_eq!(FrameRate::parse("50").unwrap().to_string(), "50");
         assert_eq!(FrameRate::new(100, 2).unwrap().to_string(), "50");
-        assert_eq!(FrameRate::from_fps(59.94).unwrap().to_string(), "60000/1001");
-        assert_eq!(FrameRate::from_fps(29.97).unwrap().to_string(), "30000/1001");
+        assert_eq!(
+            FrameRate::from_fps(59.94).unwrap().to_string(),
+            "60000/1001"
+        );
+        assert_eq!(
+            FrameRate::from_fps(29.97).unwrap().to_string(),
+            "30000/1001"
+        );
         assert_eq!(FrameRate::from_fps(25.0).unwrap().to_string(), "25");
         assert_eq!(FrameRate::from_fps(12.5).unwrap().to_string(), "25/2");
         for bad in ["", "0", "1/0", "x", "-5", "60000/"] {
