@@ -4,6 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use mcm_proto::config::Direction;
+use mcm_proto::config::payload::Payload;
+use mcm_proto::config::transport::St2110;
 use mcm_proto::shm::conn::{Doorbell, EngineSide};
 use mcm_proto::shm::pool::Pool;
 
@@ -63,6 +66,63 @@ impl ConnCounters {
     }
 }
 
+/// Counters of a bridge (the network end of a group): written by its lcore, read by the control
+/// thread. Relaxed atomics: independent statistics.
+#[derive(Debug, Default)]
+pub struct BridgeCounters {
+    /// Packets sent (tx) or received and accepted (rx).
+    pub packets: AtomicU64,
+    /// Bytes of those packets (UDP payload).
+    pub bytes: AtomicU64,
+    /// Frames sent whole (tx) or received complete and handed to the group (rx).
+    pub frames: AtomicU64,
+    /// rx: frames that ended with missing packets or bytes (not delivered).
+    pub frames_incomplete: AtomicU64,
+    /// tx: frames dropped because the session's queue was full. rx: frames dropped because the
+    /// group had no free slot.
+    pub frames_dropped: AtomicU64,
+    /// rx: packets missing from the sequence.
+    pub packets_lost: AtomicU64,
+    /// rx: packets that arrived out of order (late ones included).
+    pub packets_reordered: AtomicU64,
+    /// rx: packets rejected as malformed or not of this stream.
+    pub packets_malformed: AtomicU64,
+    /// tx: packets sent later than their -21 schedule allowed.
+    pub packets_late: AtomicU64,
+    /// tx: send errors other than a full socket buffer (e.g. ICMP unreachable on loopback).
+    pub send_errors: AtomicU64,
+    /// Payload bytes copied by a pixel-format conversion at the SDK edge.
+    pub bytes_converted: AtomicU64,
+}
+
+impl BridgeCounters {
+    /// Adds `n` to `c` (single writer: its lcore).
+    pub fn add(c: &AtomicU64, n: u64) {
+        // Relaxed: a statistic with one writer, so load + store is not a lost update.
+        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Reads `c`.
+    pub fn get(c: &AtomicU64) -> u64 {
+        // Relaxed: a statistic.
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// The network end of a group, built by the data plane together with the group.
+#[derive(Debug, Clone)]
+pub struct BridgeSpec {
+    /// Tx: the bridge sends the group's frames (it is a sink of the group). Rx: the bridge
+    /// receives frames into the group (it is the group's source).
+    pub direction: Direction,
+    /// The ST 2110 stream, as the connection that created the group asked for it.
+    pub st2110: St2110,
+    /// What one frame of the group is (format, size).
+    pub payload: Payload,
+    /// Where the bridge counts what it does.
+    pub counters: Arc<BridgeCounters>,
+}
+
 /// An activated connection, as handed to its group on the data plane.
 #[derive(Debug)]
 pub struct Attachment {
@@ -100,6 +160,8 @@ pub enum Command {
         pool: Pool,
         /// The doorbell every connection of the group rings.
         bell: Doorbell,
+        /// The group's network end, if any (an ST 2110 session).
+        bridge: Option<BridgeSpec>,
     },
     /// Attach an activated connection to its group.
     Attach {
@@ -175,6 +237,9 @@ pub enum DataplaneError {
         /// CPU of the lcore that could not be reached.
         cpu: usize,
     },
+    /// A group's bridge could not be set up (socket, address, format).
+    #[error("{0}")]
+    Bridge(String),
     /// A command named a group the data plane does not serve.
     #[error("group {group} is not served by the data plane")]
     UnknownGroup {

@@ -22,14 +22,17 @@ use std::time::{Duration, Instant};
 
 use mcm_proto::config::{ConnectionConfig, Direction, MeshErr, transport::Connection};
 use mcm_proto::sdk::{
-    ConnectionCreated, ConnectionKind, ConnectionStats, CreateConnection, ErrorCode,
+    BridgeStats, ConnectionCreated, ConnectionKind, ConnectionStats, CreateConnection, ErrorCode,
     PoolGeometry as WireGeometry, Stats,
 };
 use mcm_proto::shm::conn::{ConnKind, ConnLayout, Doorbell, EngineSide};
 use mcm_proto::shm::map::{HugePages, reopen_readonly};
 use mcm_proto::shm::pool::{Pool, PoolGeometry};
 
-use crate::dataplane::{Attachment, Command, ConnCounters, ConnId, Dataplane, GroupId, Role};
+use crate::dataplane::{
+    Attachment, BridgeCounters, BridgeSpec, Command, ConnCounters, ConnId, Dataplane,
+    DataplaneError, GroupId, Role,
+};
 use crate::session::{Created, Refusal, Transport};
 
 /// Smallest per-member quota a group is sized for.
@@ -66,6 +69,8 @@ struct Group {
     bell: Doorbell,
     source: Option<ConnId>,
     sinks: Vec<ConnId>,
+    /// The group's network end: its direction and counters.
+    bridge: Option<(Direction, Arc<BridgeCounters>)>,
 }
 
 /// One SDK connection.
@@ -156,20 +161,16 @@ impl Mesh {
             mesh_error: Some(e.class),
             message: e.to_string(),
         })?;
-        let urn = match cfg.connection() {
-            Connection::MultipointGroup(g) => g.urn.clone(),
-            Connection::St2110(_) | Connection::Rdma(_) => {
-                let what = match cfg.connection() {
-                    Connection::St2110(_) => "st2110",
-                    _ => "rdma",
-                };
+        let (urn, bridge) = match cfg.connection() {
+            Connection::MultipointGroup(g) => (g.urn.clone(), None),
+            Connection::St2110(s) => (st2110_urn(dir, &s.group_urn()), Some(dir)),
+            Connection::Rdma(_) => {
                 return Err(Refusal::new(
                     ErrorCode::ERROR_CODE_NOT_IMPLEMENTED,
                     MeshErr::NotImplemented,
-                    format!(
-                        "connection.{what}: this engine does not serve {what} connections yet \
-                         (allowed: connection.multipointGroup)"
-                    ),
+                    "connection.rdma: this engine does not serve rdma connections yet (allowed: \
+                     connection.multipointGroup, connection.st2110)"
+                        .to_owned(),
                 ));
             }
         };
@@ -186,10 +187,10 @@ impl Mesh {
         }
         let capacity = cfg.buffer_queue_capacity();
         let created_group = if self.groups.contains_key(&urn) {
-            self.check_joinable(&urn, kind, &cfg)?;
+            self.check_joinable(&urn, kind, &cfg, bridge)?;
             None
         } else {
-            Some(self.create_group(dp, &urn, &cfg)?)
+            Some(self.create_group(dp, &urn, &cfg, bridge)?)
         };
         let result = self.join(session, &urn, kind, capacity, transport, now);
         if result.is_err()
@@ -207,8 +208,26 @@ impl Mesh {
         urn: &str,
         kind: ConnKind,
         cfg: &ConnectionConfig,
+        bridge: Option<Direction>,
     ) -> Result<(), Refusal> {
         let g = &self.groups[urn];
+        if g.bridge.as_ref().map(|b| b.0) != bridge {
+            let is = |b: Option<Direction>| match b {
+                None => "a multipoint group",
+                Some(Direction::Tx) => "an ST 2110 tx session",
+                Some(Direction::Rx) => "an ST 2110 rx session",
+            };
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_CONFIG,
+                MeshErr::ConnConfigIncompat,
+                format!(
+                    "group {urn:?} is {}; this connection asks for {} (allowed: connections of \
+                     the same kind)",
+                    is(g.bridge.as_ref().map(|b| b.0)),
+                    is(bridge)
+                ),
+            ));
+        }
         if g.payload_size != cfg.payload_size() || g.metadata_size != cfg.max_metadata_size() {
             return Err(Refusal::new(
                 ErrorCode::ERROR_CODE_CONFIG,
@@ -260,6 +279,7 @@ impl Mesh {
         dp: &mut dyn Dataplane,
         urn: &str,
         cfg: &ConnectionConfig,
+        bridge: Option<Direction>,
     ) -> Result<GroupId, Refusal> {
         let internal = |what: String| {
             Refusal::new(
@@ -303,13 +323,33 @@ impl Mesh {
             geometry.metadata_capacity,
             pool.kind()
         );
+        let bridge = bridge.map(|direction| {
+            let Connection::St2110(st2110) = cfg.connection() else {
+                unreachable!("only st2110 connections have a bridge")
+            };
+            BridgeSpec {
+                direction,
+                st2110: st2110.clone(),
+                payload: *cfg.payload(),
+                counters: Arc::new(BridgeCounters::default()),
+            }
+        });
+        let bridge_state = bridge.as_ref().map(|b| (b.direction, b.counters.clone()));
         dp.submit(Command::CreateGroup {
             group: id,
             urn: urn.to_owned(),
             pool,
             bell: dp_bell,
+            bridge,
         })
-        .map_err(|e| internal(format!("the data plane did not take the group: {e}")))?;
+        .map_err(|e| match e {
+            DataplaneError::Bridge(why) => Refusal::new(
+                ErrorCode::ERROR_CODE_CONFIG,
+                MeshErr::ConnFailed,
+                format!("group {urn:?}: {why}"),
+            ),
+            e => internal(format!("the data plane did not take the group: {e}")),
+        })?;
         self.next_group += 1;
         let wire = WireGeometry {
             pool_id,
@@ -330,6 +370,7 @@ impl Mesh {
                 bell,
                 source: None,
                 sinks: Vec::new(),
+                bridge: bridge_state,
             },
         );
         Ok(id)
@@ -552,6 +593,19 @@ impl Mesh {
                 ..ConnectionStats::new()
             });
         }
+        let mut urns: Vec<&String> = self
+            .conns
+            .values()
+            .filter(|c| c.session == session)
+            .map(|c| &c.urn)
+            .collect();
+        urns.sort();
+        urns.dedup();
+        for urn in urns {
+            if let Some((dir, c)) = self.groups.get(urn).and_then(|g| g.bridge.as_ref()) {
+                stats.bridges.push(bridge_stats(urn, *dir, c));
+            }
+        }
         stats
     }
 
@@ -609,6 +663,39 @@ fn random_token() -> std::io::Result<[u8; TOKEN_LEN]> {
     let mut token = [0u8; TOKEN_LEN];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut token)?;
     Ok(token)
+}
+
+/// The registry key of an ST 2110 connection's group: the session direction and `ip:port`, so
+/// one engine can send and receive the same stream (over loopback, say) in two groups.
+pub fn st2110_urn(dir: Direction, addr: &str) -> String {
+    match dir {
+        Direction::Tx => format!("st2110-tx://{addr}"),
+        Direction::Rx => format!("st2110-rx://{addr}"),
+    }
+}
+
+fn bridge_stats(urn: &str, dir: Direction, c: &BridgeCounters) -> BridgeStats {
+    let get = BridgeCounters::get;
+    BridgeStats {
+        group: urn.to_owned(),
+        kind: match dir {
+            Direction::Tx => ConnectionKind::CONNECTION_KIND_TX,
+            Direction::Rx => ConnectionKind::CONNECTION_KIND_RX,
+        }
+        .into(),
+        packets: get(&c.packets),
+        bytes: get(&c.bytes),
+        frames: get(&c.frames),
+        frames_incomplete: get(&c.frames_incomplete),
+        frames_dropped: get(&c.frames_dropped),
+        packets_lost: get(&c.packets_lost),
+        packets_reordered: get(&c.packets_reordered),
+        packets_malformed: get(&c.packets_malformed),
+        packets_late: get(&c.packets_late),
+        send_errors: get(&c.send_errors),
+        bytes_converted: get(&c.bytes_converted),
+        ..BridgeStats::new()
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,22 @@ pub struct Cli {
     /// Stats log period in milliseconds, 0 to disable (overrides control.stats_interval_ms).
     #[arg(long, value_name = "MS")]
     pub stats_interval_ms: Option<u64>,
+    /// ST 2110 device: `kernel:<interface>` (MCM-compatible; overrides st2110.interface).
+    #[arg(
+        short = 'd',
+        long = "st2110_dev",
+        visible_alias = "dev",
+        value_name = "kernel:IF"
+    )]
+    pub st2110_dev: Option<String>,
+    /// ST 2110 data-plane IPv4 address (MCM-compatible; overrides st2110.local_ip).
+    #[arg(
+        short = 'i',
+        long = "st2110_ip",
+        visible_alias = "ip",
+        value_name = "IP"
+    )]
+    pub st2110_ip: Option<String>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive); default: $RUST_LOG, else info.
     #[arg(short = 'l', long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -73,6 +89,8 @@ impl Cli {
             shm_dir: self.shm_dir.clone(),
             huge_pages: self.huge_pages,
             stats_interval_ms: self.stats_interval_ms,
+            st2110_dev: self.st2110_dev.clone(),
+            st2110_ip: self.st2110_ip.clone(),
         }
     }
 }

@@ -53,6 +53,9 @@ pub struct ConfigFile {
     /// `[memory]`: shared memory.
     #[serde(default)]
     pub memory: MemoryFile,
+    /// `[st2110]`: ST 2110 sessions.
+    #[serde(default)]
+    pub st2110: St2110File,
 }
 
 /// How an lcore behaves when none of its ports has work.
@@ -192,6 +195,50 @@ impl Default for MemoryFile {
     }
 }
 
+/// `[st2110]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct St2110File {
+    /// Packet I/O backend: `"kernel"` (UDP sockets). MCM's `-d kernel:<interface>` sets it.
+    pub backend: String,
+    /// Interface ST 2110 traffic uses (multicast joins and sends go through it).
+    pub interface: String,
+    /// IPv4 address of that interface: the source of tx streams, where unicast rx listens.
+    /// MCM's `-i/--st2110_ip` sets it.
+    pub local_ip: String,
+    /// Source UDP ports of tx sessions, `"FIRST-LAST"`.
+    pub tx_ports: String,
+    /// UDP ports rx sessions may listen on, `"FIRST-LAST"`.
+    pub rx_ports: String,
+    /// DSCP of video and ancillary streams (0..=63; 34 = AF41).
+    pub dscp_video: u8,
+    /// DSCP of audio streams (0..=63; 46 = EF, as AES67 recommends).
+    pub dscp_audio: u8,
+    /// Socket buffer size per session, bytes.
+    pub socket_buffer_bytes: usize,
+    /// TTL of sent multicast.
+    pub multicast_ttl: u8,
+    /// Use UDP GSO on tx when the kernel has it.
+    pub gso: bool,
+}
+
+impl Default for St2110File {
+    fn default() -> Self {
+        Self {
+            backend: "kernel".into(),
+            interface: "lo".into(),
+            local_ip: "127.0.0.1".into(),
+            tx_ports: "20000-20999".into(),
+            rx_ports: "1024-65535".into(),
+            dscp_video: 34,
+            dscp_audio: 46,
+            socket_buffer_bytes: 32 << 20,
+            multicast_ttl: 32,
+            gso: true,
+        }
+    }
+}
+
 /// Idle policy of every lcore, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdlePolicy {
@@ -237,6 +284,8 @@ pub struct EngineConfig {
     pub shm_dir: PathBuf,
     /// Huge page policy.
     pub huge_pages: HugePagesName,
+    /// ST 2110 sessions.
+    pub st2110: crate::st2110::Settings,
 }
 
 /// Parses TOML text into the file types; errors name the key and the line.
@@ -297,6 +346,10 @@ pub struct Overrides {
     pub huge_pages: Option<HugePagesName>,
     /// `--stats-interval-ms`.
     pub stats_interval_ms: Option<u64>,
+    /// `-d/--st2110_dev`: `kernel:<interface>`.
+    pub st2110_dev: Option<String>,
+    /// `-i/--st2110_ip`.
+    pub st2110_ip: Option<String>,
 }
 
 impl Overrides {
@@ -317,6 +370,18 @@ impl Overrides {
         if self.unix_socket.is_some() {
             file.sdk.unix_socket.clone_from(&self.unix_socket);
         }
+        if let Some(dev) = &self.st2110_dev {
+            let Some(interface) = dev.strip_prefix("kernel:") else {
+                let msg = format!(
+                    "`{dev}` is not a device of this build (allowed: kernel:<interface>, e.g. \
+                     kernel:eth0; PCI addresses and native_af_xdp: need the DPDK and AF_XDP backends)"
+                );
+                return Err(ConfigError::new("st2110.interface", msg));
+            };
+            file.st2110.backend = "kernel".into();
+            file.st2110.interface = interface.into();
+        }
+        set(&mut file.st2110.local_ip, &self.st2110_ip);
         Ok(())
     }
 }
@@ -424,10 +489,78 @@ impl EngineConfig {
             max_sinks_per_group,
             max_connections_per_client,
             grpc,
+            st2110: validate_st2110(&file.st2110, &shm_dir)?,
             shm_dir,
             huge_pages: file.memory.huge_pages,
         })
     }
+}
+
+fn validate_st2110(f: &St2110File, shm_dir: &Path) -> Result<crate::st2110::Settings, ConfigError> {
+    if f.backend != "kernel" {
+        let msg = format!(
+            "`{}` is not a backend of this build (allowed: \"kernel\")",
+            f.backend
+        );
+        return Err(ConfigError::new("st2110.backend", msg));
+    }
+    if f.interface.is_empty() || f.interface.len() > 15 || f.interface.contains(['/', ' ']) {
+        let msg = format!(
+            "`{}` is not an interface name (allowed: 1 to 15 characters, no '/' or space)",
+            f.interface
+        );
+        return Err(ConfigError::new("st2110.interface", msg));
+    }
+    let local_ip: std::net::Ipv4Addr = f.local_ip.parse().map_err(|_| {
+        let msg = format!(
+            "`{}` is not an IPv4 address (allowed: e.g. 192.168.96.1)",
+            f.local_ip
+        );
+        ConfigError::new("st2110.local_ip", msg)
+    })?;
+    for (key, v) in [
+        ("st2110.dscp_video", f.dscp_video),
+        ("st2110.dscp_audio", f.dscp_audio),
+    ] {
+        in_range(key, u64::from(v), 0, 63)?;
+    }
+    let socket_buffer = in_range(
+        "st2110.socket_buffer_bytes",
+        f.socket_buffer_bytes as u64,
+        65_536,
+        1 << 30,
+    )?;
+    in_range("st2110.multicast_ttl", u64::from(f.multicast_ttl), 1, 255)?;
+    Ok(crate::st2110::Settings {
+        interface: f.interface.clone(),
+        local_ip,
+        tx_ports: port_range("st2110.tx_ports", &f.tx_ports)?,
+        rx_ports: port_range("st2110.rx_ports", &f.rx_ports)?,
+        dscp_video: f.dscp_video,
+        dscp_audio: f.dscp_audio,
+        socket_buffer: socket_buffer as usize,
+        multicast_ttl: f.multicast_ttl,
+        gso: f.gso,
+        sdp_dir: shm_dir.to_path_buf(),
+    })
+}
+
+fn port_range(key: &str, v: &str) -> Result<std::ops::RangeInclusive<u16>, ConfigError> {
+    let bad = || {
+        let msg = format!(
+            "`{v}` is not a port range (allowed: \"FIRST-LAST\", 1 <= FIRST <= LAST <= 65535)"
+        );
+        ConfigError::new(key, msg)
+    };
+    let (a, b) = v.split_once('-').ok_or_else(bad)?;
+    let (a, b): (u16, u16) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a == 0 || a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
 }
 
 fn describe_cpus(available: &BTreeSet<usize>) -> String {

@@ -16,12 +16,20 @@
 //! and the lengths. A client that breaks a rule, or corrupts a ring's indices, is detached on the
 //! spot (its slots reclaimed) and reported with [`Event::ConnFailed`]; the group goes on.
 //!
+//! A group may also have a [`Bridge`]: its network end. A sink bridge (ST 2110 tx) is offered
+//! every published frame after the SDK sinks and holds the slot until it has sent it; a source
+//! bridge (ST 2110 rx) fills free slots and publishes them as the SDK source would.
+//!
 //! The poll loop does not allocate: slot states, masks and the member table are sized at
 //! creation; batches live on the stack.
 
-use std::os::fd::BorrowedFd;
+pub mod bridge;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
+
+use rustix::event::epoll;
 
 use crossbeam_channel::Sender;
 use mcm_control::dataplane::{Attachment, ConnCounters, ConnId, Event, Notifier, Role};
@@ -30,6 +38,7 @@ use mcm_proto::shm::desc::Descriptor;
 use mcm_proto::shm::pool::{Pool, SlotHeader};
 
 use crate::lcore::{Port, PortMsg, Progress};
+pub use bridge::{Bridge, BridgeIo, Frame};
 
 /// Most sinks one group can have: one bit each in a slot's mask.
 pub const MAX_SINKS: usize = 64;
@@ -89,6 +98,17 @@ pub struct GroupPort {
     /// Where the next poll starts scanning sinks.
     next_sink: usize,
     reporter: Reporter,
+    bridge: Option<BridgeState>,
+    /// An epoll set of the doorbell and the bridge's fd, when the bridge has one.
+    wake: Option<OwnedFd>,
+}
+
+/// The group's bridge and the slots it holds.
+struct BridgeState {
+    bridge: Box<dyn Bridge>,
+    held: Vec<bool>,
+    count: u32,
+    quota: u32,
 }
 
 impl GroupPort {
@@ -98,6 +118,8 @@ impl GroupPort {
         let mut sinks = Vec::with_capacity(MAX_SINKS);
         sinks.resize_with(MAX_SINKS, || None);
         Self {
+            bridge: None,
+            wake: None,
             name: format!("group {urn:?}"),
             pool,
             bell,
@@ -109,6 +131,28 @@ impl GroupPort {
             next_sink: 0,
             reporter,
         }
+    }
+
+    /// Adds the group's network end, which may hold up to `quota` slots at once.
+    ///
+    /// # Errors
+    /// The bridge's fd cannot be watched together with the doorbell.
+    pub fn with_bridge(mut self, bridge: Box<dyn Bridge>, quota: u32) -> std::io::Result<Self> {
+        if let Some(fd) = bridge.wake_fd() {
+            let set = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+            let flags = epoll::EventFlags::IN;
+            epoll::add(&set, self.bell.fd(), epoll::EventData::new_u64(0), flags)?;
+            epoll::add(&set, fd, epoll::EventData::new_u64(1), flags)?;
+            self.wake = Some(set);
+        }
+        self.name = format!("{} + {}", self.name, bridge.name());
+        self.bridge = Some(BridgeState {
+            bridge,
+            held: vec![false; self.states.len()],
+            count: 0,
+            quota,
+        });
+        Ok(self)
     }
 
     /// Number of free slots (for tests and logs).
@@ -160,7 +204,7 @@ impl GroupPort {
             for slot in 0..self.masks.len() {
                 if self.masks[slot] & bit != 0 {
                     self.masks[slot] &= !bit;
-                    if self.masks[slot] == 0 {
+                    if self.unheld(slot) {
                         self.release_slot(slot);
                     }
                 }
@@ -172,6 +216,11 @@ impl GroupPort {
         self.sinks
             .iter()
             .position(|s| s.as_ref().is_some_and(|m| m.conn == conn))
+    }
+
+    /// Whether no sink (SDK or bridge) holds the shared `slot` any more.
+    fn unheld(&self, slot: usize) -> bool {
+        self.masks[slot] == 0 && !self.bridge.as_ref().is_some_and(|b| b.held[slot])
     }
 
     /// Returns a slot to the free list.
@@ -244,7 +293,7 @@ impl GroupPort {
         if let Some(sink) = self.sinks[i].as_mut() {
             sink.held -= 1;
         }
-        if self.masks[slot] == 0 {
+        if self.unheld(slot) {
             self.release_slot(slot);
         }
         Ok(())
@@ -305,29 +354,37 @@ impl GroupPort {
                 d.payload_len, d.metadata_len, g.payload_capacity, g.metadata_capacity
             ));
         }
-        let seq = self.seq;
-        self.seq += 1;
-        let header = SlotHeader {
-            seq,
-            timestamp_ns: d.timestamp_ns,
-            payload_len: d.payload_len,
-            metadata_len: d.metadata_len,
-            reserved: [0; 5],
-        };
-        // Cannot fail: the slot is allocated (it was lent) and in range.
-        let _ = self.pool.set_header(slot as u32, &header);
-        let out = Descriptor {
-            pool: self.pool.id(),
-            slot: slot as u32,
-            payload_len: d.payload_len,
-            metadata_len: d.metadata_len,
-            seq,
-            timestamp_ns: d.timestamp_ns,
-        };
         if let Some(src) = self.source.as_mut() {
             src.held -= 1;
             src.counters.count_frame(u64::from(d.payload_len));
         }
+        self.fan_out(slot, d.payload_len, d.metadata_len, d.timestamp_ns);
+        Ok(())
+    }
+
+    /// Stamps the frame in `slot` (allocated, not yet shared) and hands it to every sink with
+    /// room, the bridge last; a frame nobody took goes back to the pool.
+    fn fan_out(&mut self, slot: usize, payload_len: u32, metadata_len: u32, timestamp_ns: u64) {
+        let seq = self.seq;
+        self.seq += 1;
+        let header = SlotHeader {
+            seq,
+            timestamp_ns,
+            payload_len,
+            metadata_len,
+            reserved: [0; 5],
+        };
+        // Cannot fail: the slot is allocated and in range.
+        let _ = self.pool.set_header(slot as u32, &header);
+        let out = Descriptor {
+            pool: self.pool.id(),
+            slot: slot as u32,
+            payload_len,
+            metadata_len,
+            seq,
+            timestamp_ns,
+        };
+        let d = &out;
         let mut mask = 0u64;
         for (i, sink) in self.sinks.iter_mut().enumerate() {
             let Some(sink) = sink else { continue };
@@ -339,13 +396,48 @@ impl GroupPort {
                 sink.counters.count_drop();
             }
         }
-        if mask == 0 {
+        self.masks[slot] = mask;
+        if let Some(b) = self.bridge.as_mut()
+            && b.bridge.role() == Role::Sink
+            && b.count < b.quota
+        {
+            let frame = Frame {
+                slot: slot as u32,
+                payload_len,
+                timestamp_ns,
+                seq,
+            };
+            if b.bridge.offer(frame) {
+                b.held[slot] = true;
+                b.count += 1;
+            }
+        }
+        if self.unheld(slot) {
             self.release_slot(slot);
         } else {
             self.states[slot] = SlotState::Shared;
-            self.masks[slot] = mask;
         }
-        Ok(())
+    }
+
+    /// Polls the bridge, then publishes what it received and frees what it sent.
+    fn poll_bridge(&mut self, now: Instant, budget: u32) -> u32 {
+        let Some(b) = self.bridge.as_mut() else {
+            return 0;
+        };
+        let mut io = BridgeIo::new(&mut self.pool, &mut b.held, &mut b.count, b.quota);
+        let work = b.bridge.poll(now, budget, &mut io);
+        let (published, n_pub) = (io.published_array(), io.published().len());
+        let (released, n_rel) = (io.released_array(), io.released().len());
+        for &slot in &released[..n_rel] {
+            let slot = slot as usize;
+            if self.states[slot] == SlotState::Shared && self.unheld(slot) {
+                self.release_slot(slot);
+            }
+        }
+        for f in &published[..n_pub] {
+            self.fan_out(f.slot as usize, f.payload_len, 0, f.timestamp_ns);
+        }
+        work + n_pub as u32
     }
 
     /// Lends free slots to the source up to its quota; returns how many.
@@ -395,17 +487,25 @@ impl Port for GroupPort {
         &self.name
     }
 
-    fn poll(&mut self, _now: Instant, budget: u32) -> Progress {
+    fn poll(&mut self, now: Instant, budget: u32) -> Progress {
         let released = self.poll_sinks(budget);
         let published = self.poll_source(budget.saturating_sub(released).max(1));
-        match released + published {
+        let bridged = self.poll_bridge(now, budget);
+        match released + published + bridged {
             0 => Progress::Idle,
             n => Progress::Worked(n.min(budget)),
         }
     }
 
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.bell.fd())
+        match &self.wake {
+            Some(set) => Some(set.as_fd()),
+            None => Some(self.bell.fd()),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.bridge.as_ref().and_then(|b| b.bridge.next_deadline())
     }
 
     fn prepare_park(&mut self) -> bool {

@@ -62,6 +62,8 @@ pub struct Lcores {
     groups: HashMap<GroupId, usize>,
     /// Payload bytes copied by any port (format conversions); the local path adds nothing.
     copied: Arc<AtomicU64>,
+    /// How ST 2110 bridges are built.
+    st2110: crate::st2110::Settings,
 }
 
 impl Lcores {
@@ -136,6 +138,7 @@ impl Lcores {
             notifier: None,
             groups: HashMap::new(),
             copied: Arc::new(AtomicU64::new(0)),
+            st2110: cfg.st2110.clone(),
         };
         match failed {
             Some(cpu) => Err(StartError::Pin { cpu }),
@@ -284,13 +287,22 @@ impl Dataplane for Lcores {
                 urn,
                 pool,
                 bell,
+                bridge,
             } => {
                 let index = self.least_loaded();
                 let reporter = Reporter {
                     events: self.event_tx.clone(),
                     notifier: self.notifier.clone(),
                 };
-                let port = GroupPort::new(&urn, pool, bell, reporter);
+                let mut port = GroupPort::new(&urn, pool, bell, reporter);
+                if let Some(spec) = bridge {
+                    let (bridge, quota) =
+                        crate::st2110::session::build(&spec, &self.st2110, self.copied.clone())
+                            .map_err(DataplaneError::Bridge)?;
+                    port = port.with_bridge(bridge, quota).map_err(|e| {
+                        DataplaneError::Bridge(format!("cannot watch the session's socket: {e}"))
+                    })?;
+                }
                 self.add_port(index, PortId(group), Box::new(port))?;
                 tracing::info!(
                     "group {urn:?} runs on the lcore on CPU {}",

@@ -228,9 +228,9 @@ fn the_engine_refuses_connections_that_do_not_fit_their_group() {
     let err = c.create_rx(&video_json("g", 4)).unwrap_err();
     assert_eq!(err.mesh_err(), Some(MeshErr::MaxConn), "{err}");
     assert!(err.message().contains("max_sinks_per_group = 2"), "{err}");
-    let st = r#"{"connection": {"st2110": {"transport": "st2110-20", "ipAddr": "127.0.0.1", "port": 9000}},
-                 "payload": {"video": {"width": 64, "height": 32, "pixelFormat": "yuv422p10rfc4175"}}}"#;
-    let err = c.create_rx(st).unwrap_err();
+    let rdma = r#"{"connection": {"rdma": {"connectionMode": "RC"}},
+                   "payload": {"video": {"width": 64, "height": 32, "pixelFormat": "yuv422p10rfc4175"}}}"#;
+    let err = c.create_rx(rdma).unwrap_err();
     assert_eq!(err.mesh_err(), Some(MeshErr::NotImplemented), "{err}");
     // The session survives refusals: the group still works.
     assert_eq!(c.connection_count(), 3);

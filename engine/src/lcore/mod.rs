@@ -62,6 +62,11 @@ pub trait Port: Send {
     }
     /// The lcore is awake again (after [`prepare_park`](Self::prepare_park)).
     fn end_park(&mut self) {}
+    /// When the port must be polled next even if no fd wakes the lcore (a paced sender's next
+    /// packet, say). A parked lcore sleeps no later than the earliest deadline of its ports.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
     /// A message from the control side for this port (see [`Command::ToPort`]).
     fn message(&mut self, msg: PortMsg) {
         drop(msg);
@@ -334,11 +339,17 @@ impl Worker {
 
     fn park(&mut self) {
         let mut pending = false;
+        let mut timeout = self.park_timeout;
+        let now = Instant::now();
         for (_, port) in &mut self.ports {
             pending |= port.prepare_park();
+            if let Some(at) = port.next_deadline() {
+                timeout = timeout.min(at.saturating_duration_since(now));
+            }
         }
+        pending |= timeout.is_zero();
         let commands = &self.commands;
-        if !pending && self.waits.park(self.park_timeout, || !commands.is_empty()) {
+        if !pending && self.waits.park(timeout, || !commands.is_empty()) {
             self.local.parks += 1;
             // Relaxed: a statistic.
             self.shared.parks.store(self.local.parks, Ordering::Relaxed);

@@ -2,4 +2,34 @@
 //! conversion at the SDK edge. Wire formats, SDP and -21 timing live in [`mcm_proto::st2110`].
 
 pub mod convert;
+pub mod session;
 pub mod udp;
+
+use std::net::Ipv4Addr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+/// The validated `[st2110]` settings every session is built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Interface name (for logs and SDP).
+    pub interface: String,
+    /// Source address of tx streams; where unicast rx listens; the multicast interface.
+    pub local_ip: Ipv4Addr,
+    /// Source ports of tx sessions.
+    pub tx_ports: RangeInclusive<u16>,
+    /// Ports rx sessions may listen on.
+    pub rx_ports: RangeInclusive<u16>,
+    /// DSCP of video and ancillary streams.
+    pub dscp_video: u8,
+    /// DSCP of audio streams.
+    pub dscp_audio: u8,
+    /// Socket buffer bytes per session.
+    pub socket_buffer: usize,
+    /// TTL of sent multicast.
+    pub multicast_ttl: u8,
+    /// Whether tx uses UDP GSO.
+    pub gso: bool,
+    /// Where tx sessions publish their SDP files.
+    pub sdp_dir: PathBuf,
+}

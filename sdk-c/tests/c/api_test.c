@@ -413,10 +413,6 @@ static void test_conn_config(void)
 
     /* Valid, but transports the engine does not serve yet. */
     static const char *const not_served[] = {
-        "{" ST20 ", " V "}",
-        "{" ST30 ", " AUDIO("48000", "1ms") "}",
-        "{\"connection\": {\"st2110\": {\"transport\": \"st2110-22\", \"ipAddr\": \"239.1.1.3\","
-        " \"port\": 20004}}, " V "}",
         "{\"connection\": {\"rdma\": {\"connectionMode\": \"RC\"}}, " V "}",
     };
     for (size_t i = 0; i < sizeof not_served / sizeof not_served[0]; i++) {
