@@ -48,6 +48,11 @@ fn rig() -> Rig {
 }
 
 impl Rig {
+    /// The pool's fd (for a test that writes as the source client would).
+    fn view_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.port.pool.fd()
+    }
+
     /// Attaches a connection the way the registry does and maps its block as a client would.
     fn join(&mut self, conn: ConnId, role: Role, capacity: u32, quota: u32) -> Client {
         let kind = match role {
@@ -340,4 +345,194 @@ fn parking_is_refused_while_input_is_pending_and_clients_ring_a_parked_group() {
     assert!(r.port.prepare_park(), "a frame is pending");
     r.port.end_park();
     assert_eq!(r.poll(), 1 + 1, "one frame published, one slot lent again");
+}
+
+/// What a test bridge is told to do and what it saw, shared with the test.
+#[derive(Default)]
+struct Script {
+    /// Sink: frames offered and accepted, with the first payload byte read in place.
+    offered: Vec<(Frame, u8)>,
+    /// Sink: how many more offers to accept.
+    room: usize,
+    /// Sink: slots to release on the next poll.
+    release: Vec<u32>,
+    /// Source: frames to receive on the next poll (payload byte, length), and slots to abandon.
+    receive: Vec<(u8, u32)>,
+    abandon_next: bool,
+    /// Source: slots it could not get.
+    starved: usize,
+    /// Slots it was refused (publish or release of a slot it does not hold).
+    refused: Vec<u32>,
+}
+
+struct TestBridge {
+    role: Role,
+    script: Arc<std::sync::Mutex<Script>>,
+}
+
+impl Bridge for TestBridge {
+    fn name(&self) -> &str {
+        "test bridge"
+    }
+    fn role(&self) -> Role {
+        self.role
+    }
+    fn offer(&mut self, frame: Frame) -> bool {
+        let mut s = self.script.lock().unwrap();
+        if s.room == 0 {
+            return false;
+        }
+        s.room -= 1;
+        s.offered.push((frame, 0));
+        true
+    }
+    fn poll(&mut self, _now: Instant, _budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let mut s = self.script.lock().unwrap();
+        let mut work = 0;
+        for i in 0..s.offered.len() {
+            let slot = s.offered[i].0.slot;
+            if let Some(p) = io.payload(slot) {
+                s.offered[i].1 = p[0];
+            }
+        }
+        for slot in std::mem::take(&mut s.release) {
+            if !io.release(slot) {
+                s.refused.push(slot);
+            }
+            work += 1;
+        }
+        for (byte, len) in std::mem::take(&mut s.receive) {
+            let Some(slot) = io.alloc() else {
+                s.starved += 1;
+                continue;
+            };
+            io.payload_mut(slot).unwrap()[..len as usize].fill(byte);
+            if s.abandon_next {
+                s.abandon_next = false;
+                io.abandon(slot);
+                continue;
+            }
+            let frame = Frame {
+                slot,
+                payload_len: len,
+                timestamp_ns: u64::from(byte),
+                seq: 0,
+            };
+            assert!(io.publish(frame));
+            assert!(
+                !io.publish(frame),
+                "a published slot is no longer the bridge's"
+            );
+            work += 1;
+        }
+        // Slots it never held are refused.
+        assert!(io.payload(u32::MAX).is_none());
+        assert!(!io.release(u32::MAX));
+        work
+    }
+}
+
+fn bridged(role: Role, quota: u32) -> (Rig, Arc<std::sync::Mutex<Script>>) {
+    let mut r = rig();
+    let script = Arc::new(std::sync::Mutex::new(Script::default()));
+    let bridge = TestBridge {
+        role,
+        script: script.clone(),
+    };
+    r.port = r.port.with_bridge(Box::new(bridge), quota).unwrap();
+    (r, script)
+}
+
+#[test]
+fn a_sink_bridge_reads_frames_in_place_and_holds_them_until_it_releases_them() {
+    let (mut r, script) = bridged(Role::Sink, 4);
+    let mut sink = r.join(1, Role::Sink, 8, 8);
+    let mut src = r.join(2, Role::Source, 4, 4);
+    script.lock().unwrap().room = 3;
+    let lent = src.pop_all();
+    for (i, d) in lent.iter().enumerate() {
+        // The client writes its frame into the slot (through its own mapping in real life;
+        // the test writes through the pool view's fd).
+        let mut w = PoolView::attach(r.view_fd(), GEOMETRY, Access::ReadWrite).unwrap();
+        w.payload_mut(d.slot, 1).unwrap()[0] = 0xA0 + i as u8;
+        src.side.push(frame(d.slot, 500, 7)).unwrap();
+    }
+    r.poll();
+    r.poll();
+    let offered: Vec<(Frame, u8)> = script.lock().unwrap().offered.clone();
+    assert_eq!(offered.len(), 3, "the bridge took what it had room for");
+    for (i, (f, byte)) in offered.iter().enumerate() {
+        assert_eq!(
+            (f.slot, f.payload_len, f.seq),
+            (lent[i].slot, 500, i as u64)
+        );
+        assert_eq!(
+            *byte,
+            0xA0 + i as u8,
+            "the bridge reads the very slot the source wrote"
+        );
+    }
+    // The SDK sink releases everything: the three bridged slots stay out of the pool.
+    let free_before = r.port.free_slots();
+    for d in sink.pop_all() {
+        sink.side.push(d).unwrap();
+    }
+    r.poll();
+    assert_eq!(
+        r.port.free_slots(),
+        free_before + 1,
+        "only the unbridged frame came back"
+    );
+    // The bridge releases two; a slot it never held is refused.
+    script.lock().unwrap().release = vec![offered[0].0.slot, offered[1].0.slot, lent[3].slot];
+    r.poll();
+    assert_eq!(r.port.free_slots(), free_before + 3);
+    assert_eq!(script.lock().unwrap().refused, vec![lent[3].slot]);
+}
+
+#[test]
+fn a_source_bridge_fills_slots_that_reach_every_sink_and_may_abandon_them() {
+    let (mut r, script) = bridged(Role::Source, 2);
+    let mut a = r.join(1, Role::Sink, 8, 8);
+    let mut b = r.join(2, Role::Sink, 8, 8);
+    let free = r.port.free_slots();
+    {
+        let mut s = script.lock().unwrap();
+        s.abandon_next = true;
+        s.receive = vec![(1, 10), (2, 20), (3, 30)];
+    }
+    r.poll();
+    for sink in [&mut a, &mut b] {
+        let got = sink.pop_all();
+        assert_eq!(got.len(), 2, "the abandoned frame is not delivered");
+        for (i, d) in got.iter().enumerate() {
+            let byte = 2 + i as u8;
+            assert_eq!(
+                (d.seq, d.payload_len, d.timestamp_ns),
+                (i as u64, 10 * u32::from(byte), u64::from(byte))
+            );
+            assert_eq!(r.view.payload(d.slot, d.payload_len).unwrap()[0], byte);
+        }
+        for d in got {
+            sink.side.push(d).unwrap();
+        }
+    }
+    assert_eq!(r.port.free_slots(), free - 2);
+    r.poll();
+    assert_eq!(
+        r.port.free_slots(),
+        free,
+        "released by both sinks: back in the pool"
+    );
+    // Its quota bounds what it holds at once, not what it publishes: three frames in one poll
+    // with a quota of 2 all go through, as each publication hands its slot on.
+    script.lock().unwrap().receive = vec![(5, 1); 3];
+    r.poll();
+    assert_eq!(
+        a.pop_all().len(),
+        3,
+        "each publication frees the quota again"
+    );
+    assert_eq!(script.lock().unwrap().starved, 0);
+    assert!(r.failures().is_empty());
 }
