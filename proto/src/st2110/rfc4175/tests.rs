@@ -1019,7 +1019,10 @@ fn a_missing_sequence_number_alone_makes_a_frame_incomplete() {
     push_all(&mut d, &mut sink, frame0.iter().chain(&frame1));
     let r = sink.reports();
     assert_eq!(r.len(), 2);
-    assert_eq!((r[0].complete, r[0].marker, r[0].lost, r[0].bytes), (false, true, 1, 1280));
+    assert_eq!(
+        (r[0].complete, r[0].marker, r[0].lost, r[0].bytes),
+        (false, true, 1, 1280)
+    );
     assert_eq!(sink.frames[0].1, pictures[0]);
     assert_eq!((r[1].complete, r[1].first_ext_seq), (true, 0x1_0000 + 523));
 }
