@@ -446,7 +446,14 @@ impl GroupPort {
             return 0;
         };
         let g = self.pool.geometry();
-        let want = (src.quota.saturating_sub(src.held) as usize)
+        // With a sink bridge (an ST 2110 sender, paced by the network) the sender is held back
+        // instead of dropping frames: its frames in flight (lent plus queued at the bridge)
+        // stay within its quota, so a get blocks until the bridge has sent a frame.
+        let in_flight = match &self.bridge {
+            Some(b) if b.bridge.role() == Role::Sink => src.held + b.count,
+            _ => src.held,
+        };
+        let want = (src.quota.saturating_sub(in_flight) as usize)
             .min(src.side.free_slots())
             .min(BATCH);
         let mut batch = [Descriptor::default(); BATCH];

@@ -104,6 +104,11 @@ impl<'a> BridgeIo<'a> {
         self.pool.payload_mut(slot).ok()
     }
 
+    /// Source: how many more frames it may publish in this poll.
+    pub fn room(&self) -> usize {
+        IO_BATCH - self.n_published
+    }
+
     /// Source: takes a free slot (none when the pool is empty, the bridge is at its quota, or
     /// this poll's batch of publications is full).
     pub fn alloc(&mut self) -> Option<u32> {

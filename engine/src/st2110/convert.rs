@@ -68,6 +68,15 @@ pub enum ConvertError {
         /// The width asked for.
         width: u32,
     },
+    /// The format is not a 10-bit 4:2:2 format (`uyvy` is 8-bit: it travels as it is).
+    #[error(
+        "{} frames are not converted (allowed: yuv422p10le, v210, yuv422p10rfc4175)",
+        .format.as_str()
+    )]
+    Format {
+        /// The format asked for.
+        format: PixelFormat,
+    },
     /// The height is 0.
     #[error("height 0 cannot be converted: a frame has at least one line")]
     ZeroHeight,
@@ -125,7 +134,7 @@ pub fn parse_format(name: &str) -> Option<PixelFormat> {
 pub const fn width_multiple(format: PixelFormat) -> u32 {
     match format {
         PixelFormat::V210 => 6,
-        PixelFormat::Yuv422p10le | PixelFormat::Yuv422p10rfc4175 => 2,
+        PixelFormat::Yuv422p10le | PixelFormat::Yuv422p10rfc4175 | PixelFormat::Uyvy => 2,
     }
 }
 
@@ -183,7 +192,10 @@ pub fn to_rfc4175_lines(
             planar_to_rfc(y, cb, cr, out);
         }
         PixelFormat::V210 => v210_to_rfc(app.packed(src, &lines), out),
-        PixelFormat::Yuv422p10rfc4175 => out.copy_from_slice(app.packed(src, &lines)),
+        // `Frame::new` refuses uyvy, so only the copy can be reached.
+        PixelFormat::Yuv422p10rfc4175 | PixelFormat::Uyvy => {
+            out.copy_from_slice(app.packed(src, &lines));
+        }
     }
     Ok(())
 }
@@ -208,7 +220,10 @@ pub fn from_rfc4175_lines(
             rfc_to_planar(inp, y, cb, cr);
         }
         PixelFormat::V210 => rfc_to_v210(inp, app.packed_mut(dst, &lines)),
-        PixelFormat::Yuv422p10rfc4175 => app.packed_mut(dst, &lines).copy_from_slice(inp),
+        // `Frame::new` refuses uyvy, so only the copy can be reached.
+        PixelFormat::Yuv422p10rfc4175 | PixelFormat::Uyvy => {
+            app.packed_mut(dst, &lines).copy_from_slice(inp);
+        }
     }
     Ok(())
 }
@@ -247,7 +262,7 @@ pub fn fuzz(data: &[u8]) {
             match fmt {
                 PixelFormat::Yuv422p10le => want.chunks_exact_mut(2).for_each(|s| s[1] &= 0x03),
                 PixelFormat::V210 => want.chunks_exact_mut(4).for_each(|s| s[3] &= 0x3f),
-                PixelFormat::Yuv422p10rfc4175 => {}
+                PixelFormat::Yuv422p10rfc4175 | PixelFormat::Uyvy => {}
             }
             assert_eq!(app, want, "app -> wire -> app");
         }
@@ -269,6 +284,9 @@ struct Frame {
 impl Frame {
     /// Checks the geometry and that the frame's size fits `usize`.
     fn new(format: PixelFormat, width: u32, height: u32) -> Result<Self, ConvertError> {
+        if format == PixelFormat::Uyvy {
+            return Err(ConvertError::Format { format });
+        }
         if width == 0 || !width.is_multiple_of(width_multiple(format)) {
             return Err(ConvertError::Width { format, width });
         }
@@ -287,7 +305,7 @@ impl Frame {
         let line = match format {
             PixelFormat::Yuv422p10le => w.checked_mul(4),
             PixelFormat::V210 => (w / 6).checked_mul(V210_BLOCK),
-            PixelFormat::Yuv422p10rfc4175 => (w / 2).checked_mul(PGROUP),
+            PixelFormat::Yuv422p10rfc4175 | PixelFormat::Uyvy => (w / 2).checked_mul(PGROUP),
         };
         let bytes = line.and_then(|l| l.checked_mul(h)).ok_or(too_large)?;
         Ok(Self {

@@ -1,9 +1,12 @@
 //! ST 2110 sessions on the lcores: the kernel UDP backend, tx and rx ports, and the pixel-format
 //! conversion at the SDK edge. Wire formats, SDP and -21 timing live in [`mcm_proto::st2110`].
 
+pub mod audio;
+pub mod clock;
 pub mod convert;
 pub mod session;
 pub mod udp;
+pub mod video;
 
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;

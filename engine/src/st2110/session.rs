@@ -1,15 +1,38 @@
 //! Building ST 2110 sessions (the bridges of `st2110` groups) from a connection's request.
+//!
+//! Runs on the control thread: it validates the stream against the engine's `[st2110]`
+//! settings, opens and configures the socket, writes the tx session's SDP file, and returns the
+//! bridge, which then moves to its lcore.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use mcm_control::dataplane::BridgeSpec;
+use mcm_proto::config::Direction;
+use mcm_proto::config::payload::{Audio, AudioFormat, Payload, Video};
+use mcm_proto::config::transport::{St2110, Transport};
+use mcm_proto::st2110::rfc4175::{Depacketizer, Format, Packetizer, PackingMode};
+use mcm_proto::st2110::st21::{SenderType, Timing};
+use mcm_proto::st2110::{Depth, FrameRate, Sampling};
+use mcm_proto::st2110::{sdp, st30};
 
 use super::Settings;
+use super::audio::{self, St30Rx, St30Tx};
+use super::clock::Clock;
+use super::convert::PixelFormat;
+use super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
+use super::video::{Conversion, St20Rx, St20Tx, TX_QUEUE};
 use crate::group::Bridge;
 
-/// Builds the bridge `spec` asks for, with the slots it may hold. Runs on the control thread
-/// (socket setup may block briefly); the bridge then moves to its lcore.
+/// Pixel bytes per RFC 4175 packet: 1080p 10-bit 4:2:2 lines split into 4 packets, 4320 per
+/// frame, as ST 2110 senders commonly do; datagrams stay under a 1500-byte MTU.
+pub const VIDEO_PAYLOAD_BYTES: usize = 1200;
+/// Slots an rx session may hold: the frame being received and the one after it.
+const RX_QUOTA: u32 = 2;
+
+/// Builds the bridge `spec` asks for, with the most slots it may hold.
 ///
 /// # Errors
 /// A message naming what is wrong with the stream's configuration or why its socket could not
@@ -19,9 +42,412 @@ pub fn build(
     settings: &Settings,
     copied: Arc<AtomicU64>,
 ) -> Result<(Box<dyn Bridge>, u32), String> {
-    let _ = (settings, copied);
+    let st = &spec.st2110;
+    match (st.transport, &spec.payload) {
+        (Transport::St2110_20, Payload::Video(v)) => video(spec, v, settings, copied),
+        (Transport::St2110_30, Payload::Audio(a)) => audio(spec, a, settings),
+        (Transport::St2110_20, other) => Err(format!(
+            "connection.st2110.transport st2110-20 carries video; payload is {} (allowed: \
+             payload.video)",
+            other.as_str()
+        )),
+        (Transport::St2110_30, other) => Err(format!(
+            "connection.st2110.transport st2110-30 carries audio; payload is {} (allowed: \
+             payload.audio)",
+            other.as_str()
+        )),
+        (t, _) => Err(format!(
+            "connection.st2110.transport {}: not served by this engine yet (allowed: st2110-20, \
+             st2110-30)",
+            t.as_str()
+        )),
+    }
+}
+
+/// The wire format named by `transportPixelFormat`.
+fn wire_format(name: &str) -> Result<(Sampling, Depth, PixelFormat), String> {
+    match name {
+        "yuv422p10rfc4175" => Ok((
+            Sampling::YCbCr422,
+            Depth::D10,
+            PixelFormat::Yuv422p10rfc4175,
+        )),
+        "uyvy" => Ok((Sampling::YCbCr422, Depth::D8, PixelFormat::Uyvy)),
+        other => Err(format!(
+            "connection.st2110.transportPixelFormat {other:?} is not supported (allowed: \
+             \"yuv422p10rfc4175\" (4:2:2 10-bit), \"uyvy\" (4:2:2 8-bit))"
+        )),
+    }
+}
+
+/// The sender type `pacing` names (ST 2110-21); narrow when absent.
+pub fn sender_type(pacing: Option<&str>) -> Result<SenderType, String> {
+    match pacing.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("narrow" | "2110tpn" | "gap" | "default") => Ok(SenderType::Narrow),
+        Some("narrow_linear" | "linear" | "2110tpnl") => Ok(SenderType::NarrowLinear),
+        Some("wide" | "2110tpw") => Ok(SenderType::Wide),
+        Some(other) => Err(format!(
+            "connection.st2110.pacing {other:?} is not a sender type (allowed: \"narrow\", \
+             \"narrow_linear\", \"wide\", or the SDP names 2110TPN, 2110TPNL, 2110TPW)"
+        )),
+    }
+}
+
+fn ipv4(st: &St2110) -> Result<Ipv4Addr, String> {
+    match st.ip_addr {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(a) => Err(format!(
+            "connection.st2110.ipAddr {a} is IPv6 (allowed: IPv4, as ST 2110 networks use)"
+        )),
+    }
+}
+
+fn video(
+    spec: &BridgeSpec,
+    v: &Video,
+    settings: &Settings,
+    copied: Arc<AtomicU64>,
+) -> Result<(Box<dyn Bridge>, u32), String> {
+    let st = &spec.st2110;
+    let wire_name = st
+        .transport_pixel_format
+        .as_deref()
+        .unwrap_or("yuv422p10rfc4175");
+    let (sampling, depth, wire) = wire_format(wire_name)?;
+    let app = v.pixel_format;
+    let format = Format::new(sampling, depth, v.width, v.height)
+        .map_err(|e| format!("payload.video {}x{} as {wire_name}: {e}", v.width, v.height))?;
+    let conversion = if app == wire {
+        None
+    } else if wire == PixelFormat::Yuv422p10rfc4175 && app != PixelFormat::Uyvy {
+        Some(Conversion::new(
+            app,
+            v.width,
+            v.height,
+            format.frame_bytes(),
+            copied,
+        ))
+    } else {
+        return Err(format!(
+            "payload.video.pixelFormat {} cannot be carried as transportPixelFormat {wire_name} \
+             (allowed: the same format, or yuv422p10le/v210 over yuv422p10rfc4175)",
+            v.pixel_format.as_str()
+        ));
+    };
+    let app_bytes = v
+        .frame_size()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| format!("payload.video {}x{} has no frame size", v.width, v.height))?;
+    let rate = FrameRate::from_fps(v.fps)
+        .ok_or_else(|| format!("payload.video.fps {} is not a frame rate", v.fps))?;
+    let group = ipv4(st)?;
+    let counters = spec.counters.clone();
+    let opts = SocketOptions {
+        dscp: settings.dscp_video,
+        buffer_bytes: settings.socket_buffer,
+        multicast_ttl: settings.multicast_ttl,
+        interface: settings.local_ip,
+        rx_timestamps: false,
+        gro: true,
+    };
+    match spec.direction {
+        Direction::Tx => {
+            let sender = sender_type(st.pacing.as_deref())?;
+            let packetizer = Packetizer::new(format, PackingMode::Gpm, VIDEO_PAYLOAD_BYTES)
+                .map_err(|e| format!("payload.video: {e}"))?;
+            let timing = Timing::new(
+                rate,
+                v.height,
+                false,
+                packetizer.packets_per_frame(),
+                sender,
+            );
+            let dest = SocketAddrV4::new(group, st.port);
+            let mut udp = open_tx(settings, dest, &opts)?;
+            if !settings.gso {
+                udp.disable_gso();
+            }
+            let source = udp.local().map_err(|e| format!("socket: {e}"))?;
+            let name = format!("st2110-20 tx {dest}");
+            let params = tx_params(
+                settings,
+                format!("mcm st2110-20 {dest}"),
+                source,
+                dest,
+                st.payload_type,
+            );
+            let sdp_text = video_sdp(&params, &format, rate, sender);
+            let sdp_path = write_sdp(settings, "tx", dest, &sdp_text)?;
+            let ssrc = random_u32();
+            let tx = St20Tx::new(
+                name,
+                udp,
+                packetizer,
+                timing,
+                st.payload_type,
+                ssrc,
+                conversion,
+                counters,
+                Clock::Tai,
+            )
+            .with_sdp_file(sdp_path);
+            tracing::info!(
+                "st2110-20 tx {source} -> {dest}: {}x{} {rate} fps {wire_name}, {} packets per \
+                 frame, {sender} pacing",
+                v.width,
+                v.height,
+                timing.packets()
+            );
+            Ok((Box::new(tx), TX_QUEUE as u32))
+        }
+        Direction::Rx => {
+            let at = rx_addr(settings, st, group)?;
+            let udp = UdpRx::open(at, &opts)
+                .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
+            let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
+            let name = format!("st2110-20 rx {}:{}", at.addr, at.port);
+            tracing::info!(
+                "st2110-20 rx on {}:{}{}: {}x{} {wire_name}",
+                at.addr,
+                at.port,
+                filter.map(|f| format!(" from {f}")).unwrap_or_default(),
+                v.width,
+                v.height
+            );
+            let rx = St20Rx::new(
+                name,
+                udp,
+                Depacketizer::new(format),
+                conversion,
+                app_bytes,
+                counters,
+                Clock::Tai,
+            )
+            .with_source_filter(filter);
+            Ok((Box::new(rx), RX_QUOTA))
+        }
+    }
+}
+
+fn audio(
+    spec: &BridgeSpec,
+    a: &Audio,
+    settings: &Settings,
+) -> Result<(Box<dyn Bridge>, u32), String> {
+    let st = &spec.st2110;
+    let encoding = match a.format {
+        AudioFormat::PcmS24be => st30::Encoding::L24,
+        AudioFormat::PcmS16be => st30::Encoding::L16,
+        AudioFormat::PcmS8 => {
+            return Err(
+                "payload.audio.format pcm_s8 has no ST 2110-30 encoding (allowed: \
+                        pcm_s24be (L24), pcm_s16be (L16))"
+                    .to_owned(),
+            );
+        }
+    };
+    let rate = a.sample_rate.hz();
+    let ptime = st30::PacketTime::from_ptime(a.packet_time.as_str(), rate)
+        .or_else(|| {
+            let samples = a.packet_time.samples_at(a.sample_rate)?;
+            st30::PacketTime::from_samples(samples, rate)
+        })
+        .ok_or_else(|| {
+            format!(
+                "payload.audio.packetTime {} at {rate} Hz has no ST 2110-30 packet time",
+                a.packet_time.as_str()
+            )
+        })?;
+    let format = st30::Format::from_packet_time(encoding, a.channels, rate, ptime)
+        .map_err(|e| format!("payload.audio: {e}"))?;
+    let group = ipv4(st)?;
+    let counters = spec.counters.clone();
+    let opts = SocketOptions {
+        dscp: settings.dscp_audio,
+        buffer_bytes: settings.socket_buffer.min(4 << 20),
+        multicast_ttl: settings.multicast_ttl,
+        interface: settings.local_ip,
+        rx_timestamps: false,
+        gro: false,
+    };
+    match spec.direction {
+        Direction::Tx => {
+            let dest = SocketAddrV4::new(group, st.port);
+            let udp = open_tx(settings, dest, &opts)?;
+            let source = udp.local().map_err(|e| format!("socket: {e}"))?;
+            let tx = tx_params(
+                settings,
+                format!("mcm st2110-30 {dest}"),
+                source,
+                dest,
+                st.payload_type,
+            );
+            let audio = sdp::AudioParams {
+                encoding: match encoding {
+                    st30::Encoding::L16 => sdp::AudioEncoding::L16,
+                    st30::Encoding::L24 => sdp::AudioEncoding::L24,
+                },
+                sample_rate: rate,
+                channels: a.channels,
+                ptime: sdp::Ptime::from_micros((format.packet_duration_ns() / 1000) as u32)
+                    .ok_or_else(|| format!("payload.audio: no SDP ptime for {format}"))?,
+                channel_order: None,
+            };
+            let text = sdp::Session::st2110_30(&tx, &audio).to_string();
+            let sdp_path = write_sdp(settings, "tx", dest, &text)?;
+            tracing::info!("st2110-30 tx {source} -> {dest}: {format}");
+            let name = format!("st2110-30 tx {dest}");
+            let tx = St30Tx::new(
+                name,
+                udp,
+                format,
+                st.payload_type,
+                random_u32(),
+                counters,
+                Clock::Tai,
+            )
+            .with_sdp_file(sdp_path);
+            Ok((Box::new(tx), audio::TX_QUEUE as u32))
+        }
+        Direction::Rx => {
+            let at = rx_addr(settings, st, group)?;
+            let udp = UdpRx::open(at, &opts)
+                .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
+            let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
+            tracing::info!("st2110-30 rx on {}:{}: {format}", at.addr, at.port);
+            let name = format!("st2110-30 rx {}:{}", at.addr, at.port);
+            let rx = St30Rx::new(name, udp, format, st.payload_type, counters, Clock::Tai)
+                .with_source_filter(filter);
+            Ok((Box::new(rx), RX_QUOTA))
+        }
+    }
+}
+
+/// Where an rx session listens: the multicast group (joined on the local interface, SSM when
+/// a source is given), or the local address for unicast.
+fn rx_addr(settings: &Settings, st: &St2110, group: Ipv4Addr) -> Result<RxAddr, String> {
+    if !settings.rx_ports.contains(&st.port) {
+        return Err(format!(
+            "connection.st2110.port {} is outside st2110.rx_ports ({}-{})",
+            st.port,
+            settings.rx_ports.start(),
+            settings.rx_ports.end()
+        ));
+    }
+    let source = match st.multicast_source_ip_addr {
+        None => None,
+        Some(IpAddr::V4(s)) if group.is_multicast() => Some(s),
+        Some(s) => {
+            return Err(format!(
+                "connection.st2110.multicastSourceIpAddr {s} needs an IPv4 multicast ipAddr \
+                 (got {group})"
+            ));
+        }
+    };
+    let addr = if group.is_multicast() {
+        group
+    } else {
+        settings.local_ip
+    };
+    Ok(RxAddr {
+        addr,
+        port: st.port,
+        source,
+    })
+}
+
+/// Opens a tx socket from the first free source port of `st2110.tx_ports`.
+fn open_tx(settings: &Settings, dest: SocketAddrV4, opts: &SocketOptions) -> Result<UdpTx, String> {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let (first, last) = (*settings.tx_ports.start(), *settings.tx_ports.end());
+    let span = u32::from(last - first) + 1;
+    let mut last_err = None;
+    for _ in 0..span.min(1024) {
+        // Relaxed: only spreads the search; a collision is retried below.
+        let k = u32::from(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        let local = SocketAddrV4::new(settings.local_ip, first + k as u16);
+        match UdpTx::open(local, dest, opts) {
+            Ok(udp) => return Ok(udp),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(e),
+            Err(e) => return Err(format!("cannot send from {local} to {dest}: {e}")),
+        }
+    }
     Err(format!(
-        "connection.st2110: {} sessions are not served by this engine yet",
-        spec.st2110.transport.as_str()
+        "no free source port in st2110.tx_ports {first}-{last}: {}",
+        last_err.map_or_else(|| "none tried".to_owned(), |e| e.to_string())
     ))
+}
+
+/// The `o=`, `c=` and clock lines of a tx session's SDP.
+fn tx_params(
+    settings: &Settings,
+    name: String,
+    source: SocketAddrV4,
+    dest: SocketAddrV4,
+    pt: u8,
+) -> sdp::TxParams {
+    sdp::TxParams {
+        name,
+        session_id: Clock::Tai.now_ns() / 1_000_000_000,
+        session_version: 1,
+        source: IpAddr::V4(*source.ip()),
+        destination: IpAddr::V4(*dest.ip()),
+        port: dest.port(),
+        ttl: settings.multicast_ttl,
+        payload_type: pt,
+        // No PTP here: RTP time follows this host's TAI clock, named by the interface's MAC.
+        ref_clock: sdp::RefClock::LocalMac(interface_mac(&settings.interface)),
+    }
+}
+
+/// The MAC address of `interface` (all zeroes for loopback or when it cannot be read).
+fn interface_mac(interface: &str) -> [u8; 6] {
+    let text =
+        std::fs::read_to_string(format!("/sys/class/net/{interface}/address")).unwrap_or_default();
+    let mut mac = [0u8; 6];
+    for (m, part) in mac.iter_mut().zip(text.trim().split(':')) {
+        *m = u8::from_str_radix(part, 16).unwrap_or(0);
+    }
+    mac
+}
+
+/// The SDP of a tx video session (ST 2110-20 fmtp, ts-refclk, mediaclk, source-filter).
+fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: SenderType) -> String {
+    let mut fmtp = sdp::VideoFmtp::new(
+        format.sampling(),
+        format.depth(),
+        format.width(),
+        format.height(),
+        rate,
+    );
+    fmtp.sender_type = Some(match sender {
+        SenderType::Narrow => sdp::SenderType::Narrow,
+        SenderType::NarrowLinear => sdp::SenderType::NarrowLinear,
+        SenderType::Wide => sdp::SenderType::Wide,
+    });
+    sdp::Session::st2110_20(tx, fmtp).to_string()
+}
+
+/// Writes `text` to `<sdp_dir>/st2110-<dir>-<ip>-<port>.sdp`.
+fn write_sdp(
+    settings: &Settings,
+    dir: &str,
+    dest: SocketAddrV4,
+    text: &str,
+) -> Result<PathBuf, String> {
+    let path = settings
+        .sdp_dir
+        .join(format!("st2110-{dir}-{}-{}.sdp", dest.ip(), dest.port()));
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// A random SSRC (RFC 3550 wants it random).
+fn random_u32() -> u32 {
+    let mut b = [0u8; 4];
+    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+        let t = Clock::Tai.now_ns();
+        return (t ^ (t >> 32)) as u32 ^ std::process::id();
+    }
+    u32::from_ne_bytes(b)
 }

@@ -26,8 +26,8 @@ pub const MAX_BATCH: usize = 64;
 const MAX_GSO_SEGMENTS: usize = 64;
 /// Most bytes of one GSO send (the IP datagram limit, less headers).
 const MAX_GSO_BYTES: usize = 65_000;
-/// Messages per `recvmmsg`.
-const RX_MESSAGES: usize = 16;
+/// Messages per `recvmmsg`: without GRO, the most datagrams one [`UdpRx::recv`] yields.
+pub const RX_MESSAGES: usize = 16;
 /// Bytes of one receive message: a GRO train of up to 64 KiB.
 const RX_MESSAGE_BYTES: usize = 65_536;
 
@@ -45,6 +45,9 @@ pub struct SocketOptions {
     pub interface: Ipv4Addr,
     /// Whether to ask for software receive timestamps (`SO_TIMESTAMPNS`) on rx.
     pub rx_timestamps: bool,
+    /// Whether rx asks the kernel to coalesce datagrams (GRO). Off where each datagram needs
+    /// its own slot (audio), so one receive never yields more than 16 datagrams.
+    pub gro: bool,
 }
 
 impl Default for SocketOptions {
@@ -55,6 +58,7 @@ impl Default for SocketOptions {
             multicast_ttl: 32,
             interface: Ipv4Addr::UNSPECIFIED,
             rx_timestamps: false,
+            gro: true,
         }
     }
 }
@@ -470,7 +474,7 @@ impl UdpRx {
         if opts.rx_timestamps {
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
         }
-        let gro = setsockopt(raw, libc::SOL_UDP, libc::UDP_GRO, &on).is_ok();
+        let gro = opts.gro && setsockopt(raw, libc::SOL_UDP, libc::UDP_GRO, &on).is_ok();
         bind(raw, SocketAddrV4::new(at.addr, at.port))?;
         if at.addr.is_multicast() {
             join(raw, at.addr, opts.interface, at.source)?;

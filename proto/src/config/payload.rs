@@ -9,6 +9,7 @@
 //! | `yuv422p10le` (default) | `w·h·4` | |
 //! | `v210` | `w·h·8/3` | `w·h` a multiple of 3 |
 //! | `yuv422p10rfc4175` | `w·h·5/2` | `w·h` even |
+//! | `uyvy` (ours, not MCM's: 8-bit 4:2:2, Cb Y0 Cr Y1, as RFC 4175 carries it) | `w·h·2` | `w·h` even |
 //!
 //! A frame must also fit [`MAX_PAYLOAD_SIZE`].
 //!
@@ -101,6 +102,7 @@ impl Video {
             PixelFormat::Yuv422p10le => pixels.checked_mul(4),
             PixelFormat::V210 => (pixels % 3 == 0).then(|| pixels / 3 * 8),
             PixelFormat::Yuv422p10rfc4175 => (pixels % 2 == 0).then(|| pixels / 2 * 5),
+            PixelFormat::Uyvy => (pixels % 2 == 0).then(|| pixels * 2),
         }
     }
 }
@@ -114,14 +116,17 @@ pub enum PixelFormat {
     V210,
     /// `yuv422p10rfc4175`: packed 4:2:2 big-endian as on the wire (RFC 4175), 2 pixels in 5 bytes.
     Yuv422p10rfc4175,
+    /// `uyvy`: packed 4:2:2 8-bit (Cb Y0 Cr Y1), the RFC 4175 8-bit pgroup; an mcm extension.
+    Uyvy,
 }
 
 impl PixelFormat {
     /// Every format with its JSON spelling.
-    pub const ALL: [(&'static str, PixelFormat); 3] = [
+    pub const ALL: [(&'static str, PixelFormat); 4] = [
         ("yuv422p10le", Self::Yuv422p10le),
         ("v210", Self::V210),
         ("yuv422p10rfc4175", Self::Yuv422p10rfc4175),
+        ("uyvy", Self::Uyvy),
     ];
 
     /// The JSON spelling, e.g. `"v210"`.
@@ -130,6 +135,7 @@ impl PixelFormat {
             Self::Yuv422p10le => "yuv422p10le",
             Self::V210 => "v210",
             Self::Yuv422p10rfc4175 => "yuv422p10rfc4175",
+            Self::Uyvy => "uyvy",
         }
     }
 
@@ -138,7 +144,7 @@ impl PixelFormat {
         match self {
             Self::Yuv422p10le => "any",
             Self::V210 => "a multiple of 3",
-            Self::Yuv422p10rfc4175 => "even",
+            Self::Yuv422p10rfc4175 | Self::Uyvy => "even",
         }
     }
 }
@@ -490,6 +496,7 @@ mod tests {
             ("yuv422p10le", 8_294_400),
             ("v210", 5_529_600),
             ("yuv422p10rfc4175", 5_184_000),
+            ("uyvy", 4_147_200),
         ];
         for (format, size) in cases {
             let v = video(json!({"width": 1920, "height": 1080, "pixelFormat": format})).unwrap();
@@ -596,7 +603,7 @@ mod tests {
             (
                 json!({"pixelFormat": "nv12"}),
                 "payload.video.pixelFormat: \"nv12\" is not supported, \
-                 allowed: \"yuv422p10le\", \"v210\", \"yuv422p10rfc4175\"",
+                 allowed: \"yuv422p10le\", \"v210\", \"yuv422p10rfc4175\", \"uyvy\"",
             ),
         ];
         for (v, want) in cases {

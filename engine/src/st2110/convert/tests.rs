@@ -8,6 +8,8 @@ use super::*;
 const LE: PixelFormat = PixelFormat::Yuv422p10le;
 const V210: PixelFormat = PixelFormat::V210;
 const RFC: PixelFormat = PixelFormat::Yuv422p10rfc4175;
+/// The formats this module converts (`uyvy`, 8-bit, is refused).
+const CONVERTED: [PixelFormat; 3] = [LE, V210, RFC];
 
 /// SplitMix64: seeded random frames. (`proptest` is not a dev-dependency of this crate;
 /// every case below runs a fixed list of seeds instead.)
@@ -36,7 +38,7 @@ impl Rng {
         match fmt {
             LE => buf.chunks_exact_mut(2).for_each(|s| s[1] &= 0x03),
             V210 => buf.chunks_exact_mut(4).for_each(|s| s[3] &= 0x3f),
-            RFC => {}
+            RFC | PixelFormat::Uyvy => {}
         }
         buf
     }
@@ -250,7 +252,7 @@ fn assert_only_band_changed(
 
 #[test]
 fn empty_bands_are_no_ops() {
-    for (_, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
         let (app, wire) = (
             frame_bytes(fmt, 12, 2).unwrap(),
             frame_bytes(RFC, 12, 2).unwrap(),
@@ -348,7 +350,7 @@ fn frame_sizes_are_mcms() {
     for (fmt, size) in at_1080 {
         assert_eq!(frame_bytes(fmt, 1920, 1080), Some(size), "{fmt:?}");
     }
-    for (_, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
         for w in (1..=64).chain([1280, 1920, 3840]) {
             for h in [1, 2, 3, 720, 1080] {
                 let Some(size) = frame_bytes(fmt, w, h) else {
@@ -370,7 +372,8 @@ fn frame_sizes_are_mcms() {
 
 #[test]
 fn format_names() {
-    for (name, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
+        let name = fmt.as_str();
         assert_eq!(parse_format(name), Some(fmt));
         assert_eq!(fmt.as_str(), name);
     }
@@ -424,7 +427,7 @@ fn widths_that_do_not_split_are_refused() {
 
 #[test]
 fn zero_height_is_refused() {
-    for (_, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
         assert_eq!(frame_bytes(fmt, 12, 0), None);
         assert_eq!(both(fmt, 12, 0, 0..0), [Err(ConvertError::ZeroHeight); 2]);
     }
@@ -437,7 +440,7 @@ fn zero_height_is_refused() {
 #[test]
 fn frames_too_large_for_memory_are_refused() {
     let (w, h) = (u32::MAX - 3, u32::MAX); // a multiple of 6
-    for (_, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
         assert_eq!(frame_bytes(fmt, w, h), None, "{fmt:?}");
         let err = ConvertError::TooLarge {
             format: fmt,
@@ -458,7 +461,7 @@ fn frames_too_large_for_memory_are_refused() {
 #[test]
 fn bands_outside_the_frame_are_refused() {
     let bad = [(0, 3), (2, 3), (3, 3), (2, 1), (u32::MAX, 0), (0, u32::MAX)];
-    for (_, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
         for (start, end) in bad {
             let err = ConvertError::Lines {
                 start,
@@ -480,7 +483,7 @@ fn bands_outside_the_frame_are_refused() {
 
 #[test]
 fn buffers_too_small_are_refused_before_writing() {
-    for (_, fmt) in PixelFormat::ALL {
+    for fmt in CONVERTED {
         let (app, wire) = (
             frame_bytes(fmt, 12, 2).unwrap(),
             frame_bytes(RFC, 12, 2).unwrap(),
@@ -609,4 +612,22 @@ fn fuzz_random_inputs() {
     for len in 0..4 {
         fuzz(&vec![2; len]);
     }
+}
+
+#[test]
+fn eight_bit_uyvy_is_refused_with_a_reason() {
+    let mut out = vec![0u8; 64];
+    let e = to_rfc4175(PixelFormat::Uyvy, 2, 2, &[0; 8], &mut out).unwrap_err();
+    assert_eq!(
+        e,
+        ConvertError::Format {
+            format: PixelFormat::Uyvy
+        }
+    );
+    assert!(
+        e.to_string().contains("uyvy frames are not converted"),
+        "{e}"
+    );
+    assert!(from_rfc4175(PixelFormat::Uyvy, 2, 2, &[0; 5], &mut out).is_err());
+    assert_eq!(frame_bytes(PixelFormat::Uyvy, 2, 2), None);
 }

@@ -1,0 +1,352 @@
+//! ST 2110-30 audio sessions: one SDK buffer is one RTP packet of big-endian PCM, as MCM's
+//! `pcm_s24be`/`pcm_s16be` buffers already are on the wire.
+//!
+//! [`St30Tx`] sends each buffer in place (header on the stack, samples from the slot) at its
+//! packet time: packet `k` of a run leaves at `t0 + k · ptime`, its RTP timestamp
+//! `rtp(t0) + k · samples_per_packet` (ST 2110-10). A sender more than one packet time behind
+//! starts a new run at the present, so a stalled application never makes the engine burst.
+//! [`St30Rx`] copies each packet's samples into a slot and publishes it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_proto::st2110::rtp::{self, HEADER_LEN};
+use mcm_proto::st2110::st30::{self, Continuity};
+
+use super::clock::Clock;
+use super::udp::{Datagram, RX_MESSAGES, UdpRx, UdpTx};
+use crate::group::{Bridge, BridgeIo, Frame};
+
+/// Buffers a tx session may hold (see the video session's `TX_QUEUE`).
+pub const TX_QUEUE: usize = 64;
+
+/// The packet run a tx session is in.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// When packet 0 of the run was due (TAI ns).
+    t0: u64,
+    /// Packets sent in the run.
+    k: u64,
+    rtp0: u32,
+}
+
+/// An ST 2110-30 transmitter: a sink bridge of its group.
+pub struct St30Tx {
+    name: String,
+    udp: UdpTx,
+    format: st30::Format,
+    clock: Clock,
+    payload_type: u8,
+    ssrc: u32,
+    seq: u16,
+    queue: [Frame; TX_QUEUE],
+    queued: usize,
+    run: Option<Run>,
+    counters: Arc<BridgeCounters>,
+    sdp_file: Option<std::path::PathBuf>,
+}
+
+impl Drop for St30Tx {
+    fn drop(&mut self) {
+        if let Some(p) = &self.sdp_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl St30Tx {
+    /// A transmitter of `format` packets through `udp`.
+    pub fn new(
+        name: String,
+        udp: UdpTx,
+        format: st30::Format,
+        payload_type: u8,
+        ssrc: u32,
+        counters: Arc<BridgeCounters>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            name,
+            udp,
+            format,
+            clock,
+            payload_type,
+            ssrc,
+            seq: 0,
+            queue: [Frame::default(); TX_QUEUE],
+            queued: 0,
+            run: None,
+            counters,
+            sdp_file: None,
+        }
+    }
+
+    /// Removes `path` (the session's published SDP) when the session ends.
+    pub fn with_sdp_file(mut self, path: std::path::PathBuf) -> Self {
+        self.sdp_file = Some(path);
+        self
+    }
+
+    /// When the next packet is due, starting a new run if the last one fell behind.
+    fn due_at(&mut self, now_ns: u64) -> (u64, Run) {
+        let ptime = self.format.packet_duration_ns();
+        let run = match self.run {
+            Some(r) if now_ns < r.t0 + (r.k + 1) * ptime => r,
+            _ => Run {
+                t0: now_ns,
+                k: 0,
+                rtp0: rtp::rtp_timestamp(now_ns, self.format.sample_rate()),
+            },
+        };
+        self.run = Some(run);
+        (run.t0 + run.k * ptime, run)
+    }
+
+    fn send_one(&mut self, io: &mut BridgeIo<'_>, run: Run) {
+        let frame = self.queue[0];
+        self.queue.copy_within(1..self.queued, 0);
+        self.queued -= 1;
+        let spp = u64::from(self.format.samples_per_packet());
+        let header = rtp::Header {
+            marker: false,
+            payload_type: self.payload_type,
+            sequence_number: self.seq,
+            timestamp: run.rtp0.wrapping_add((run.k * spp) as u32),
+            ssrc: self.ssrc,
+        };
+        let mut h = [0u8; HEADER_LEN];
+        header.emit(&mut h);
+        let want = self.format.packet_bytes();
+        let sent = match io.payload(frame.slot) {
+            Some(p) if frame.payload_len as usize == want && p.len() >= want => {
+                self.udp.send(&[Datagram {
+                    header: &h,
+                    data: &p[..want],
+                }])
+            }
+            _ => {
+                // Not one packet's worth of samples: the buffer is dropped, not sent short.
+                BridgeCounters::add(&self.counters.frames_dropped, 1);
+                io.release(frame.slot);
+                return;
+            }
+        };
+        if sent == 0 {
+            // The socket is full: keep the buffer at the head and retry on the next poll.
+            self.queue.copy_within(0..self.queued, 1);
+            self.queue[0] = frame;
+            self.queued += 1;
+            return;
+        }
+        io.release(frame.slot);
+        self.seq = self.seq.wrapping_add(1);
+        self.run = Some(Run {
+            k: run.k + 1,
+            ..run
+        });
+        let c = &self.counters;
+        BridgeCounters::add(&c.packets, 1);
+        BridgeCounters::add(&c.frames, 1);
+        let u = self.udp.counters();
+        // Relaxed: statistics mirrored from the socket (one writer).
+        c.bytes.store(u.bytes, Ordering::Relaxed);
+        c.send_errors.store(u.errors, Ordering::Relaxed);
+    }
+}
+
+impl Bridge for St30Tx {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn role(&self) -> Role {
+        Role::Sink
+    }
+
+    fn offer(&mut self, frame: Frame) -> bool {
+        if self.queued == TX_QUEUE {
+            BridgeCounters::add(&self.counters.frames_dropped, 1);
+            return false;
+        }
+        self.queue[self.queued] = frame;
+        self.queued += 1;
+        true
+    }
+
+    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let mut work = 0;
+        while work < budget && self.queued > 0 {
+            let now_ns = self.clock.now_ns();
+            let (at, run) = self.due_at(now_ns);
+            if at > now_ns {
+                break;
+            }
+            let before = self.queued;
+            self.send_one(io, run);
+            if self.queued == before {
+                break; // socket full
+            }
+            work += 1;
+        }
+        work
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if self.queued == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let Some(r) = self.run else {
+            return Some(now);
+        };
+        let at = r.t0 + r.k * self.format.packet_duration_ns();
+        let now_ns = self.clock.now_ns();
+        Some(now + Duration::from_nanos(at.saturating_sub(now_ns)))
+    }
+}
+
+/// An ST 2110-30 receiver: the source bridge of its group.
+pub struct St30Rx {
+    name: String,
+    udp: UdpRx,
+    format: st30::Format,
+    payload_type: u8,
+    continuity: st30::Receiver,
+    seq: rtp::SeqExtender,
+    clock: Clock,
+    counters: Arc<BridgeCounters>,
+    source_filter: Option<std::net::Ipv4Addr>,
+    malformed: u64,
+    lost: u64,
+    reordered: u64,
+    packets: u64,
+}
+
+impl St30Rx {
+    /// A receiver of `format` packets (payload type `payload_type`) from `udp`.
+    pub fn new(
+        name: String,
+        udp: UdpRx,
+        format: st30::Format,
+        payload_type: u8,
+        counters: Arc<BridgeCounters>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            name,
+            udp,
+            continuity: st30::Receiver::new(&format),
+            format,
+            payload_type,
+            seq: rtp::SeqExtender::new(),
+            clock,
+            counters,
+            source_filter: None,
+            malformed: 0,
+            lost: 0,
+            reordered: 0,
+            packets: 0,
+        }
+    }
+
+    /// Accepts datagrams from `source` only (`None`: from anyone).
+    pub fn with_source_filter(mut self, source: Option<std::net::Ipv4Addr>) -> Self {
+        self.source_filter = source;
+        self
+    }
+}
+
+impl Bridge for St30Rx {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn role(&self) -> Role {
+        Role::Source
+    }
+
+    fn offer(&mut self, _frame: Frame) -> bool {
+        false
+    }
+
+    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let Self {
+            udp,
+            format,
+            payload_type,
+            continuity,
+            seq,
+            clock,
+            counters,
+            source_filter,
+            malformed,
+            lost,
+            reordered,
+            packets,
+            ..
+        } = self;
+        let want = format.packet_bytes();
+        let rate = format.sample_rate();
+        let mut work = 0;
+        // The socket has GRO off, so one receive yields at most RX_MESSAGES packets, each of
+        // which needs a publication.
+        while work < budget && io.room() >= RX_MESSAGES {
+            let n = udp.recv(|d, meta| {
+                if source_filter.is_some_and(|f| *meta.source.ip() != f) {
+                    *malformed += 1;
+                    return;
+                }
+                let Ok(p) = rtp::Packet::new_checked(d) else {
+                    *malformed += 1;
+                    return;
+                };
+                if p.payload_type() != *payload_type || p.payload().len() != want {
+                    *malformed += 1;
+                    return;
+                }
+                *packets += 1;
+                match seq.extend(p.sequence_number()).class {
+                    rtp::SeqClass::InOrder { gap } => *lost += u64::from(gap),
+                    _ => *reordered += 1,
+                }
+                let _: Continuity = continuity.push(p.timestamp());
+                let Some(slot) = io.alloc() else {
+                    BridgeCounters::add(&counters.frames_dropped, 1);
+                    return;
+                };
+                if let Some(dst) = io.payload_mut(slot) {
+                    dst[..want].copy_from_slice(p.payload());
+                }
+                let frame = Frame {
+                    slot,
+                    payload_len: want as u32,
+                    timestamp_ns: clock.sampling_instant_ns(p.timestamp(), rate),
+                    seq: 0,
+                };
+                if io.publish(frame) {
+                    BridgeCounters::add(&counters.frames, 1);
+                } else {
+                    io.abandon(slot);
+                }
+            });
+            if n == 0 {
+                break;
+            }
+            work += n as u32;
+        }
+        let c = &self.counters;
+        // Relaxed stores: statistics (one writer).
+        c.packets.store(self.packets, Ordering::Relaxed);
+        c.bytes.store(self.udp.counters().bytes, Ordering::Relaxed);
+        c.packets_lost.store(self.lost, Ordering::Relaxed);
+        c.packets_reordered.store(self.reordered, Ordering::Relaxed);
+        c.packets_malformed.store(self.malformed, Ordering::Relaxed);
+        work
+    }
+
+    fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.udp.fd())
+    }
+}

@@ -1,0 +1,535 @@
+//! ST 2110-20 video sessions: [`St20Tx`] sends a group's frames as RFC 4175 packets paced by
+//! ST 2110-21; [`St20Rx`] receives a stream into the group's pool slots.
+//!
+//! Tx reads each frame in place from its pool slot: every datagram is gathered by the kernel
+//! from a header built on the stack and a slice of the slot. Only when the application's pixel
+//! format is not the wire's does the frame go through a conversion buffer first (counted).
+//! Rx writes each packet's pixel data straight into the slot of the frame in progress (or, when
+//! converting, into the conversion buffer, converted into the slot when the frame is whole).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_proto::st2110::rfc4175::{self, Depacketizer, FrameReport, FrameSink, Packetizer};
+use mcm_proto::st2110::rtp::{self, HEADER_LEN};
+use mcm_proto::st2110::st21::{Budget, Pacer, Timing};
+
+use super::clock::Clock;
+use super::convert::{self, PixelFormat};
+use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
+use crate::group::{Bridge, BridgeIo, Frame};
+
+/// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
+const HEADERS: usize = HEADER_LEN + rfc4175::MAX_HEADERS_LEN;
+/// Frames a tx session may hold (queued and being sent); the sender's quota is held to this
+/// too, as its frames in flight never pass its own quota (at most the registry's 64 slots).
+pub const TX_QUEUE: usize = 64;
+
+/// The application's frames against the wire's, and the buffer a conversion goes through.
+#[derive(Debug)]
+pub struct Conversion {
+    app: PixelFormat,
+    width: u32,
+    height: u32,
+    /// The frame in wire format (RFC 4175).
+    buffer: Vec<u8>,
+    copied: Arc<AtomicU64>,
+}
+
+impl Conversion {
+    /// A conversion between `app` frames and `wire_bytes`-byte RFC 4175 frames.
+    pub fn new(
+        app: PixelFormat,
+        width: u32,
+        height: u32,
+        wire_bytes: usize,
+        copied: Arc<AtomicU64>,
+    ) -> Self {
+        Self {
+            app,
+            width,
+            height,
+            buffer: vec![0; wire_bytes],
+            copied,
+        }
+    }
+
+    fn count(&self, counters: &BridgeCounters, bytes: usize) {
+        BridgeCounters::add(&counters.bytes_converted, bytes as u64);
+        // Relaxed: a statistic.
+        self.copied.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+}
+
+/// The frame being sent.
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    frame: Frame,
+    /// Next packet index.
+    next: u32,
+    rtp_timestamp: u32,
+}
+
+/// An ST 2110-20 transmitter: a sink bridge of its group.
+pub struct St20Tx {
+    name: String,
+    udp: UdpTx,
+    packetizer: Packetizer,
+    pacer: Pacer,
+    clock: Clock,
+    payload_type: u8,
+    ssrc: u32,
+    /// Extended sequence number of the next packet.
+    seq: u32,
+    queue: [Frame; TX_QUEUE],
+    queued: usize,
+    sending: Option<Sending>,
+    /// The last frame period used, so two frames never share an epoch.
+    last_epoch: Option<u64>,
+    conversion: Option<Conversion>,
+    counters: Arc<BridgeCounters>,
+    packets_late_seen: u64,
+    /// The SDP file published for this session; removed when the session ends.
+    sdp_file: Option<std::path::PathBuf>,
+}
+
+impl Drop for St20Tx {
+    fn drop(&mut self) {
+        if let Some(p) = &self.sdp_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl St20Tx {
+    /// A transmitter sending `packetizer`'s packets through `udp` on `timing`'s schedule.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        udp: UdpTx,
+        packetizer: Packetizer,
+        timing: Timing,
+        payload_type: u8,
+        ssrc: u32,
+        conversion: Option<Conversion>,
+        counters: Arc<BridgeCounters>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            name,
+            udp,
+            packetizer,
+            pacer: Pacer::with_lead(timing, 2),
+            clock,
+            payload_type,
+            ssrc,
+            seq: 0,
+            queue: [Frame::default(); TX_QUEUE],
+            queued: 0,
+            sending: None,
+            last_epoch: None,
+            conversion,
+            counters,
+            packets_late_seen: 0,
+            sdp_file: None,
+        }
+    }
+
+    /// Removes `path` (the session's published SDP) when the session ends.
+    pub fn with_sdp_file(mut self, path: std::path::PathBuf) -> Self {
+        self.sdp_file = Some(path);
+        self
+    }
+
+    /// Starts the oldest queued frame at the next free frame epoch.
+    fn start_next(&mut self, now_ns: u64, io: &mut BridgeIo<'_>) {
+        if self.queued == 0 {
+            return;
+        }
+        let frame = self.queue[0];
+        self.queue.copy_within(1..self.queued, 0);
+        self.queued -= 1;
+        let t = *self.pacer.timing();
+        let mut n = t.next_frame_after(now_ns);
+        if let Some(last) = self.last_epoch {
+            n = n.max(last + 1);
+        }
+        self.last_epoch = Some(n);
+        if let Some(c) = self.conversion.as_mut() {
+            let Some(src) = io.payload(frame.slot) else {
+                return;
+            };
+            let len = (frame.payload_len as usize).min(src.len());
+            if convert::to_rfc4175(c.app, c.width, c.height, &src[..len], &mut c.buffer).is_err() {
+                // A short frame from the application: send nothing, release the slot.
+                BridgeCounters::add(&self.counters.frames_dropped, 1);
+                io.release(frame.slot);
+                return;
+            }
+            let bytes = c.buffer.len();
+            c.count(&self.counters, bytes);
+        }
+        self.pacer.start_frame(n);
+        self.sending = Some(Sending {
+            frame,
+            next: 0,
+            rtp_timestamp: t.rtp_timestamp(n),
+        });
+    }
+
+    /// Sends what the pacer allows now; returns packets sent.
+    fn send_due(&mut self, now_ns: u64, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let Some(mut s) = self.sending else {
+            return 0;
+        };
+        match self.pacer.due(now_ns) {
+            Budget::Send(k) => {
+                let k = k.min(budget).min(MAX_BATCH as u32) as usize;
+                let frame: &[u8] = match &self.conversion {
+                    Some(c) => &c.buffer,
+                    None => match io.payload(s.frame.slot) {
+                        Some(p) => &p[..(s.frame.payload_len as usize).min(p.len())],
+                        None => &[],
+                    },
+                };
+                let mut headers = [[0u8; HEADERS]; MAX_BATCH];
+                let mut lens = [0usize; MAX_BATCH];
+                let mut ranges = [(0usize, 0usize); MAX_BATCH];
+                let total = self.packetizer.packets_per_frame();
+                let mut n = 0;
+                while n < k {
+                    let index = s.next + n as u32;
+                    let seq = self.seq.wrapping_add(n as u32);
+                    let range = self.packetizer.data(index);
+                    if range.end > frame.len() {
+                        break; // a frame shorter than its format: send what exists
+                    }
+                    let header = rtp::Header {
+                        marker: index + 1 == total,
+                        payload_type: self.payload_type,
+                        sequence_number: seq as u16,
+                        timestamp: s.rtp_timestamp,
+                        ssrc: self.ssrc,
+                    };
+                    let (rtp, rest) = headers[n].split_at_mut(HEADER_LEN);
+                    header.emit(rtp.try_into().expect("HEADER_LEN bytes"));
+                    lens[n] = HEADER_LEN + self.packetizer.headers(index, seq, rest);
+                    ranges[n] = (range.start, range.end);
+                    n += 1;
+                }
+                let mut dgrams = [Datagram::default(); MAX_BATCH];
+                for i in 0..n {
+                    dgrams[i] = Datagram {
+                        header: &headers[i][..lens[i]],
+                        data: &frame[ranges[i].0..ranges[i].1],
+                    };
+                }
+                let sent = if n == 0 {
+                    0
+                } else {
+                    self.udp.send(&dgrams[..n])
+                };
+                self.pacer.sent(sent as u32);
+                self.seq = self.seq.wrapping_add(sent as u32);
+                s.next += sent as u32;
+                if n < k && sent == n {
+                    // The frame is shorter than its format says: end it here.
+                    s.next = total;
+                }
+                self.sending = Some(s);
+                self.account(sent);
+                if s.next >= total {
+                    self.finish(io, true);
+                }
+                sent as u32
+            }
+            Budget::Done => {
+                self.finish(io, true);
+                0
+            }
+            Budget::Skipped(_) => {
+                self.finish(io, false);
+                0
+            }
+            Budget::Wait | Budget::Idle => 0,
+        }
+    }
+
+    fn account(&mut self, sent: usize) {
+        let c = &self.counters;
+        BridgeCounters::add(&c.packets, sent as u64);
+        let io = self.udp.counters();
+        c.bytes.store(io.bytes, Ordering::Relaxed);
+        c.send_errors.store(io.errors, Ordering::Relaxed);
+        let late = self.pacer.stats().packets_late;
+        BridgeCounters::add(&c.packets_late, late - self.packets_late_seen);
+        self.packets_late_seen = late;
+    }
+
+    fn finish(&mut self, io: &mut BridgeIo<'_>, whole: bool) {
+        if let Some(s) = self.sending.take() {
+            io.release(s.frame.slot);
+            let c = if whole {
+                &self.counters.frames
+            } else {
+                &self.counters.frames_dropped
+            };
+            BridgeCounters::add(c, 1);
+        }
+        self.pacer.frame_done();
+    }
+}
+
+impl Bridge for St20Tx {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn role(&self) -> Role {
+        Role::Sink
+    }
+
+    fn offer(&mut self, frame: Frame) -> bool {
+        if self.queued == TX_QUEUE {
+            BridgeCounters::add(&self.counters.frames_dropped, 1);
+            return false;
+        }
+        self.queue[self.queued] = frame;
+        self.queued += 1;
+        true
+    }
+
+    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let now_ns = self.clock.now_ns();
+        if self.sending.is_none() {
+            self.start_next(now_ns, io);
+        }
+        self.send_due(now_ns, budget, io)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        if self.sending.is_none() {
+            return (self.queued > 0).then_some(now);
+        }
+        let at = self.pacer.next_deadline()?;
+        let now_ns = self.clock.now_ns();
+        Some(now + Duration::from_nanos(at.saturating_sub(now_ns)))
+    }
+}
+
+/// The frame being received.
+#[derive(Debug, Clone, Copy)]
+struct Receiving {
+    slot: u32,
+    rtp_timestamp: u32,
+}
+
+/// Where received packets go: the group's pool through `io`.
+struct Sink<'s, 'io, 'p> {
+    io: &'s mut BridgeIo<'io>,
+    current: &'s mut Option<Receiving>,
+    conversion: &'s mut Option<Conversion>,
+    counters: &'s BridgeCounters,
+    frame_bytes: usize,
+    app_bytes: u32,
+    clock: &'p Clock,
+    /// A zero-length buffer for a frame without a slot (its packets are counted, not kept).
+    nowhere: [u8; 0],
+}
+
+impl FrameSink for Sink<'_, '_, '_> {
+    fn begin(&mut self, rtp_timestamp: u32) -> bool {
+        match self.io.alloc() {
+            Some(slot) => {
+                *self.current = Some(Receiving {
+                    slot,
+                    rtp_timestamp,
+                });
+                true
+            }
+            None => {
+                BridgeCounters::add(&self.counters.frames_dropped, 1);
+                false
+            }
+        }
+    }
+
+    fn buffer(&mut self) -> &mut [u8] {
+        if let Some(c) = self.conversion.as_mut() {
+            return &mut c.buffer;
+        }
+        match *self.current {
+            Some(r) => match self.io.payload_mut(r.slot) {
+                Some(p) => {
+                    let n = self.frame_bytes.min(p.len());
+                    &mut p[..n]
+                }
+                None => &mut self.nowhere,
+            },
+            None => &mut self.nowhere,
+        }
+    }
+
+    fn end(&mut self, report: &FrameReport) {
+        let Some(r) = self.current.take() else {
+            return;
+        };
+        if !report.complete {
+            BridgeCounters::add(&self.counters.frames_incomplete, 1);
+            self.io.abandon(r.slot);
+            return;
+        }
+        if let Some(c) = self.conversion.as_mut() {
+            let Some(dst) = self.io.payload_mut(r.slot) else {
+                return;
+            };
+            if convert::from_rfc4175(c.app, c.width, c.height, &c.buffer, dst).is_err() {
+                self.io.abandon(r.slot);
+                return;
+            }
+            let n = c.buffer.len();
+            c.count(self.counters, n);
+        }
+        let frame = Frame {
+            slot: r.slot,
+            payload_len: self.app_bytes,
+            timestamp_ns: self.clock.sampling_instant_ns(r.rtp_timestamp, 90_000),
+            seq: 0,
+        };
+        if self.io.publish(frame) {
+            BridgeCounters::add(&self.counters.frames, 1);
+        } else {
+            self.io.abandon(r.slot);
+        }
+    }
+}
+
+/// An ST 2110-20 receiver: the source bridge of its group.
+pub struct St20Rx {
+    name: String,
+    udp: UdpRx,
+    depacketizer: Depacketizer,
+    current: Option<Receiving>,
+    conversion: Option<Conversion>,
+    counters: Arc<BridgeCounters>,
+    frame_bytes: usize,
+    app_bytes: u32,
+    clock: Clock,
+    /// Unicast: the only sender accepted.
+    source_filter: Option<std::net::Ipv4Addr>,
+    /// Datagrams from other senders, dropped.
+    foreign: u64,
+}
+
+impl St20Rx {
+    /// Accepts datagrams from `source` only (`None`: from anyone).
+    pub fn with_source_filter(mut self, source: Option<std::net::Ipv4Addr>) -> Self {
+        self.source_filter = source;
+        self
+    }
+
+    /// A receiver of `depacketizer`'s format from `udp`; frames of `app_bytes` go to the group.
+    pub fn new(
+        name: String,
+        udp: UdpRx,
+        depacketizer: Depacketizer,
+        conversion: Option<Conversion>,
+        app_bytes: u32,
+        counters: Arc<BridgeCounters>,
+        clock: Clock,
+    ) -> Self {
+        let frame_bytes = depacketizer.format().frame_bytes();
+        Self {
+            name,
+            udp,
+            depacketizer,
+            current: None,
+            conversion,
+            counters,
+            frame_bytes,
+            app_bytes,
+            clock,
+            source_filter: None,
+            foreign: 0,
+        }
+    }
+
+    fn publish_counters(&self) {
+        let d = self.depacketizer.counters();
+        let c = &self.counters;
+        // Relaxed stores: statistics mirrored from the depacketizer (one writer).
+        c.packets.store(d.packets, Ordering::Relaxed);
+        c.bytes.store(self.udp.counters().bytes, Ordering::Relaxed);
+        c.packets_lost.store(d.lost, Ordering::Relaxed);
+        c.packets_reordered
+            .store(d.reordered + d.late, Ordering::Relaxed);
+        c.packets_malformed
+            .store(d.malformed + self.foreign, Ordering::Relaxed);
+    }
+}
+
+impl Bridge for St20Rx {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn role(&self) -> Role {
+        Role::Source
+    }
+
+    fn offer(&mut self, _frame: Frame) -> bool {
+        false
+    }
+
+    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let Self {
+            udp,
+            depacketizer,
+            current,
+            conversion,
+            counters,
+            frame_bytes,
+            app_bytes,
+            clock,
+            source_filter,
+            ..
+        } = self;
+        let filter = *source_filter;
+        let mut foreign = 0u64;
+        let mut sink = Sink {
+            io,
+            current,
+            conversion,
+            counters,
+            frame_bytes: *frame_bytes,
+            app_bytes: *app_bytes,
+            clock,
+            nowhere: [],
+        };
+        let mut work = 0;
+        while work < budget {
+            let n = udp.recv(|packet, meta| {
+                if filter.is_some_and(|f| *meta.source.ip() != f) {
+                    foreign += 1;
+                    return;
+                }
+                // Malformed packets are counted by the depacketizer.
+                let _ = depacketizer.push(packet, &mut sink);
+            });
+            if n == 0 {
+                break;
+            }
+            work += n as u32;
+        }
+        self.foreign += foreign;
+        self.publish_counters();
+        work
+    }
+
+    fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(self.udp.fd())
+    }
+}
