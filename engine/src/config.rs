@@ -782,6 +782,60 @@ mod tests {
     }
 
     #[test]
+    fn st2110_settings_are_checked_and_named() {
+        let c = check("").unwrap().st2110;
+        assert_eq!(c.local_ip, std::net::Ipv4Addr::LOCALHOST);
+        assert_eq!(
+            (c.tx_ports.clone(), c.rx_ports.clone()),
+            (20000..=20999, 1024..=65535)
+        );
+        assert_eq!((c.dscp_video, c.dscp_audio, c.gso), (34, 46, true));
+        assert_eq!(
+            err("[st2110]\nbackend = \"dpdk\"\n"),
+            "st2110.backend: `dpdk` is not a backend of this build (allowed: \"kernel\")"
+        );
+        assert!(
+            err("[st2110]\nlocal_ip = \"::1\"\n")
+                .starts_with("st2110.local_ip: `::1` is not an IPv4")
+        );
+        assert!(err("[st2110]\ninterface = \"a/b\"\n").starts_with("st2110.interface:"));
+        for bad in ["0-10", "10-5", "x", "5", "1-70000"] {
+            let e = err(&format!("[st2110]\ntx_ports = \"{bad}\"\n"));
+            assert!(
+                e.starts_with(&format!("st2110.tx_ports: `{bad}` is not a port range")),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            err("[st2110]\ndscp_audio = 64\n"),
+            "st2110.dscp_audio: 64 is out of range (allowed: 0 to 63)"
+        );
+        assert!(err("[st2110]\nsocket_buffer_bytes = 10\n").contains("allowed: 65536 to"));
+        // MCM's flags.
+        let mut f = ConfigFile::default();
+        let o = Overrides {
+            st2110_dev: Some("kernel:eth7".into()),
+            st2110_ip: Some("10.1.2.3".into()),
+            ..Default::default()
+        };
+        o.apply(&mut f).unwrap();
+        let c = EngineConfig::validate(&f, &cpus(&[0, 1])).unwrap().st2110;
+        assert_eq!(
+            (c.interface.as_str(), c.local_ip),
+            ("eth7", "10.1.2.3".parse().unwrap())
+        );
+        let pci = Overrides {
+            st2110_dev: Some("0000:31:00.0".into()),
+            ..Default::default()
+        };
+        let e = pci
+            .apply(&mut ConfigFile::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("allowed: kernel:<interface>"), "{e}");
+    }
+
+    #[test]
     fn overrides_replace_ports_and_values() {
         let mut f = ConfigFile::default();
         let o = Overrides {
