@@ -109,10 +109,35 @@ fn video(
     copied: Arc<AtomicU64>,
 ) -> Result<(Box<dyn Bridge>, u32), String> {
     let st = &spec.st2110;
-    let wire_name = st
-        .transport_pixel_format
-        .as_deref()
-        .unwrap_or("yuv422p10rfc4175");
+    let from_sdp = stream_from_sdp(spec)?;
+    let wire_name = match &from_sdp {
+        Some(s) => match s.video {
+            Some((Sampling::YCbCr422, Depth::D10, ..)) => "yuv422p10rfc4175",
+            Some((Sampling::YCbCr422, Depth::D8, ..)) => "uyvy",
+            Some((sampling, depth, ..)) => {
+                return Err(format!(
+                    "sdpFile: {sampling} {depth}-bit video is not served yet (allowed: \
+                     YCbCr-4:2:2 8 or 10 bits)"
+                ));
+            }
+            None => return Err("sdpFile: no raw/90000 video section".to_owned()),
+        },
+        None => st
+            .transport_pixel_format
+            .as_deref()
+            .unwrap_or("yuv422p10rfc4175"),
+    };
+    if let Some((.., w, h)) = from_sdp.as_ref().and_then(|s| s.video)
+        && (w, h) != (v.width, v.height)
+    {
+        return Err(format!(
+            "sdpFile describes {w}x{h} video; payload.video is {}x{} (allowed: the same size)",
+            v.width, v.height
+        ));
+    }
+    let payload_type = from_sdp
+        .as_ref()
+        .map_or(st.payload_type, |s| s.payload_type);
     let (sampling, depth, wire) = wire_format(wire_name)?;
     let app = v.pixel_format;
     let format = Format::new(sampling, depth, v.width, v.height)
@@ -201,7 +226,10 @@ fn video(
             Ok((Box::new(tx), TX_QUEUE as u32))
         }
         Direction::Rx => {
-            let at = rx_addr(settings, st, group)?;
+            let mut at = rx_addr(settings, st, group)?;
+            if let Some(src) = from_sdp.as_ref().and_then(|s| s.source) {
+                at.source = Some(src);
+            }
             let udp = UdpRx::open(at, &opts)
                 .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
             let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
@@ -223,7 +251,8 @@ fn video(
                 counters,
                 Clock::Tai,
             )
-            .with_source_filter(filter);
+            .with_source_filter(filter)
+            .with_payload_type(payload_type);
             Ok((Box::new(rx), RX_QUOTA))
         }
     }
@@ -260,6 +289,10 @@ fn audio(
         })?;
     let format = st30::Format::from_packet_time(encoding, a.channels, rate, ptime)
         .map_err(|e| format!("payload.audio: {e}"))?;
+    let from_sdp = stream_from_sdp(spec)?;
+    let payload_type = from_sdp
+        .as_ref()
+        .map_or(st.payload_type, |s| s.payload_type);
     let group = ipv4(st)?;
     let counters = spec.counters.clone();
     let opts = SocketOptions {
@@ -310,17 +343,75 @@ fn audio(
             Ok((Box::new(tx), audio::TX_QUEUE as u32))
         }
         Direction::Rx => {
-            let at = rx_addr(settings, st, group)?;
+            let mut at = rx_addr(settings, st, group)?;
+            if let Some(src) = from_sdp.as_ref().and_then(|s| s.source) {
+                at.source = Some(src);
+            }
             let udp = UdpRx::open(at, &opts)
                 .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
             let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
             tracing::info!("st2110-30 rx on {}:{}: {format}", at.addr, at.port);
             let name = format!("st2110-30 rx {}:{}", at.addr, at.port);
-            let rx = St30Rx::new(name, udp, format, st.payload_type, counters, Clock::Tai)
+            let rx = St30Rx::new(name, udp, format, payload_type, counters, Clock::Tai)
                 .with_source_filter(filter);
             Ok((Box::new(rx), RX_QUOTA))
         }
     }
+}
+
+/// What an rx session takes from its `sdpFile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SdpStream {
+    payload_type: u8,
+    /// The sender (SSM `source-filter`).
+    source: Option<Ipv4Addr>,
+    /// Raw video: sampling, depth, width, height.
+    video: Option<(Sampling, Depth, u32, u32)>,
+}
+
+/// Reads the connection's `sdpFile`, if any: the media section on `ipAddr:port` (its `c=` or
+/// the session's), checked against the connection.
+fn stream_from_sdp(spec: &BridgeSpec) -> Result<Option<SdpStream>, String> {
+    let st = &spec.st2110;
+    let Some(path) = &st.sdp_file else {
+        return Ok(None);
+    };
+    if spec.direction == Direction::Tx {
+        return Err(
+            "connection.st2110.sdpFile describes a stream to receive (allowed on rx \
+                    connections only; a tx session writes its own SDP)"
+                .to_owned(),
+        );
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("sdpFile {path:?}: {e}"))?;
+    let session = sdp::Session::parse(&text).map_err(|e| format!("sdpFile {path:?}: {e}"))?;
+    let media = session
+        .media
+        .iter()
+        .find(|m| m.port == st.port)
+        .ok_or_else(|| format!("sdpFile {path:?} has no media section on port {}", st.port))?;
+    if let Some(c) = session.connection_of(media)
+        && c.addr != st.ip_addr
+    {
+        return Err(format!(
+            "sdpFile {path:?}: the stream goes to {}, the connection's ipAddr is {} (allowed: \
+             the same address)",
+            c.addr, st.ip_addr
+        ));
+    }
+    let source = match media.source_filter.as_ref().map(|f| f.source) {
+        Some(IpAddr::V4(s)) => Some(s),
+        _ => None,
+    };
+    let video = match &media.fmtp {
+        sdp::Fmtp::Raw(f) => Some((f.sampling, f.depth, f.width, f.height)),
+        _ => None,
+    };
+    Ok(Some(SdpStream {
+        payload_type: media.payload_type,
+        source,
+        video,
+    }))
 }
 
 /// Where an rx session listens: the multicast group (joined on the local interface, SSM when
@@ -450,4 +541,89 @@ fn random_u32() -> u32 {
         return (t ^ (t >> 32)) as u32 ^ std::process::id();
     }
     u32::from_ne_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcm_proto::config::payload::Payload;
+
+    fn spec(direction: Direction, sdp_file: Option<String>) -> BridgeSpec {
+        BridgeSpec {
+            direction,
+            st2110: St2110 {
+                transport: Transport::St2110_20,
+                ip_addr: "239.9.9.9".parse().unwrap(),
+                port: 5004,
+                multicast_source_ip_addr: None,
+                pacing: None,
+                payload_type: 112,
+                transport_pixel_format: Some("yuv422p10rfc4175".into()),
+                sdp_file,
+            },
+            payload: Payload::Blob,
+            counters: Arc::default(),
+        }
+    }
+
+    fn with_sdp(text: &str) -> (tempfile::TempDir, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sdp");
+        std::fs::write(&path, text).unwrap();
+        let p = Some(path.display().to_string());
+        (dir, p)
+    }
+
+    const SDP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=cam\r\nt=0 0\r\n\
+        m=video 5004 RTP/AVP 96\r\nc=IN IP4 239.9.9.9/32\r\n\
+        a=source-filter: incl IN IP4 239.9.9.9 10.0.0.5\r\na=rtpmap:96 raw/90000\r\n\
+        a=fmtp:96 sampling=YCbCr-4:2:2; width=1280; height=720; depth=8\r\n";
+
+    #[test]
+    fn an_sdp_file_gives_the_payload_type_format_and_source() {
+        let (_d, p) = with_sdp(SDP);
+        let got = stream_from_sdp(&spec(Direction::Rx, p)).unwrap().unwrap();
+        assert_eq!(
+            got,
+            SdpStream {
+                payload_type: 96,
+                source: Some("10.0.0.5".parse().unwrap()),
+                video: Some((Sampling::YCbCr422, Depth::D8, 1280, 720)),
+            }
+        );
+        assert_eq!(stream_from_sdp(&spec(Direction::Rx, None)).unwrap(), None);
+    }
+
+    #[test]
+    fn an_sdp_file_that_disagrees_is_refused_with_a_reason() {
+        let (_d, p) = with_sdp(&SDP.replace("m=video 5004", "m=video 6000"));
+        let e = stream_from_sdp(&spec(Direction::Rx, p)).unwrap_err();
+        assert!(e.contains("has no media section on port 5004"), "{e}");
+        let (_d, p) = with_sdp(&SDP.replace("c=IN IP4 239.9.9.9/32", "c=IN IP4 239.1.1.1/32"));
+        let e = stream_from_sdp(&spec(Direction::Rx, p)).unwrap_err();
+        assert!(
+            e.contains("goes to 239.1.1.1, the connection's ipAddr is 239.9.9.9"),
+            "{e}"
+        );
+        let (_d, p) = with_sdp("v=0\r\nnonsense\r\n");
+        let e = stream_from_sdp(&spec(Direction::Rx, p)).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let (_d, p) = with_sdp(SDP);
+        let e = stream_from_sdp(&spec(Direction::Tx, p)).unwrap_err();
+        assert!(e.contains("rx connections only"), "{e}");
+        let e = stream_from_sdp(&spec(Direction::Rx, Some("/nonexistent.sdp".into()))).unwrap_err();
+        assert!(e.contains("/nonexistent.sdp"), "{e}");
+    }
+
+    #[test]
+    fn pacing_names_map_to_sender_types() {
+        assert_eq!(sender_type(None), Ok(SenderType::Narrow));
+        assert_eq!(sender_type(Some("WIDE")), Ok(SenderType::Wide));
+        assert_eq!(sender_type(Some("2110TPNL")), Ok(SenderType::NarrowLinear));
+        assert!(
+            sender_type(Some("fast"))
+                .unwrap_err()
+                .contains("allowed: \"narrow\"")
+        );
+    }
 }

@@ -420,8 +420,10 @@ pub struct St20Rx {
     clock: Clock,
     /// Unicast: the only sender accepted.
     source_filter: Option<std::net::Ipv4Addr>,
-    /// Datagrams from other senders, dropped.
+    /// Datagrams from other senders or of another payload type, dropped.
     foreign: u64,
+    /// The RTP payload type of the stream (`None`: any).
+    payload_type: Option<u8>,
 }
 
 impl St20Rx {
@@ -454,7 +456,14 @@ impl St20Rx {
             clock,
             source_filter: None,
             foreign: 0,
+            payload_type: None,
         }
+    }
+
+    /// Accepts packets of payload type `pt` only.
+    pub fn with_payload_type(mut self, pt: u8) -> Self {
+        self.payload_type = Some(pt);
+        self
     }
 
     fn publish_counters(&self) {
@@ -495,9 +504,11 @@ impl Bridge for St20Rx {
             app_bytes,
             clock,
             source_filter,
+            payload_type,
             ..
         } = self;
         let filter = *source_filter;
+        let pt = *payload_type;
         let mut foreign = 0u64;
         let mut sink = Sink {
             io,
@@ -512,7 +523,9 @@ impl Bridge for St20Rx {
         let mut work = 0;
         while work < budget {
             let n = udp.recv(|packet, meta| {
-                if filter.is_some_and(|f| *meta.source.ip() != f) {
+                // Byte 1 of an RTP header: marker bit and payload type.
+                let wrong_pt = pt.is_some_and(|pt| packet.get(1).is_some_and(|b| b & 0x7f != pt));
+                if filter.is_some_and(|f| *meta.source.ip() != f) || wrong_pt {
                     foreign += 1;
                     return;
                 }

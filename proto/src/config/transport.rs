@@ -9,7 +9,9 @@
 //!   "port" (required, 1..=65535), "multicastSourceIpAddr", "pacing", "payloadType" (0..=127,
 //!   default 112), "transportPixelFormat" }`. `transportPixelFormat` is read for st2110-20 only
 //!   (default `"yuv422p10rfc4175"`); for the others it is type-checked and ignored, as MCM does.
-//!   An empty `multicastSourceIpAddr` or `pacing` counts as absent.
+//!   An empty `multicastSourceIpAddr` or `pacing` counts as absent. `sdpFile` (an mcm extension)
+//!   names an SDP file an rx session takes its stream description from (payload type, wire
+//!   format, source filter); it must agree with `ipAddr`, `port` and the payload.
 //! - `rdma`: `{ "connectionMode" ("RC", the only mode), "maxLatencyNanoseconds" (default 0) }`.
 //!
 //! `options.rdma` is `{ "provider" ("tcp" default, "verbs"), "num_endpoints" or "numEndpoints"
@@ -81,6 +83,8 @@ pub struct St2110 {
     pub payload_type: u8,
     /// Pixel format on the wire; `Some` for st2110-20 only.
     pub transport_pixel_format: Option<String>,
+    /// An SDP file describing the stream (rx; an mcm extension).
+    pub sdp_file: Option<String>,
 }
 
 impl St2110 {
@@ -226,6 +230,7 @@ fn parse_st2110(obj: &Obj<'_>) -> Result<St2110, ConfigError> {
         payload_type: obj.uint("payloadType", 0..=MAX_PAYLOAD_TYPE, DEFAULT_PAYLOAD_TYPE)?,
         transport_pixel_format: (transport == Transport::St2110_20)
             .then(|| tpf.unwrap_or(DEFAULT_TRANSPORT_PIXEL_FORMAT).to_owned()),
+        sdp_file: non_empty(obj, "sdpFile")?.map(String::from),
     })
 }
 
