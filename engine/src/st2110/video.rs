@@ -121,7 +121,7 @@ impl St20Tx {
             name,
             udp,
             packetizer,
-            pacer: Pacer::with_lead(timing, 2),
+            pacer: Pacer::with_lead(timing, 2).keep_late_frames(),
             clock,
             payload_type,
             ssrc,

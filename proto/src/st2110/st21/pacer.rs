@@ -89,6 +89,8 @@ pub struct Pacer {
     granted: u32,
     bucket: Bucket,
     stats: PacerStats,
+    /// Whether a frame a whole period behind is abandoned (the default) or finished late.
+    abandon_late: bool,
 }
 
 impl Pacer {
@@ -111,7 +113,17 @@ impl Pacer {
             granted: 0,
             bucket: Bucket::new(&timing),
             stats: PacerStats::default(),
+            abandon_late: true,
         }
+    }
+
+    /// Never abandons a frame in progress: a sender that fell behind (a starved core) finishes
+    /// the frame late, still never faster than the network model allows (so at most CMAX per
+    /// batch, catching up at the model's drain rate), and its packets count as late. A receiver
+    /// then gets a late but whole frame rather than a truncated one.
+    pub fn keep_late_frames(mut self) -> Pacer {
+        self.abandon_late = false;
+        self
     }
 
     /// The timing this pacer follows.
@@ -148,7 +160,7 @@ impl Pacer {
             State::Sending => {}
         }
         let next = u64::from(self.sent);
-        if now >= self.timing.packet_time(self.frame.saturating_add(1), next) {
+        if self.abandon_late && now >= self.timing.packet_time(self.frame.saturating_add(1), next) {
             return Budget::Skipped(self.abandon());
         }
         let scheduled = self

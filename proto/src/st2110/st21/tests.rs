@@ -730,6 +730,42 @@ fn a_late_start_skips_to_the_next_frame() {
 }
 
 #[test]
+fn a_pacer_that_keeps_late_frames_finishes_them_within_cmax_batches() {
+    let t = p1080_5994(SenderType::Narrow);
+    let mut pacer = Pacer::new(t).keep_late_frames();
+    let n = t.next_frame_after(NOW);
+    pacer.start_frame(n);
+    // Two whole frame periods late: nothing is skipped, the backlog leaves at most CMAX at a
+    // time, and only as fast as the network model drains.
+    let mut now = t.packet_time(n + 2, 0);
+    let mut sent = 0u32;
+    let mut polls = 0u64;
+    while sent < 4320 {
+        match pacer.due(now) {
+            Budget::Send(k) => {
+                assert!(k <= t.cmax(), "batch {k} over CMAX {}", t.cmax());
+                pacer.sent(k);
+                sent += k;
+            }
+            Budget::Wait => now = pacer.next_deadline().unwrap().max(now + 1),
+            other => panic!("unexpected {other:?} after {sent} packets"),
+        }
+        polls += 1;
+        assert!(polls < 100_000, "the late frame never finishes");
+    }
+    assert_eq!(pacer.due(now), Budget::Done);
+    let s = pacer.stats();
+    assert_eq!(
+        (s.frames_sent, s.frames_skipped, s.packets_skipped),
+        (1, 0, 0)
+    );
+    assert_eq!(
+        s.packets_late, 4320,
+        "every packet left after the next read time"
+    );
+}
+
+#[test]
 fn frames_replaced_or_ended_early_count_as_skipped() {
     let t = small();
     let mut pacer = Pacer::new(t);
