@@ -27,7 +27,9 @@ use clap::Args;
 use mcm_proto::st2110::FrameRate;
 use mcm_proto::st2110::rtp::Packet;
 use mcm_proto::st2110::sdp::{self, Fmtp, MediaKind, Session};
-use mcm_proto::st2110::st21::{Compliance, FrameGrade, GradeSummary, Grader, SenderType, Timing};
+use mcm_proto::st2110::st21::{
+    Compliance, FrameGrade, GradeSummary, Grader, SenderType, Timing, Violation,
+};
 
 /// Options of `mcm-perf pacing`.
 #[derive(Debug, Args)]
@@ -550,11 +552,11 @@ pub fn print_table(grades: &[FrameGrade], meter: &Meter, tai_offset_ns: i64) {
             g.violation.map(|v| format!("{v:?}")).unwrap_or_default()
         );
     }
-    print_summary(meter);
+    print_summary(grades, meter);
 }
 
 /// Prints the totals of the graded frames.
-pub fn print_summary(meter: &Meter) {
+pub fn print_summary(grades: &[FrameGrade], meter: &Meter) {
     let s = meter.summary();
     println!(
         "summary: {} frames: {} narrow, {} wide, {} fail -> {}; worst cinst {}, vrx {}..{}, \
@@ -571,6 +573,41 @@ pub fn print_summary(meter: &Meter) {
         s.rtp_offset_min,
         s.rtp_offset_max
     );
+    let v = violations(grades);
+    if !v.is_empty() {
+        let text: Vec<String> = v.iter().map(|(k, n)| format!("{n} {k:?}")).collect();
+        println!("failed frames by first violation: {}", text.join(", "));
+    }
+}
+
+/// How many frames failed for each reason, in [`Violation`] order.
+pub fn violations(grades: &[FrameGrade]) -> Vec<(Violation, u64)> {
+    use Violation::*;
+    [
+        FirstPacketLate,
+        RtpOffset,
+        VrxUnderflow,
+        VrxOverflow,
+        CinstOverflow,
+    ]
+    .into_iter()
+    .map(|k| {
+        (
+            k,
+            grades.iter().filter(|g| g.violation == Some(k)).count() as u64,
+        )
+    })
+    .filter(|&(_, n)| n > 0)
+    .collect()
+}
+
+/// [`violations`] as a JSON object.
+pub fn violations_json(grades: &[FrameGrade]) -> serde_json::Value {
+    violations(grades)
+        .into_iter()
+        .map(|(k, n)| (format!("{k:?}"), serde_json::Value::from(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// Runs `mcm-perf pacing`.
@@ -596,6 +633,7 @@ pub fn run(a: &PacingArgs) -> Result<(), String> {
                 "skipped_packets": meter.skipped(), "malformed": rx.malformed,
                 "unstamped": rx.unstamped,
                 "summary": summary_json(&meter.summary(), meter.timing()),
+                "violations": violations_json(&grades),
                 "frames": grades.iter().map(grade_json).collect::<Vec<_>>(),
             })
         );
@@ -735,6 +773,9 @@ mod tests {
             assert!(g.cinst_peak > u64::from(t.cmax_narrow()), "{g:?}");
         }
         assert_eq!(m.summary().class(), Some(Compliance::Fail));
+        let v = violations(&grades);
+        assert_eq!(v.iter().map(|(_, n)| n).sum::<u64>(), 6, "{v:?}");
+        assert_eq!(violations_json(&grades).as_object().unwrap().len(), v.len());
     }
 
     #[test]
