@@ -4,6 +4,10 @@
 //! sender through the SDK, and reports put→get latency percentiles (from the capture timestamp
 //! the SDK stamps at put, read against CLOCK_REALTIME at get), frames/s, drops and the CPU time
 //! of every process.
+//!
+//! `mcm-perf pacing` grades a live ST 2110-20 stream (described by an SDP file) against
+//! ST 2110-21 from kernel receive timestamps. `mcm-perf st2110` sends an ST 2110-20 stream
+//! through an engine to K SDK receivers over multicast on loopback, grading its pacing on the way.
 
 use std::time::Duration;
 
@@ -11,7 +15,9 @@ use clap::{Parser, Subcommand};
 
 mod engine;
 mod local;
+mod pacing;
 mod report;
+mod st2110;
 
 /// mcm-perf: latency histograms and throughput of the mcm engine.
 #[derive(Debug, Parser)]
@@ -25,6 +31,10 @@ struct Cli {
 enum Command {
     /// One sender and N receivers in a local multipoint group (shared memory, zero copy).
     Local(local::LocalArgs),
+    /// Grade a live ST 2110-20 stream (from its SDP) against ST 2110-21.
+    Pacing(pacing::PacingArgs),
+    /// One SDK ST 2110-20 sender, K SDK receivers through the engine, pacing graded.
+    St2110(st2110::St2110Args),
     /// A receiver process started by `local` (not for direct use).
     #[command(hide = true)]
     RxWorker(local::WorkerArgs),
@@ -34,6 +44,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Local(args) => local::run(&args),
+        Command::Pacing(args) => pacing::run(&args),
+        Command::St2110(args) => st2110::run(&args),
         Command::RxWorker(args) => local::worker(&args),
     };
     if let Err(e) = result {

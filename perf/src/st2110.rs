@@ -1,0 +1,367 @@
+//! `mcm-perf st2110`: one SDK ST 2110-20 sender and K SDK receivers through an engine, over a
+//! multicast group on loopback, with the sender's pacing graded on the same stream.
+//!
+//! The tx session sends to a 239.x group through `lo` (the engine's default interface,
+//! `127.0.0.1`); the engine's rx session joins it, and so does a [`pacing`](crate::pacing)
+//! receiver in this process: multicast loopback delivers every datagram to both sockets, so the
+//! stream the receivers decode is the stream graded. (`lo` lacks the MULTICAST flag, yet joins
+//! and sends with `IP_MULTICAST_IF 127.0.0.1` work without `ip link set lo multicast on`.)
+//!
+//! Latency is get time − the frame's timestamp; the rx session stamps each frame with its RTP
+//! sampling instant (TAI), so the get time is read as CLOCK_REALTIME + (TAI − REALTIME). It
+//! includes the sender's TROFFSET and the frame's transmission time (about one frame period at
+//! narrow pacing).
+
+use std::net::{Ipv4Addr, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use mcm_proto::config::ClientConfig;
+use mcm_proto::sdk::BridgeStats;
+use mcm_proto::st2110::FrameRate;
+use mcm_proto::st2110::st21::SenderType;
+use mcm_sdk::conn::realtime_ns;
+use mcm_sdk::{Client, Timeout};
+
+use crate::engine::{self, Engine, EngineOptions};
+use crate::pacing::{self, Meter, Receiver, Stream};
+use crate::report;
+
+/// Options of `mcm-perf st2110`.
+#[derive(Debug, Args)]
+pub struct St2110Args {
+    /// Frames to send.
+    #[arg(long, default_value_t = 600)]
+    frames: u64,
+    /// Frame rate (59.94 is 60000/1001).
+    #[arg(long, default_value_t = 59.94)]
+    fps: f64,
+    /// SDK receivers of the stream (one engine rx session, shared).
+    #[arg(long, default_value_t = 1)]
+    receivers: usize,
+    /// Frame width in pixels.
+    #[arg(long, default_value_t = 1920)]
+    width: u32,
+    /// Frame height in pixels.
+    #[arg(long, default_value_t = 1080)]
+    height: u32,
+    /// Pixel format, application and wire (yuv422p10rfc4175 or uyvy).
+    #[arg(long, default_value = "yuv422p10rfc4175")]
+    pixel_format: String,
+    /// Sender type: narrow, narrow_linear or wide.
+    #[arg(long, default_value = "narrow")]
+    pacing: String,
+    /// Multicast group of the stream (on loopback).
+    #[arg(long, default_value = "239.77.0.1")]
+    group: Ipv4Addr,
+    /// bufferQueueCapacity of every connection.
+    #[arg(long, default_value_t = 8)]
+    capacity: u32,
+    /// Attach to the engine serving this Unix socket instead of starting one.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// The mcm-engine binary to start (default: next to this executable).
+    #[arg(long)]
+    engine: Option<PathBuf>,
+    /// CPUs of the started engine's lcores.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    lcores: Vec<usize>,
+    /// CPU of the started engine's control thread.
+    #[arg(long, default_value_t = 0)]
+    control_cpu: usize,
+    /// Idle policy of the started engine's lcores: busy or adaptive.
+    #[arg(long, default_value = "adaptive")]
+    idle: String,
+    /// Do not grade the pacing (the grader's socket costs a CPU core at 1080p; on a small
+    /// machine it competes with the engine).
+    #[arg(long)]
+    no_grade: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn connection_json(a: &St2110Args, port: u16) -> String {
+    format!(
+        r#"{{"bufferQueueCapacity": {}, "connection": {{"st2110": {{"transport": "st2110-20",
+            "ipAddr": "{}", "port": {port}, "payloadType": 96, "pacing": "{}",
+            "transportPixelFormat": "{}"}}}},
+            "payload": {{"video": {{"width": {}, "height": {}, "fps": {},
+            "pixelFormat": "{}"}}}}}}"#,
+        a.capacity, a.group, a.pacing, a.pixel_format, a.width, a.height, a.fps, a.pixel_format
+    )
+}
+
+/// What one SDK receiver measured.
+#[derive(Debug)]
+struct RxResult {
+    received: u64,
+    hist: hdrhistogram::Histogram<u64>,
+    /// Get time of the first and the last frame.
+    first_ns: u64,
+    last_ns: u64,
+    /// The engine's counters of the groups this receiver belongs to (its rx session).
+    bridges: Vec<BridgeStats>,
+}
+
+fn bridge_line(b: &BridgeStats) -> String {
+    format!(
+        "bridge {}: packets {} frames {} incomplete {} dropped {} lost {} reordered {} \
+         malformed {} late {} send errors {}",
+        b.group,
+        b.packets,
+        b.frames,
+        b.frames_incomplete,
+        b.frames_dropped,
+        b.packets_lost,
+        b.packets_reordered,
+        b.packets_malformed,
+        b.packets_late,
+        b.send_errors
+    )
+}
+
+fn bridge_json(b: &BridgeStats) -> serde_json::Value {
+    serde_json::json!({
+        "group": b.group, "packets": b.packets, "frames": b.frames,
+        "frames_incomplete": b.frames_incomplete, "frames_dropped": b.frames_dropped,
+        "packets_lost": b.packets_lost, "packets_reordered": b.packets_reordered,
+        "packets_malformed": b.packets_malformed, "packets_late": b.packets_late,
+        "send_errors": b.send_errors,
+    })
+}
+
+/// Runs `mcm-perf st2110`.
+pub fn run(a: &St2110Args) -> Result<(), String> {
+    if !a.group.is_multicast() {
+        return Err(format!("--group {} is not a multicast address", a.group));
+    }
+    let rate =
+        FrameRate::from_fps(a.fps).ok_or_else(|| format!("--fps {} is not a rate", a.fps))?;
+    let sender = match a.pacing.as_str() {
+        "narrow" => SenderType::Narrow,
+        "narrow_linear" => SenderType::NarrowLinear,
+        "wide" => SenderType::Wide,
+        p => {
+            return Err(format!(
+                "--pacing {p:?}: allowed narrow, narrow_linear, wide"
+            ));
+        }
+    };
+    let started = match &a.socket {
+        Some(_) => None,
+        None => Some(Engine::start(&EngineOptions {
+            binary: a.engine.clone().unwrap_or_else(engine::default_binary),
+            lcores: a.lcores.clone(),
+            control_cpu: a.control_cpu,
+            idle: a.idle.clone(),
+        })?),
+    };
+    let socket = match (&a.socket, &started) {
+        (Some(s), _) => s.clone(),
+        (None, Some(e)) => e.socket.clone(),
+        (None, None) => unreachable!("an engine was started"),
+    };
+    let engine_pid = started.as_ref().map(Engine::pid);
+    // A port nobody on this host uses now.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map_err(|e| format!("free port: {e}"))?
+        .port();
+    let json = connection_json(a, port);
+    let stream = Stream {
+        addr: a.group,
+        port,
+        source: None,
+        payload_type: 96,
+        rate,
+        height: a.height,
+        interlaced: false,
+        sender,
+    };
+    let offset = pacing::tai_offset_ns();
+    let mut grader = Receiver::open(&stream, Ipv4Addr::LOCALHOST)?;
+    let mut meter = Meter::new(stream);
+    let wait = Timeout::After(Duration::from_secs(5));
+    let idle = Duration::from_secs(5);
+    let ready = Barrier::new(a.receivers + 1);
+
+    let (rx_results, tx_out, grades) = std::thread::scope(|sc| {
+        let grading = sc.spawn(|| {
+            if a.no_grade {
+                return Ok(Vec::new());
+            }
+            // Grade every frame but the first two (a partial one and the one counted).
+            grader.run(&mut meter, a.frames.saturating_sub(2), idle, offset, 96)
+        });
+        let rx_threads: Vec<_> = (0..a.receivers)
+            .map(|_| {
+                let (json, socket, ready) = (&json, &socket, &ready);
+                sc.spawn(move || -> Result<RxResult, String> {
+                    let client = Client::with_unix_socket(socket, ClientConfig::default())
+                        .map_err(|e| format!("receiver: {e}"));
+                    let rx = client
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|c| c.create_rx(json).map_err(|e| format!("receiver: {e}")));
+                    ready.wait();
+                    let rx = rx?;
+                    let mut hist = report::new_histogram();
+                    let (mut received, mut first_ns, mut last_ns) = (0, 0, 0);
+                    while let Ok(f) = rx.get_timeout(Timeout::After(idle)) {
+                        let now = (realtime_ns() as i64 + offset) as u64;
+                        let _ = hist.record(now.saturating_sub(f.timestamp_ns()).max(1));
+                        if received == 0 {
+                            first_ns = now;
+                        }
+                        received += 1;
+                        last_ns = now;
+                        if received >= a.frames {
+                            break;
+                        }
+                    }
+                    let bridges = client
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|c| c.stats().map_err(|e| format!("receiver stats: {e}")))?
+                        .bridges;
+                    drop(rx);
+                    Ok(RxResult {
+                        received,
+                        hist,
+                        first_ns,
+                        last_ns,
+                        bridges,
+                    })
+                })
+            })
+            .collect();
+        ready.wait();
+        let tx_out = send(a, &socket, &json, engine_pid, wait);
+        let rx_results: Vec<_> = rx_threads
+            .into_iter()
+            .map(|t| t.join().expect("receiver thread"))
+            .collect();
+        let grades = grading.join().expect("grader thread");
+        (rx_results, tx_out, grades)
+    });
+    let (cpu_engine, mut bridges) = tx_out?;
+    let grades = grades?;
+    let mut hist = report::new_histogram();
+    let (mut received, mut rate_sum) = (0, 0.0);
+    for (i, r) in rx_results.into_iter().enumerate() {
+        let r = r?;
+        received += r.received;
+        // Delivered rate: frames after the first over the time from the first to the last.
+        let span_s = r.last_ns.saturating_sub(r.first_ns) as f64 / 1e9;
+        if r.received > 1 && span_s > 0.0 {
+            rate_sum += (r.received - 1) as f64 / span_s;
+        }
+        hist.add(&r.hist).map_err(|e| format!("histogram: {e:?}"))?;
+        if i == 0 {
+            bridges.extend(r.bridges);
+        }
+    }
+    let lat = report::summarize(&hist);
+    let stream_s = a.frames as f64 / rate.fps();
+    let fps = rate_sum / a.receivers.max(1) as f64;
+    let summary = meter.summary();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "frames": a.frames, "rate": rate.to_string(), "receivers": a.receivers,
+                "received": received, "frames_per_s": fps,
+                "latency_us": {"count": lat.count, "p50": lat.p50, "p90": lat.p90,
+                    "p99": lat.p99, "p99_9": lat.p999, "max": lat.max},
+                "engine_cpu_s_per_stream_s": cpu_engine / stream_s,
+                "bridges": bridges.iter().map(bridge_json).collect::<Vec<_>>(),
+                "pacing": pacing::summary_json(&summary, meter.timing()),
+                "pacing_violations": pacing::violations_json(&grades),
+                "tai_offset_s": offset / 1_000_000_000,
+            })
+        );
+    } else {
+        println!(
+            "mcm-perf st2110: {}x{} {} at {} fps ({}), {} frames to {}:{} on lo, {} SDK \
+             receiver(s); engine lcores {:?} ({})",
+            a.width,
+            a.height,
+            a.pixel_format,
+            rate,
+            sender,
+            a.frames,
+            a.group,
+            port,
+            a.receivers,
+            a.lcores,
+            a.idle
+        );
+        println!(
+            "put->get latency (get time - RTP sampling instant) us: p50 {:.1} p90 {:.1} p99 {:.1} \
+             p99.9 {:.1} max {:.1} ({} frames)",
+            lat.p50, lat.p90, lat.p99, lat.p999, lat.max, lat.count
+        );
+        println!(
+            "frames/s per receiver (first to last get) {fps:.2}; received {received} of {}; engine CPU {:.3} s per \
+             stream-second",
+            a.frames * a.receivers as u64,
+            cpu_engine / stream_s
+        );
+        for b in &bridges {
+            println!("{}", bridge_line(b));
+        }
+        if a.no_grade {
+            return Ok(());
+        }
+        println!(
+            "pacing (graded on a second member of the group, kernel timestamps): {} packets \
+             before grading, {} not of the stream",
+            meter.skipped(),
+            grader.malformed
+        );
+        pacing::print_timing(&meter, offset);
+        pacing::print_summary(&grades, &meter);
+    }
+    Ok(())
+}
+
+/// Sends `a.frames` frames at the frame rate; returns the engine's CPU seconds over the run and
+/// the tx session's counters.
+fn send(
+    a: &St2110Args,
+    socket: &std::path::Path,
+    json: &str,
+    engine_pid: Option<u32>,
+    wait: Timeout,
+) -> Result<(f64, Vec<BridgeStats>), String> {
+    let client = Client::with_unix_socket(socket, ClientConfig::default())
+        .map_err(|e| format!("sender: {e}"))?;
+    let tx = client.create_tx(json).map_err(|e| format!("sender: {e}"))?;
+    let cpu0 = engine_pid.map_or(0.0, engine::cpu_seconds);
+    let start = Instant::now();
+    for i in 0..a.frames {
+        let due = start + Duration::from_secs_f64(i as f64 / a.fps);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        let mut b = tx
+            .get_timeout(wait)
+            .map_err(|e| format!("sender get: {e}"))?;
+        let p = b.payload_mut();
+        p.fill(i as u8);
+        b.put_timeout(wait)
+            .map_err(|e| format!("sender put: {e}"))?;
+    }
+    // Let the last frames leave and arrive before the CPU time is read.
+    std::thread::sleep(Duration::from_millis(200));
+    let cpu = engine_pid.map_or(0.0, engine::cpu_seconds) - cpu0;
+    let bridges = client
+        .stats()
+        .map_err(|e| format!("sender stats: {e}"))?
+        .bridges;
+    drop(tx);
+    Ok((cpu, bridges))
+}
