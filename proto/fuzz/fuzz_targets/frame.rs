@@ -17,7 +17,10 @@ macro_rules! round_trip {
                     let mut dec = FrameDecoder::new();
                     dec.buffer(&out);
                     let again = dec.next_frame().expect("own frame").expect("complete");
-                    assert_eq!(frame::decode::<$msg>(again).expect("own frame decodes"), msg);
+                    assert_eq!(
+                        frame::decode::<$msg>(again).expect("own frame decodes"),
+                        msg
+                    );
                     assert_eq!(dec.pending(), 0);
                 }
                 Err(e) => assert!(matches!(e, FrameError::Oversized { .. }), "encode: {e}"),
