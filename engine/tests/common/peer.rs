@@ -74,9 +74,9 @@ impl Peer {
         Peer::spawn("gst-launch-1.0", &args)
     }
 
-    /// `ffmpeg -nostdin -hide_banner -loglevel error ARGS`.
+    /// `ffmpeg -nostdin -hide_banner -loglevel warning -y ARGS`.
     pub fn ffmpeg(args: &[&str]) -> Peer {
-        let all: Vec<&str> = ["-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+        let all: Vec<&str> = ["-nostdin", "-hide_banner", "-loglevel", "warning", "-y"]
             .into_iter()
             .chain(args.iter().copied())
             .collect();
@@ -84,14 +84,19 @@ impl Peer {
     }
 
     /// Waits for the process to exit by itself (bounded); panics with its stderr on failure.
-    pub fn wait(mut self, limit: Duration) {
+    pub fn wait(self, limit: Duration) {
+        self.wait_stderr(limit);
+    }
+
+    /// [`Peer::wait`], returning what the process wrote to stderr.
+    pub fn wait_stderr(mut self, limit: Duration) -> String {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut err = String::new();
                 let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
                 assert!(status.success(), "{} failed ({status}):\n{err}", self.what);
-                return;
+                return err;
             }
             assert!(Instant::now() < deadline, "{} did not finish", self.what);
             std::thread::sleep(Duration::from_millis(20));
@@ -139,6 +144,31 @@ pub fn wait_udp_bound_in(table: &str, port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
     panic!("nothing listens on UDP port {port} ({table})");
+}
+
+/// Waits until a UDP socket bound to `port` has a receive buffer of at least `bytes` (`ss -m`
+/// shows `rb<N>`): a peer sets its buffer size after binding, and packets that arrive in
+/// between meet the small default buffer. Bounded.
+pub fn wait_udp_rcvbuf(port: u16, bytes: usize) {
+    let filter = format!("sport = :{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let out = Command::new("ss")
+            .args(["-u", "-a", "-m", "-n", "-H", &filter])
+            .output()
+            .expect("cannot run ss (iproute2)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let rb = text
+            .split(|c: char| c == ',' || c == '(' || c == ')' || c.is_whitespace())
+            .filter_map(|f| f.strip_prefix("rb"))
+            .filter_map(|n| n.parse::<usize>().ok())
+            .max();
+        if rb.is_some_and(|rb| rb >= bytes) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no UDP socket on port {port} with a {bytes}-byte receive buffer");
 }
 
 /// Raises `net.core.rmem_max` (so a peer's 64 MiB receive buffer is granted, as the peers'
