@@ -4,13 +4,14 @@
 //! The peers are installed by `scripts/setup_build_env.sh`; a missing peer fails the test.
 
 mod common;
+#[path = "common/peer.rs"]
+mod peer;
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use common::Engine;
+use peer::{free_port, pattern, wait_file, wait_udp_bound, Peer, RmemMax};
 use mcm_proto::config::ClientConfig;
 use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
 
@@ -28,15 +29,6 @@ const UYVY_BYTES: usize = (W * H * 2) as usize;
 
 fn client(e: &Engine) -> Client {
     Client::with_unix_socket(&e.unix, ClientConfig::default()).unwrap()
-}
-
-/// A UDP port nobody listens on now (bound and released).
-fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn video_json(port: u16, pixel: &str, wire: &str, fps: u32) -> String {
@@ -59,20 +51,6 @@ fn audio_json(port: u16, channels: u16) -> String {
     )
 }
 
-/// Frame `i` of a test sequence: every byte depends on its position and `i`, so a frame that
-/// is shifted, mixed with another or reordered never compares equal.
-fn pattern(i: u32, len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9u32 ^ i.wrapping_mul(0x85EB_CA6B);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
 fn send(tx: &TxConnection, frame: &[u8]) {
     let mut b = tx.get_timeout(T).unwrap();
     b.payload_mut()[..frame.len()].copy_from_slice(frame);
@@ -82,125 +60,6 @@ fn send(tx: &TxConnection, frame: &[u8]) {
 
 fn recv(rx: &RxConnection) -> Vec<u8> {
     rx.get_timeout(T).unwrap().payload().to_vec()
-}
-
-/// A peer process, killed when dropped.
-struct Peer {
-    child: Child,
-    what: String,
-}
-
-impl Peer {
-    fn spawn(program: &str, args: &[&str]) -> Peer {
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {program} (run scripts/setup_build_env.sh): {e}")
-            });
-        Peer {
-            child,
-            what: format!("{program} {}", args.join(" ")),
-        }
-    }
-
-    fn gst(pipeline: &str) -> Peer {
-        let args: Vec<&str> = std::iter::once("-q")
-            .chain(std::iter::once("-e"))
-            .chain(pipeline.split_whitespace())
-            .collect();
-        Peer::spawn("gst-launch-1.0", &args)
-    }
-
-    /// Waits for the process to exit by itself (bounded); returns its stderr on failure.
-    fn wait(mut self, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
-                assert!(status.success(), "{} failed ({status}):\n{err}", self.what);
-                return;
-            }
-            assert!(Instant::now() < deadline, "{} did not finish", self.what);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends SIGINT (GStreamer's `-e` turns it into end-of-stream, flushing files) and waits.
-    fn interrupt(self, limit: Duration) {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
-        self.wait(limit);
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until some process has a UDP socket bound to `port` (a peer is listening), bounded.
-fn wait_udp_bound(port: u16) {
-    let needle = format!(":{port:04X} ");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-        if table.lines().skip(1).any(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .is_some_and(|local| format!("{local} ").ends_with(&needle))
-        }) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nothing listens on UDP port {port}");
-}
-
-/// Raises `net.core.rmem_max` (so a peer's 64 MiB receive buffer is granted, as the peers'
-/// documentation asks) while held; one test at a time holds it, and the old value comes back.
-struct RmemMax {
-    old: String,
-    _serial: std::sync::MutexGuard<'static, ()>,
-}
-
-impl RmemMax {
-    fn raise() -> RmemMax {
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let path = "/proc/sys/net/core/rmem_max";
-        let old = std::fs::read_to_string(path).unwrap();
-        std::fs::write(path, "268435456").expect("the peer tests run as root to raise rmem_max");
-        RmemMax {
-            old,
-            _serial: serial,
-        }
-    }
-}
-
-impl Drop for RmemMax {
-    fn drop(&mut self) {
-        let _ = std::fs::write("/proc/sys/net/core/rmem_max", self.old.trim());
-    }
-}
-
-/// Waits until `path` holds at least `len` bytes (bounded).
-fn wait_file(path: &Path, len: usize, limit: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let data = std::fs::read(path).unwrap_or_default();
-        if data.len() >= len || Instant::now() > deadline {
-            return data;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn video_caps(depth: u32, port: u16) -> String {

@@ -1,0 +1,312 @@
+//! ST 2110 between two engines in two network namespaces joined by a veth pair: multicast from
+//! an engine in one namespace to an engine in the other, clean and with random loss injected by
+//! nftables. Every delivered frame is compared bit-exact; loss counters are compared with the
+//! packets nftables dropped.
+//!
+//! Root is required (namespaces, nftables). The engines run under `ip netns exec`; the SDK
+//! side stays in the test process: an engine's SDK socket is a Unix socket named by a path,
+//! and such sockets are not network-namespaced, so the test connects to both engines through
+//! their socket files. The namespaces (and the veth pair) are deleted when a test ends.
+
+mod common;
+#[path = "common/peer.rs"]
+mod peer;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mcm_proto::config::ClientConfig;
+use mcm_proto::sdk::BridgeStats;
+use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
+use peer::{pattern, NetnsPair};
+
+const T: Timeout = Timeout::After(Duration::from_secs(10));
+const PORT: u16 = 5004;
+
+/// An engine running inside a network namespace (`ip netns exec NS mcm-engine ...`), killed
+/// when dropped.
+struct NsEngine {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    unix: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NsEngine {
+    /// Starts an engine in `ns` whose ST 2110 sessions use `interface` with address
+    /// `local_ip`, its lcore on `cpu`.
+    fn start(ns: &str, interface: &str, local_ip: &str, cpu: u32) -> NsEngine {
+        let dir = tempfile::tempdir().unwrap();
+        let text = common::config(
+            dir.path(),
+            &format!("[st2110]\ninterface = \"{interface}\"\nlocal_ip = \"{local_ip}\"\n"),
+        )
+        .replace("cpus = [1]", &format!("cpus = [{cpu}]"));
+        let path = dir.path().join("cores.toml");
+        std::fs::write(&path, text).unwrap();
+        // `ip netns exec` enters the namespace and executes the engine in its own process.
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, common::BIN, "--config"])
+            .arg(&path)
+            .args(["--log-level", "info"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut e = NsEngine {
+            child,
+            log,
+            unix: PathBuf::new(),
+            _dir: dir,
+        };
+        let line = e.wait_log("Unix socket listening on ");
+        e.unix = PathBuf::from(line.rsplit(' ').next().unwrap());
+        e.wait_log("engine running");
+        e
+    }
+
+    fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + common::WAIT;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("engine exited ({status}):\n{}", self.log_text());
+            }
+            assert!(Instant::now() < deadline, "no {needle:?} in log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    fn client(&self) -> Client {
+        Client::with_unix_socket(&self.unix, ClientConfig::default()).unwrap()
+    }
+
+    /// Panics with the log if the engine has exited (crashed).
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("engine exited ({status}):\n{}", self.log_text());
+        }
+    }
+}
+
+impl Drop for NsEngine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn video_json(group: &str, w: u32, h: u32, fps: u32) -> String {
+    format!(
+        r#"{{"bufferQueueCapacity": 8,
+            "connection": {{"st2110": {{"transport": "st2110-20", "ipAddr": "{group}",
+                "port": {PORT}, "payloadType": 96,
+                "transportPixelFormat": "yuv422p10rfc4175"}}}},
+            "payload": {{"video": {{"width": {w}, "height": {h}, "fps": {fps},
+                "pixelFormat": "yuv422p10rfc4175"}}}}}}"#
+    )
+}
+
+fn send(tx: &TxConnection, frame: &[u8]) {
+    let mut b = tx.get_timeout(T).unwrap();
+    b.payload_mut()[..frame.len()].copy_from_slice(frame);
+    b.set_payload_len(frame.len()).unwrap();
+    b.put().unwrap();
+}
+
+fn recv(rx: &RxConnection) -> Vec<u8> {
+    rx.get_timeout(T).unwrap().payload().to_vec()
+}
+
+fn bridge(c: &Client, dir: &str) -> BridgeStats {
+    let stats = c.stats().unwrap();
+    stats
+        .bridges
+        .iter()
+        .find(|b| b.group.starts_with(dir))
+        .unwrap_or_else(|| panic!("no {dir} bridge in {stats:?}"))
+        .clone()
+}
+
+#[test]
+fn multicast_between_engines_in_two_namespaces_is_bit_exact() {
+    let net = NetnsPair::create("mc", 21);
+    let group = "239.99.21.1";
+    let mut a = NsEngine::start(&net.a, &net.veth_a, &net.ip_a, 0);
+    let mut b = NsEngine::start(&net.b, &net.veth_b, &net.ip_b, 1);
+    let (ca, cb) = (a.client(), b.client());
+    let (w, h) = (1920, 1080);
+    let bytes = (w * h * 5 / 2) as usize;
+    let rx = cb.create_rx(&video_json(group, w, h, 30)).unwrap();
+    let tx = ca.create_tx(&video_json(group, w, h, 30)).unwrap();
+    let n = 20u32;
+    for i in 0..n {
+        let f = pattern(i, bytes);
+        send(&tx, &f);
+        let got = recv(&rx);
+        assert!(got == f, "frame {i} differs");
+    }
+    let (t, r) = (bridge(&ca, "st2110-tx"), bridge(&cb, "st2110-rx"));
+    assert_eq!(t.frames, u64::from(n));
+    assert_eq!(t.packets, u64::from(n) * 4320, "4320 packets per frame");
+    assert_eq!(r.frames, u64::from(n));
+    assert_eq!(r.packets, t.packets);
+    assert_eq!(
+        (r.packets_lost, r.frames_incomplete, r.frames_dropped, r.packets_malformed),
+        (0, 0, 0, 0),
+        "{r:?}"
+    );
+    a.assert_running();
+    b.assert_running();
+}
+
+/// The packets the drop rule of table `lossy` in `ns` has dropped (`counter packets N`).
+fn nft_dropped(net: &NetnsPair, ns: &str) -> u64 {
+    let text = net.exec(ns, "nft", &["list", "chain", "ip", "lossy", "pre"]);
+    let line = text
+        .lines()
+        .find(|l| l.contains("drop"))
+        .unwrap_or_else(|| panic!("no drop rule in {text}"));
+    let mut words = line.split_whitespace();
+    words
+        .find(|w| *w == "packets")
+        .and_then(|_| words.next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no packet counter in {line:?}"))
+}
+
+/// Polls `f` until it returns true (bounded); panics with `what` otherwise.
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn random_loss_between_namespaces_is_counted_exactly_and_only_whole_frames_are_delivered() {
+    let net = NetnsPair::create("ls", 22);
+    // nftables counts socket buffers, and a UDP GSO buffer of several packets crosses a veth
+    // whole: one random drop would take several packets and count one. A NIC segments before
+    // the wire; so does the sending veth when it takes one segment at a time.
+    peer::run(
+        "ip",
+        &["-n", &net.a, "link", "set", "dev", &net.veth_a, "gso_max_segs", "1"],
+    );
+    let group = "239.99.22.1";
+    let mut a = NsEngine::start(&net.a, &net.veth_a, &net.ip_a, 0);
+    let mut b = NsEngine::start(&net.b, &net.veth_b, &net.ip_b, 1);
+    let (ca, cb) = (a.client(), b.client());
+    // Small frames (10240 bytes: 9 packets) so that about 60% of them get through whole at 5%
+    // loss.
+    let (w, h) = (256, 16);
+    let bytes = (w * h * 5 / 2) as usize;
+    let rx = cb.create_rx(&video_json(group, w, h, 60)).unwrap();
+    let tx = ca.create_tx(&video_json(group, w, h, 60)).unwrap();
+
+    // A first frame before any loss: the receiver learns the sequence numbers (a packet lost
+    // before the first one it sees cannot be known as lost).
+    let prime = pattern(10_000, bytes);
+    send(&tx, &prime);
+    assert!(recv(&rx) == prime, "first frame differs");
+
+    // 5% random loss on the receiving side, counted by nftables.
+    let port = PORT.to_string();
+    for cmd in [
+        "add table ip lossy",
+        "add chain ip lossy pre { type filter hook prerouting priority 0 ; }",
+        &format!("add rule ip lossy pre udp dport {port} numgen random mod 100 < 5 counter drop"),
+    ] {
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        net.exec(&net.b, "nft", &args);
+    }
+
+    // The SDK receiver drains the connection while frames are sent; it stops at the last
+    // frame (sent after the loss ends, so it always arrives whole).
+    let n = 200u32;
+    let last = pattern(20_000, bytes);
+    let expected_last = last.clone();
+    let receiver = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        loop {
+            let f = recv(&rx);
+            let done = f == expected_last;
+            got.push(f);
+            if done {
+                // The connection is handed back: its bridge's counters live while it does.
+                return (rx, got);
+            }
+        }
+    });
+    let frames: Vec<Vec<u8>> = (0..n).map(|i| pattern(i, bytes)).collect();
+    for f in &frames {
+        send(&tx, f);
+    }
+    wait_until("the tx session to send every frame", || {
+        bridge(&ca, "st2110-tx").frames == u64::from(n) + 1
+    });
+    // End the loss: an accept rule ahead of the drop rule, which keeps its counter.
+    net.exec(
+        &net.b,
+        "nft",
+        &["insert", "rule", "ip", "lossy", "pre", "udp", "dport", &port, "accept"],
+    );
+    let dropped = nft_dropped(&net, &net.b);
+    // The last frame arrives whole; its first packet's sequence number also reveals any
+    // packets dropped at the end of the frame before it.
+    send(&tx, &last);
+    let (_rx, got) = receiver.join().unwrap();
+    assert_eq!(nft_dropped(&net, &net.b), dropped, "packets dropped after the loss ended");
+    a.assert_running();
+    b.assert_running();
+
+    let (t, r) = (bridge(&ca, "st2110-tx"), bridge(&cb, "st2110-rx"));
+    let total = u64::from(n) + 2;
+    assert_eq!(t.frames, total);
+    assert!(
+        dropped > 0 && dropped < t.packets / 10,
+        "{dropped} of {} packets dropped",
+        t.packets
+    );
+    assert_eq!(
+        r.packets_lost,
+        dropped,
+        "lost packets: {r:?}; receiving namespace's counters:\n{}",
+        net.exec(&net.b, "nstat", &["-az"])
+    );
+    assert_eq!(r.packets + r.packets_lost, t.packets, "{r:?} {t:?}");
+    assert_eq!((r.packets_reordered, r.packets_malformed, r.frames_dropped), (0, 0, 0), "{r:?}");
+    // Every frame either arrived whole (and was delivered) or ended incomplete (and was not).
+    assert_eq!(r.frames + r.frames_incomplete, total, "{r:?}");
+    assert_eq!(got.len() as u64 + 1, r.frames, "delivered frames (besides the first)");
+    assert!(r.frames_incomplete > 0, "{r:?}");
+    // Delivered frames are whole, bit-exact and in order.
+    let mut next = 0usize;
+    for (k, g) in got[..got.len() - 1].iter().enumerate() {
+        let i = frames[next..]
+            .iter()
+            .position(|f| f == g)
+            .unwrap_or_else(|| panic!("delivered frame {k} is none of the frames sent (in order)"));
+        next += i + 1;
+    }
+}
