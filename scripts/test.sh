@@ -26,4 +26,8 @@ if [ "${MCM_SKIP_MIRI:-0}" != 1 ]; then
     CARGO_TARGET_DIR="$CARGO_TARGET_DIR-miri" MIRIFLAGS="-Zmiri-disable-isolation" \
         cargo +nightly miri test -p mcm-proto --lib -- shm::ring shm::pool::tests::heap
 fi
+if [ "${MCM_SKIP_FUZZ:-0}" != 1 ]; then
+    step "fuzz smoke: every ST 2110 parser's cargo-fuzz target, bounded runs over its seeds"
+    scripts/fuzz_smoke.sh
+fi
 step "all tests passed"

@@ -11,9 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Engine;
-use peer::{free_port, pattern, wait_file, wait_udp_bound, Peer, RmemMax};
 use mcm_proto::config::ClientConfig;
 use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
+use peer::{Peer, RmemMax, free_port, pattern, wait_file, wait_udp_bound};
 
 const T: Timeout = Timeout::After(Duration::from_secs(10));
 const W: u32 = 1920;

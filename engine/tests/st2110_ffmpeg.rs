@@ -14,10 +14,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Engine;
-use mcm_engine::st2110::convert::{from_rfc4175, PixelFormat};
+use mcm_engine::st2110::convert::{PixelFormat, from_rfc4175};
 use mcm_proto::config::ClientConfig;
 use mcm_sdk::{Client, Timeout, TxConnection};
-use peer::{free_port, pattern, wait_udp_bound, Peer, RmemMax};
+use peer::{Peer, RmemMax, free_port, pattern, wait_udp_bound};
 
 const T: Timeout = Timeout::After(Duration::from_secs(10));
 const W: u32 = 1920;
@@ -133,7 +133,10 @@ fn ffmpeg_receives_our_video(
         c.stats().unwrap().bridges
     );
     for (i, w) in want.iter().enumerate() {
-        assert!(got[i * len..(i + 1) * len] == w[..], "{wire}: frame {i} differs");
+        assert!(
+            got[i * len..(i + 1) * len] == w[..],
+            "{wire}: frame {i} differs"
+        );
     }
     let stats = c.stats().unwrap();
     let t = &stats.bridges[0];
@@ -227,11 +230,19 @@ fn ffmpeg_bitpacked_frames_reach_an_sdk_receiver_bit_exact() {
                 .unwrap();
                 wire
             };
-            assert!(g[..] == want[..], "{pixel}: frame {i} differs from FFmpeg's input");
+            assert!(
+                g[..] == want[..],
+                "{pixel}: frame {i} differs from FFmpeg's input"
+            );
         }
         let r = &stats.bridges[0];
         assert_eq!(
-            (r.frames, r.packets_lost, r.frames_incomplete, r.packets_malformed),
+            (
+                r.frames,
+                r.packets_lost,
+                r.frames_incomplete,
+                r.packets_malformed
+            ),
             (u64::from(n), 0, 0, 0),
             "{pixel}: {r:?}"
         );

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use mcm_proto::config::ClientConfig;
 use mcm_proto::sdk::BridgeStats;
 use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
-use peer::{pattern, NetnsPair};
+use peer::{NetnsPair, pattern};
 
 const T: Timeout = Timeout::After(Duration::from_secs(10));
 const PORT: u16 = 5004;
@@ -87,7 +87,11 @@ impl NsEngine {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("engine exited ({status}):\n{}", self.log_text());
             }
-            assert!(Instant::now() < deadline, "no {needle:?} in log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in log:\n{}",
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -171,7 +175,12 @@ fn multicast_between_engines_in_two_namespaces_is_bit_exact() {
     assert_eq!(r.frames, u64::from(n));
     assert_eq!(r.packets, t.packets);
     assert_eq!(
-        (r.packets_lost, r.frames_incomplete, r.frames_dropped, r.packets_malformed),
+        (
+            r.packets_lost,
+            r.frames_incomplete,
+            r.frames_dropped,
+            r.packets_malformed
+        ),
         (0, 0, 0, 0),
         "{r:?}"
     );
@@ -211,7 +220,16 @@ fn random_loss_between_namespaces_is_counted_exactly_and_only_whole_frames_are_d
     // the wire; so does the sending veth when it takes one segment at a time.
     peer::run(
         "ip",
-        &["-n", &net.a, "link", "set", "dev", &net.veth_a, "gso_max_segs", "1"],
+        &[
+            "-n",
+            &net.a,
+            "link",
+            "set",
+            "dev",
+            &net.veth_a,
+            "gso_max_segs",
+            "1",
+        ],
     );
     let group = "239.99.22.1";
     let mut a = NsEngine::start(&net.a, &net.veth_a, &net.ip_a, 0);
@@ -269,14 +287,20 @@ fn random_loss_between_namespaces_is_counted_exactly_and_only_whole_frames_are_d
     net.exec(
         &net.b,
         "nft",
-        &["insert", "rule", "ip", "lossy", "pre", "udp", "dport", &port, "accept"],
+        &[
+            "insert", "rule", "ip", "lossy", "pre", "udp", "dport", &port, "accept",
+        ],
     );
     let dropped = nft_dropped(&net, &net.b);
     // The last frame arrives whole; its first packet's sequence number also reveals any
     // packets dropped at the end of the frame before it.
     send(&tx, &last);
     let (_rx, got) = receiver.join().unwrap();
-    assert_eq!(nft_dropped(&net, &net.b), dropped, "packets dropped after the loss ended");
+    assert_eq!(
+        nft_dropped(&net, &net.b),
+        dropped,
+        "packets dropped after the loss ended"
+    );
     a.assert_running();
     b.assert_running();
 
@@ -295,10 +319,18 @@ fn random_loss_between_namespaces_is_counted_exactly_and_only_whole_frames_are_d
         net.exec(&net.b, "nstat", &["-az"])
     );
     assert_eq!(r.packets + r.packets_lost, t.packets, "{r:?} {t:?}");
-    assert_eq!((r.packets_reordered, r.packets_malformed, r.frames_dropped), (0, 0, 0), "{r:?}");
+    assert_eq!(
+        (r.packets_reordered, r.packets_malformed, r.frames_dropped),
+        (0, 0, 0),
+        "{r:?}"
+    );
     // Every frame either arrived whole (and was delivered) or ended incomplete (and was not).
     assert_eq!(r.frames + r.frames_incomplete, total, "{r:?}");
-    assert_eq!(got.len() as u64 + 1, r.frames, "delivered frames (besides the first)");
+    assert_eq!(
+        got.len() as u64 + 1,
+        r.frames,
+        "delivered frames (besides the first)"
+    );
     assert!(r.frames_incomplete > 0, "{r:?}");
     // Delivered frames are whole, bit-exact and in order.
     let mut next = 0usize;

@@ -270,7 +270,10 @@ impl NetnsPair {
         run("ip", &["link", "set", &p.veth_a, "netns", &p.a]);
         run("ip", &["link", "set", &p.veth_b, "netns", &p.b]);
         for (ns, dev, ip) in [(&p.a, &p.veth_a, &p.ip_a), (&p.b, &p.veth_b, &p.ip_b)] {
-            run("ip", &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev]);
+            run(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev],
+            );
             run("ip", &["-n", ns, "link", "set", dev, "up"]);
             run("ip", &["-n", ns, "link", "set", "lo", "up"]);
         }
