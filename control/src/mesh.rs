@@ -323,17 +323,15 @@ impl Mesh {
             geometry.metadata_capacity,
             pool.kind()
         );
-        let bridge = bridge.map(|direction| {
-            let Connection::St2110(st2110) = cfg.connection() else {
-                unreachable!("only st2110 connections have a bridge")
-            };
-            BridgeSpec {
+        let bridge = match (bridge, cfg.connection()) {
+            (Some(direction), Connection::St2110(st2110)) => Some(BridgeSpec {
                 direction,
                 st2110: st2110.clone(),
                 payload: *cfg.payload(),
                 counters: Arc::new(BridgeCounters::default()),
-            }
-        });
+            }),
+            _ => None,
+        };
         let bridge_state = bridge.as_ref().map(|b| (b.direction, b.counters.clone()));
         dp.submit(Command::CreateGroup {
             group: id,

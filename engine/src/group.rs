@@ -448,12 +448,15 @@ impl GroupPort {
         let g = self.pool.geometry();
         // With a sink bridge (an ST 2110 sender, paced by the network) the sender is held back
         // instead of dropping frames: its frames in flight (lent plus queued at the bridge)
-        // stay within its quota, so a get blocks until the bridge has sent a frame.
-        let in_flight = match &self.bridge {
-            Some(b) if b.bridge.role() == Role::Sink => src.held + b.count,
-            _ => src.held,
+        // stay within its quota and the bridge's, so a get blocks until the bridge has sent a
+        // frame and the bridge never has to refuse one.
+        let (in_flight, cap) = match &self.bridge {
+            Some(b) if b.bridge.role() == Role::Sink => {
+                (src.held + b.count, src.quota.min(b.quota))
+            }
+            _ => (src.held, src.quota),
         };
-        let want = (src.quota.saturating_sub(in_flight) as usize)
+        let want = (cap.saturating_sub(in_flight) as usize)
             .min(src.side.free_slots())
             .min(BATCH);
         let mut batch = [Descriptor::default(); BATCH];

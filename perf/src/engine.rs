@@ -28,6 +28,43 @@ pub struct EngineOptions {
     pub idle: String,
 }
 
+/// Command-line options naming the engine a measurement runs against.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Attach to the engine serving this Unix socket instead of starting one.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The mcm-engine binary to start (default: next to this executable).
+    #[arg(long)]
+    pub engine: Option<PathBuf>,
+    /// CPUs of the started engine's lcores.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub lcores: Vec<usize>,
+    /// CPU of the started engine's control thread.
+    #[arg(long, default_value_t = 0)]
+    pub control_cpu: usize,
+    /// Idle policy of the started engine's lcores: busy or adaptive.
+    #[arg(long, default_value = "adaptive")]
+    pub idle: String,
+}
+
+impl EngineArgs {
+    /// The engine started for the run (none when attaching) and the SDK socket to use.
+    pub fn attach_or_start(&self) -> Result<(Option<Engine>, PathBuf), String> {
+        if let Some(s) = &self.socket {
+            return Ok((None, s.clone()));
+        }
+        let e = Engine::start(&EngineOptions {
+            binary: self.engine.clone().unwrap_or_else(default_binary),
+            lcores: self.lcores.clone(),
+            control_cpu: self.control_cpu,
+            idle: self.idle.clone(),
+        })?;
+        let socket = e.socket.clone();
+        Ok((Some(e), socket))
+    }
+}
+
 /// The `mcm-engine` next to this executable (cargo puts both in the same directory).
 pub fn default_binary() -> PathBuf {
     std::env::current_exe()

@@ -10,7 +10,7 @@ use mcm_proto::config::ClientConfig;
 use mcm_sdk::conn::realtime_ns;
 use mcm_sdk::{Client, Timeout};
 
-use crate::engine::{self, Engine, EngineOptions};
+use crate::engine::{self, Engine, EngineArgs};
 use crate::report::{self, Summary};
 
 /// Options of `mcm-perf local`.
@@ -37,21 +37,9 @@ pub struct LocalArgs {
     /// bufferQueueCapacity of every connection.
     #[arg(long, default_value_t = 16)]
     capacity: u32,
-    /// Attach to the engine serving this Unix socket instead of starting one.
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// The mcm-engine binary to start (default: next to this executable).
-    #[arg(long)]
-    engine: Option<PathBuf>,
-    /// CPUs of the started engine's lcores.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
-    lcores: Vec<usize>,
-    /// CPU of the started engine's control thread.
-    #[arg(long, default_value_t = 0)]
-    control_cpu: usize,
-    /// Idle policy of the started engine's lcores: busy or adaptive.
-    #[arg(long, default_value = "adaptive")]
-    idle: String,
+    /// The engine measured.
+    #[command(flatten)]
+    target: EngineArgs,
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
@@ -113,20 +101,7 @@ fn connection_json(a: &LocalArgs, group: &str) -> String {
 
 /// Runs `mcm-perf local`.
 pub fn run(a: &LocalArgs) -> Result<(), String> {
-    let started = match &a.socket {
-        Some(_) => None,
-        None => Some(Engine::start(&EngineOptions {
-            binary: a.engine.clone().unwrap_or_else(engine::default_binary),
-            lcores: a.lcores.clone(),
-            control_cpu: a.control_cpu,
-            idle: a.idle.clone(),
-        })?),
-    };
-    let socket = match (&a.socket, &started) {
-        (Some(s), _) => s.clone(),
-        (None, Some(e)) => e.socket.clone(),
-        (None, None) => unreachable!("an engine was started"),
-    };
+    let (started, socket) = a.target.attach_or_start()?;
     if !a.json {
         println!(
             "mcm-perf local: {}x{} {} frames, {} per run, {}, capacity {}, engine lcores {:?} ({})",
@@ -140,8 +115,8 @@ pub fn run(a: &LocalArgs) -> Result<(), String> {
                 "as fast as possible".to_owned()
             },
             a.capacity,
-            a.lcores,
-            a.idle
+            a.target.lcores,
+            a.target.idle
         );
         println!(
             "{:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8} {:>10} {:>8}",

@@ -13,7 +13,6 @@
 //! narrow pacing).
 
 use std::net::{Ipv4Addr, UdpSocket};
-use std::path::PathBuf;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use mcm_proto::st2110::st21::SenderType;
 use mcm_sdk::conn::realtime_ns;
 use mcm_sdk::{Client, Timeout};
 
-use crate::engine::{self, Engine, EngineOptions};
+use crate::engine::{self, Engine, EngineArgs};
 use crate::pacing::{self, Meter, Receiver, Stream};
 use crate::report;
 
@@ -59,21 +58,9 @@ pub struct St2110Args {
     /// bufferQueueCapacity of every connection.
     #[arg(long, default_value_t = 8)]
     capacity: u32,
-    /// Attach to the engine serving this Unix socket instead of starting one.
-    #[arg(long)]
-    socket: Option<PathBuf>,
-    /// The mcm-engine binary to start (default: next to this executable).
-    #[arg(long)]
-    engine: Option<PathBuf>,
-    /// CPUs of the started engine's lcores.
-    #[arg(long, value_delimiter = ',', default_value = "1")]
-    lcores: Vec<usize>,
-    /// CPU of the started engine's control thread.
-    #[arg(long, default_value_t = 0)]
-    control_cpu: usize,
-    /// Idle policy of the started engine's lcores: busy or adaptive.
-    #[arg(long, default_value = "adaptive")]
-    idle: String,
+    /// The engine measured.
+    #[command(flatten)]
+    target: EngineArgs,
     /// Do not grade the pacing (the grader's socket costs a CPU core at 1080p; on a small
     /// machine it competes with the engine).
     #[arg(long)]
@@ -150,20 +137,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             ));
         }
     };
-    let started = match &a.socket {
-        Some(_) => None,
-        None => Some(Engine::start(&EngineOptions {
-            binary: a.engine.clone().unwrap_or_else(engine::default_binary),
-            lcores: a.lcores.clone(),
-            control_cpu: a.control_cpu,
-            idle: a.idle.clone(),
-        })?),
-    };
-    let socket = match (&a.socket, &started) {
-        (Some(s), _) => s.clone(),
-        (None, Some(e)) => e.socket.clone(),
-        (None, None) => unreachable!("an engine was started"),
-    };
+    let (started, socket) = a.target.attach_or_start()?;
     let engine_pid = started.as_ref().map(Engine::pid);
     // A port nobody on this host uses now.
     let port = UdpSocket::bind("127.0.0.1:0")
@@ -296,8 +270,8 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             a.group,
             port,
             a.receivers,
-            a.lcores,
-            a.idle
+            a.target.lcores,
+            a.target.idle
         );
         println!(
             "put->get latency (get time - RTP sampling instant) us: p50 {:.1} p90 {:.1} p99 {:.1} \

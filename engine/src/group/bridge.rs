@@ -180,3 +180,87 @@ impl<'a> BridgeIo<'a> {
         &self.released[..self.n_released]
     }
 }
+
+/// Frames a sink bridge may hold at once (queued and being sent).
+pub const SINK_QUEUE: usize = 64;
+
+/// The frames offered to a sink bridge, oldest first: a fixed ring, so offering never allocates.
+#[derive(Debug, Clone)]
+pub struct FrameQueue {
+    frames: [Frame; SINK_QUEUE],
+    head: usize,
+    len: usize,
+}
+
+impl Default for FrameQueue {
+    fn default() -> Self {
+        Self {
+            frames: [Frame::default(); SINK_QUEUE],
+            head: 0,
+            len: 0,
+        }
+    }
+}
+
+impl FrameQueue {
+    /// Appends `frame`; false when the queue already holds [`SINK_QUEUE`] frames.
+    pub fn push(&mut self, frame: Frame) -> bool {
+        if self.len == SINK_QUEUE {
+            return false;
+        }
+        self.frames[(self.head + self.len) % SINK_QUEUE] = frame;
+        self.len += 1;
+        true
+    }
+
+    /// The oldest frame.
+    pub fn front(&self) -> Option<Frame> {
+        (self.len > 0).then(|| self.frames[self.head])
+    }
+
+    /// Removes and returns the oldest frame.
+    pub fn pop(&mut self) -> Option<Frame> {
+        let f = self.front()?;
+        self.head = (self.head + 1) % SINK_QUEUE;
+        self.len -= 1;
+        Some(f)
+    }
+
+    /// Frames queued.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no frame is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_is_fifo_bounded_and_wraps() {
+        let mut q = FrameQueue::default();
+        let f = |slot| Frame {
+            slot,
+            ..Frame::default()
+        };
+        for round in 0..3u32 {
+            for i in 0..SINK_QUEUE as u32 {
+                assert!(q.push(f(round * 100 + i)));
+            }
+            assert!(!q.push(f(999)), "a full queue refuses");
+            assert_eq!(q.len(), SINK_QUEUE);
+            for i in 0..SINK_QUEUE as u32 {
+                assert_eq!(q.front().map(|x| x.slot), Some(round * 100 + i));
+                assert_eq!(q.pop().map(|x| x.slot), Some(round * 100 + i));
+            }
+            assert!(q.is_empty() && q.pop().is_none());
+            q.push(f(7));
+            q.pop();
+        }
+    }
+}

@@ -17,10 +17,8 @@ use mcm_proto::st2110::st30::{self, Continuity};
 
 use super::clock::Clock;
 use super::udp::{Datagram, RX_MESSAGES, UdpRx, UdpTx};
+use crate::group::bridge::FrameQueue;
 use crate::group::{Bridge, BridgeIo, Frame};
-
-/// Buffers a tx session may hold (see the video session's `TX_QUEUE`).
-pub const TX_QUEUE: usize = 64;
 
 /// The packet run a tx session is in.
 #[derive(Debug, Clone, Copy)]
@@ -41,8 +39,7 @@ pub struct St30Tx {
     payload_type: u8,
     ssrc: u32,
     seq: u16,
-    queue: [Frame; TX_QUEUE],
-    queued: usize,
+    queue: FrameQueue,
     run: Option<Run>,
     counters: Arc<BridgeCounters>,
     sdp_file: Option<std::path::PathBuf>,
@@ -75,8 +72,7 @@ impl St30Tx {
             payload_type,
             ssrc,
             seq: 0,
-            queue: [Frame::default(); TX_QUEUE],
-            queued: 0,
+            queue: FrameQueue::default(),
             run: None,
             counters,
             sdp_file: None,
@@ -105,9 +101,9 @@ impl St30Tx {
     }
 
     fn send_one(&mut self, io: &mut BridgeIo<'_>, run: Run) {
-        let frame = self.queue[0];
-        self.queue.copy_within(1..self.queued, 0);
-        self.queued -= 1;
+        let Some(frame) = self.queue.front() else {
+            return;
+        };
         let spp = u64::from(self.format.samples_per_packet());
         let header = rtp::Header {
             marker: false,
@@ -129,17 +125,16 @@ impl St30Tx {
             _ => {
                 // Not one packet's worth of samples: the buffer is dropped, not sent short.
                 BridgeCounters::add(&self.counters.frames_dropped, 1);
+                self.queue.pop();
                 io.release(frame.slot);
                 return;
             }
         };
         if sent == 0 {
-            // The socket is full: keep the buffer at the head and retry on the next poll.
-            self.queue.copy_within(0..self.queued, 1);
-            self.queue[0] = frame;
-            self.queued += 1;
+            // The socket is full: the buffer stays at the head for the next poll.
             return;
         }
+        self.queue.pop();
         io.release(frame.slot);
         self.seq = self.seq.wrapping_add(1);
         self.run = Some(Run {
@@ -166,26 +161,20 @@ impl Bridge for St30Tx {
     }
 
     fn offer(&mut self, frame: Frame) -> bool {
-        if self.queued == TX_QUEUE {
-            BridgeCounters::add(&self.counters.frames_dropped, 1);
-            return false;
-        }
-        self.queue[self.queued] = frame;
-        self.queued += 1;
-        true
+        super::video::offer_counted(&mut self.queue, frame, &self.counters)
     }
 
     fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
         let mut work = 0;
-        while work < budget && self.queued > 0 {
+        while work < budget && !self.queue.is_empty() {
             let now_ns = self.clock.now_ns();
             let (at, run) = self.due_at(now_ns);
             if at > now_ns {
                 break;
             }
-            let before = self.queued;
+            let before = self.queue.len();
             self.send_one(io, run);
-            if self.queued == before {
+            if self.queue.len() == before {
                 break; // socket full
             }
             work += 1;
@@ -194,7 +183,7 @@ impl Bridge for St30Tx {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        if self.queued == 0 {
+        if self.queue.is_empty() {
             return None;
         }
         let now = Instant::now();

@@ -19,12 +19,13 @@ use mcm_proto::st2110::{Depth, FrameRate, Sampling};
 use mcm_proto::st2110::{sdp, st30};
 
 use super::Settings;
-use super::audio::{self, St30Rx, St30Tx};
+use super::audio::{St30Rx, St30Tx};
 use super::clock::Clock;
 use super::convert::PixelFormat;
 use super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
-use super::video::{Conversion, St20Rx, St20Tx, TX_QUEUE};
+use super::video::{Conversion, St20Rx, St20Tx};
 use crate::group::Bridge;
+use crate::group::bridge::SINK_QUEUE;
 
 /// Pixel bytes per RFC 4175 packet: 1080p 10-bit 4:2:2 lines split into 4 packets, 4320 per
 /// frame, as ST 2110 senders commonly do; datagrams stay under a 1500-byte MTU.
@@ -223,16 +224,10 @@ fn video(
                 v.height,
                 timing.packets()
             );
-            Ok((Box::new(tx), TX_QUEUE as u32))
+            Ok((Box::new(tx), SINK_QUEUE as u32))
         }
         Direction::Rx => {
-            let mut at = rx_addr(settings, st, group)?;
-            if let Some(src) = from_sdp.as_ref().and_then(|s| s.source) {
-                at.source = Some(src);
-            }
-            let udp = UdpRx::open(at, &opts)
-                .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
-            let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
+            let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
             let name = format!("st2110-20 rx {}:{}", at.addr, at.port);
             tracing::info!(
                 "st2110-20 rx on {}:{}{}: {}x{} {wire_name}",
@@ -340,16 +335,10 @@ fn audio(
                 Clock::Tai,
             )
             .with_sdp_file(sdp_path);
-            Ok((Box::new(tx), audio::TX_QUEUE as u32))
+            Ok((Box::new(tx), SINK_QUEUE as u32))
         }
         Direction::Rx => {
-            let mut at = rx_addr(settings, st, group)?;
-            if let Some(src) = from_sdp.as_ref().and_then(|s| s.source) {
-                at.source = Some(src);
-            }
-            let udp = UdpRx::open(at, &opts)
-                .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
-            let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
+            let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
             tracing::info!("st2110-30 rx on {}:{}: {format}", at.addr, at.port);
             let name = format!("st2110-30 rx {}:{}", at.addr, at.port);
             let rx = St30Rx::new(name, udp, format, payload_type, counters, Clock::Tai)
@@ -412,6 +401,25 @@ fn stream_from_sdp(spec: &BridgeSpec) -> Result<Option<SdpStream>, String> {
         source,
         video,
     }))
+}
+
+/// Opens an rx session's socket (see [`rx_addr`]; the SDP's source filter wins) and returns it
+/// with where it listens and, for unicast from another host, the only sender accepted.
+fn open_rx(
+    settings: &Settings,
+    st: &St2110,
+    group: Ipv4Addr,
+    from_sdp: Option<&SdpStream>,
+    opts: &SocketOptions,
+) -> Result<(UdpRx, RxAddr, Option<Ipv4Addr>), String> {
+    let mut at = rx_addr(settings, st, group)?;
+    if let Some(src) = from_sdp.and_then(|s| s.source) {
+        at.source = Some(src);
+    }
+    let udp = UdpRx::open(at, opts)
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
+    let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
+    Ok((udp, at, filter))
 }
 
 /// Where an rx session listens: the multicast group (joined on the local interface, SSM when

@@ -19,13 +19,11 @@ use mcm_proto::st2110::st21::{Budget, Pacer, Timing};
 use super::clock::Clock;
 use super::convert::{self, PixelFormat};
 use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
+use crate::group::bridge::FrameQueue;
 use crate::group::{Bridge, BridgeIo, Frame};
 
 /// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
 const HEADERS: usize = HEADER_LEN + rfc4175::MAX_HEADERS_LEN;
-/// Frames a tx session may hold (queued and being sent); the sender's quota is held to this
-/// too, as its frames in flight never pass its own quota (at most the registry's 64 slots).
-pub const TX_QUEUE: usize = 64;
 
 /// The application's frames against the wire's, and the buffer a conversion goes through.
 #[derive(Debug)]
@@ -83,8 +81,7 @@ pub struct St20Tx {
     ssrc: u32,
     /// Extended sequence number of the next packet.
     seq: u32,
-    queue: [Frame; TX_QUEUE],
-    queued: usize,
+    queue: FrameQueue,
     sending: Option<Sending>,
     /// The last frame period used, so two frames never share an epoch.
     last_epoch: Option<u64>,
@@ -126,8 +123,7 @@ impl St20Tx {
             payload_type,
             ssrc,
             seq: 0,
-            queue: [Frame::default(); TX_QUEUE],
-            queued: 0,
+            queue: FrameQueue::default(),
             sending: None,
             last_epoch: None,
             conversion,
@@ -145,12 +141,9 @@ impl St20Tx {
 
     /// Starts the oldest queued frame at the next free frame epoch.
     fn start_next(&mut self, now_ns: u64, io: &mut BridgeIo<'_>) {
-        if self.queued == 0 {
+        let Some(frame) = self.queue.pop() else {
             return;
-        }
-        let frame = self.queue[0];
-        self.queue.copy_within(1..self.queued, 0);
-        self.queued -= 1;
+        };
         let t = *self.pacer.timing();
         let mut n = t.next_frame_after(now_ns);
         if let Some(last) = self.last_epoch {
@@ -292,13 +285,7 @@ impl Bridge for St20Tx {
     }
 
     fn offer(&mut self, frame: Frame) -> bool {
-        if self.queued == TX_QUEUE {
-            BridgeCounters::add(&self.counters.frames_dropped, 1);
-            return false;
-        }
-        self.queue[self.queued] = frame;
-        self.queued += 1;
-        true
+        offer_counted(&mut self.queue, frame, &self.counters)
     }
 
     fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
@@ -312,7 +299,7 @@ impl Bridge for St20Tx {
     fn next_deadline(&self) -> Option<Instant> {
         let now = Instant::now();
         if self.sending.is_none() {
-            return (self.queued > 0).then_some(now);
+            return (!self.queue.is_empty()).then_some(now);
         }
         let at = self.pacer.next_deadline()?;
         let now_ns = self.clock.now_ns();
@@ -545,4 +532,17 @@ impl Bridge for St20Rx {
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.udp.fd())
     }
+}
+
+/// Queues a frame offered to a tx session; a full queue drops it and counts the drop.
+pub(super) fn offer_counted(
+    queue: &mut FrameQueue,
+    frame: Frame,
+    counters: &BridgeCounters,
+) -> bool {
+    let taken = queue.push(frame);
+    if !taken {
+        BridgeCounters::add(&counters.frames_dropped, 1);
+    }
+    taken
 }
