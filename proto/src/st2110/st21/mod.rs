@@ -522,9 +522,10 @@ impl Bucket {
         (cmax + 1).saturating_sub(self.level_at(t)).min(cmax)
     }
 
-    /// The earliest time at which [`Bucket::room`] is not zero.
-    fn free_at(&self, cmax: u32) -> u64 {
-        let (Some(t0), Some(excess)) = (self.t0, self.level.checked_sub(u64::from(cmax))) else {
+    /// The earliest time at which [`Bucket::room`] is at least `want` (1 ..= `cmax`).
+    fn free_at(&self, cmax: u32, want: u32) -> u64 {
+        let keep = (u64::from(cmax) + 1).saturating_sub(u64::from(want.max(1)));
+        let (Some(t0), Some(excess)) = (self.t0, self.level.checked_sub(keep)) else {
             return self.last;
         };
         if excess == 0 {

@@ -79,6 +79,10 @@ enum State {
 pub struct Pacer {
     timing: Timing,
     lead_ns: u64,
+    /// How far past the first due packet a grant reaches: `batch - 1` packet slots.
+    batch_ns: u64,
+    /// Packets a grant waits for room for in the network model (1: no batching).
+    batch: u32,
     state: State,
     frame: u64,
     /// Packets of the current frame sent so far.
@@ -106,6 +110,8 @@ impl Pacer {
         Pacer {
             timing,
             lead_ns: timing.packet_offset_ns(u64::from(lead)),
+            batch_ns: 0,
+            batch: 1,
             state: State::Idle,
             frame: 0,
             sent: 0,
@@ -115,6 +121,34 @@ impl Pacer {
             stats: PacerStats::default(),
             abandon_late: true,
         }
+    }
+
+    /// Grants packets in batches of up to `batch`: once a packet is due, the grant also takes
+    /// the packets due within the next `batch - 1` packet slots (still never more than the
+    /// network model lets through). A send loop then makes one system call per `batch`
+    /// packets instead of one per packet however often it polls, at the price of sending up
+    /// to `batch - 1` slots early: the receiver's VRX peaks at `lead + batch` at most, so keep
+    /// `lead + batch <= VRX_FULL` (see [`Pacer::batch_for`]). 0 and 1 mean no batching.
+    pub fn with_batch(mut self, batch: u32) -> Pacer {
+        // + 1 ns: packet times are floored, so slot `j + batch - 1` can lie up to 1 ns more
+        // than `(batch - 1) · TRS` after slot `j`.
+        self.batch_ns = match batch {
+            0 | 1 => 0,
+            b => self.timing.packet_offset_ns(u64::from(b - 1)) + 1,
+        };
+        self.batch = batch.clamp(1, self.timing.cmax());
+        self
+    }
+
+    /// The largest batch that keeps a sender with `lead` within its type's limits with room
+    /// to spare for jitter on the way: `CMAX - 2` (a batch lands as one burst in the network
+    /// model) and `VRX_FULL - lead - 1` (its last packet is early by `batch - 1` slots), at
+    /// least 1.
+    pub const fn batch_for(timing: &Timing, lead: u32) -> u32 {
+        let by_cmax = timing.cmax().saturating_sub(2);
+        let by_vrx = timing.vrx_full().saturating_sub(lead).saturating_sub(1);
+        let b = if by_cmax < by_vrx { by_cmax } else { by_vrx };
+        if b == 0 { 1 } else { b }
     }
 
     /// Never abandons a frame in progress: a sender that fell behind (a starved core) finishes
@@ -163,13 +197,22 @@ impl Pacer {
         if self.abandon_late && now >= self.timing.packet_time(self.frame.saturating_add(1), next) {
             return Budget::Skipped(self.abandon());
         }
-        let scheduled = self
-            .timing
-            .packets_due(self.frame, now.saturating_add(self.lead_ns));
+        let horizon = now.saturating_add(self.lead_ns);
+        let mut scheduled = self.timing.packets_due(self.frame, horizon);
+        if scheduled > next && self.batch_ns > 0 {
+            scheduled = self
+                .timing
+                .packets_due(self.frame, horizon.saturating_add(self.batch_ns));
+        }
         let due = scheduled
             .min(u64::from(self.timing.packets()))
             .saturating_sub(next);
         let room = self.bucket.room(now, self.timing.cmax());
+        if room < due.min(u64::from(self.batch)) {
+            // A late sender catching up waits for room for a whole batch rather than
+            // trickling out one packet per drain slot.
+            return Budget::Wait;
+        }
         match due.min(room) {
             0 => Budget::Wait,
             k => {
@@ -213,7 +256,8 @@ impl Pacer {
         }
         let scheduled = self.timing.packet_time(self.frame, u64::from(self.sent));
         let scheduled = scheduled.saturating_sub(self.lead_ns);
-        Some(scheduled.max(self.bucket.free_at(self.timing.cmax())))
+        let want = self.batch.min(self.timing.packets() - self.sent);
+        Some(scheduled.max(self.bucket.free_at(self.timing.cmax(), want)))
     }
 
     /// Ends the current frame: after [`Budget::Done`] this only makes the pacer idle; before it,

@@ -275,11 +275,39 @@ fn bucket_free_at_is_the_next_useful_slot() {
     let mut b = Bucket::new(&t);
     assert_eq!(b.arrive(0, 7), 6);
     assert_eq!(b.room(0, 6), 0);
-    assert_eq!(b.free_at(6), 9_470); // ceil(9469.69)
+    assert_eq!(b.free_at(6, 1), 9_470); // ceil(9469.69)
     assert_eq!(b.room(9_469, 6), 0);
     assert_eq!(b.room(9_470, 6), 1);
-    assert_eq!(b.free_at(4), 28_410); // three slots: ceil(28409.09)
-    assert_eq!(b.free_at(7), 0);
+    assert_eq!(b.free_at(4, 1), 28_410); // three slots: ceil(28409.09)
+    assert_eq!(b.free_at(7, 1), 0);
+    // Room for three under CMAX 6: the level must fall from 7 to 4, three slots.
+    assert_eq!(b.free_at(6, 3), 28_410);
+    assert_eq!(b.room(28_409, 6), 2);
+    assert_eq!(b.room(28_410, 6), 3);
+    assert_eq!(
+        b.free_at(6, 0),
+        b.free_at(6, 1),
+        "wanting none waits for one"
+    );
+}
+
+/// A late sender with batches waits for room for a whole batch instead of trickling one
+/// packet per drain slot.
+#[test]
+fn a_late_batching_pacer_waits_for_room_for_a_whole_batch() {
+    let t = p1080_5994(SenderType::Narrow);
+    let mut pacer = Pacer::new(t).with_batch(4);
+    let n = t.next_frame_after(NOW);
+    pacer.start_frame(n);
+    let now = t.frame_epoch(n) + 100_000; // 27 packets due
+    assert_eq!(pacer.due(now), Budget::Send(6));
+    pacer.sent(6);
+    // Cinst 5: room for 1, not 4.
+    assert_eq!(pacer.due(now), Budget::Wait);
+    let at = pacer.next_deadline().unwrap();
+    assert_eq!(at, now + 10_533); // three drain slots: ceil(3 · 3510.7...)
+    assert_eq!(pacer.due(at - 1), Budget::Wait);
+    assert_eq!(pacer.due(at), Budget::Send(4));
 }
 
 // ---- the grader ----
@@ -629,6 +657,60 @@ fn a_lead_sends_early_and_fills_the_receiver_buffer() {
 }
 
 #[test]
+fn batch_for_stays_within_cmax_and_vrx_full() {
+    // 1080p59.94 narrow: CMAX 6, VRX_FULL 9.
+    let t = p1080_5994(SenderType::Narrow);
+    assert_eq!(Pacer::batch_for(&t, 2), 4);
+    assert_eq!(Pacer::batch_for(&t, 5), 3);
+    assert_eq!(Pacer::batch_for(&t, 9), 1);
+    // Wide: CMAX 16, VRX_FULL 863.
+    assert_eq!(Pacer::batch_for(&p1080_5994(SenderType::Wide), 2), 14);
+    // 720p50: CMAX 4, VRX_FULL 8.
+    assert_eq!(Pacer::batch_for(&p720_50(), 2), 2);
+}
+
+/// A poller far faster than TRS gets whole batches, one every `batch` slots, and the stream
+/// still grades narrow with VRX at most `lead + batch`.
+#[test]
+fn a_batching_pacer_grants_whole_batches_to_a_fast_poller() {
+    let t = p1080_5994(SenderType::Narrow);
+    let mut pacer = Pacer::with_lead(t, 2).with_batch(4);
+    let mut grader = Grader::new(t);
+    let run = drive(&mut pacer, &mut grader, NOW, 2, |now, d, wait| {
+        if wait {
+            d.unwrap_or(now + 50)
+        } else {
+            now + 50
+        }
+    });
+    assert_eq!((run.max_batch, run.budgets), (4, 2 * 4320 / 4));
+    let s = grader.summary();
+    assert_eq!((s.frames, s.narrow), (2, 2), "{s:?}");
+    assert!(s.vrx_peak <= 6 && s.vrx_peak >= 4, "{s:?}");
+    assert!(s.cinst_peak <= 4, "{s:?}");
+    assert_eq!(pacer.stats().packets_late, 0);
+}
+
+#[test]
+fn a_batch_starts_only_when_its_first_packet_is_due() {
+    let t = p1080_5994(SenderType::Narrow);
+    let mut pacer = Pacer::new(t).with_batch(4);
+    let n = t.next_frame_after(NOW);
+    pacer.start_frame(n);
+    assert_eq!(pacer.due(t.packet_time(n, 0) - 1), Budget::Wait);
+    assert_eq!(pacer.due(t.packet_time(n, 0)), Budget::Send(4));
+    pacer.sent(4);
+    assert_eq!(pacer.next_deadline(), Some(t.packet_time(n, 4)));
+    assert_eq!(pacer.due(t.packet_time(n, 4) - 1), Budget::Wait);
+    // A partial send (a full socket): the next batch starts at the next unsent packet's time.
+    assert_eq!(pacer.due(t.packet_time(n, 4)), Budget::Send(4));
+    pacer.sent(1);
+    assert_eq!(pacer.due(t.packet_time(n, 4)), Budget::Wait);
+    assert_eq!(pacer.next_deadline(), Some(t.packet_time(n, 5)));
+    assert_eq!(pacer.due(t.packet_time(n, 5)), Budget::Send(4));
+}
+
+#[test]
 fn a_late_poll_gets_the_backlog_in_batches_of_cmax() {
     let t = p1080_5994(SenderType::Narrow);
     let mut pacer = Pacer::new(t);
@@ -823,9 +905,10 @@ proptest! {
         wide in any::<bool>(),
         start in 0u64..40_000_000,
         lead in 0u32..8,
+        batch in 0u32..20,
     ) {
         let t = if wide { p1080_5994(SenderType::Wide) } else { p720_50() };
-        let mut pacer = Pacer::with_lead(t, lead);
+        let mut pacer = Pacer::with_lead(t, lead).with_batch(batch);
         let mut grader = Grader::new(t);
         let mut i = 0;
         // Tiny steps, zero included, would take forever over two frames: when told to wait, an
@@ -864,6 +947,29 @@ proptest! {
         let s = grader.summary();
         prop_assert_eq!((s.frames, s.narrow), (2, 2), "{:?}", s);
         prop_assert!(s.vrx_peak <= 3);
+        prop_assert_eq!(pacer.stats().packets_late, 0);
+    }
+
+    /// The same with batches of `Pacer::batch_for`: still narrow, VRX at most lead + batch.
+    #[test]
+    fn batches_within_the_limits_stay_narrow(
+        steps in prop::collection::vec(1u64..=3_707, 1..200),
+        linear in any::<bool>(),
+    ) {
+        let sender = if linear { SenderType::NarrowLinear } else { SenderType::Narrow };
+        let t = p1080_5994(sender);
+        let batch = Pacer::batch_for(&t, 2);
+        let mut pacer = Pacer::with_lead(t, 2).with_batch(batch);
+        let mut grader = Grader::new(t);
+        let mut i = 0;
+        let run = drive(&mut pacer, &mut grader, NOW, 2, |now, _, _| {
+            i += 1;
+            now + steps[i % steps.len()]
+        });
+        let s = grader.summary();
+        prop_assert_eq!((s.frames, s.narrow), (2, 2), "{:?}", s);
+        prop_assert!(s.vrx_peak <= i64::from(2 + batch), "{:?}", s);
+        prop_assert!(run.max_batch <= batch + 1);
         prop_assert_eq!(pacer.stats().packets_late, 0);
     }
 }
