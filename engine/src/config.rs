@@ -220,6 +220,10 @@ pub struct St2110File {
     pub multicast_ttl: u8,
     /// Use UDP GSO on tx when the kernel has it.
     pub gso: bool,
+    /// Microseconds an rx session waits, after finding its socket empty, before reading it
+    /// again (0..=1000; 0 reads on every lcore iteration). Fewer, larger `recvmmsg` calls for
+    /// at most this much added latency.
+    pub rx_read_interval_us: u32,
 }
 
 impl Default for St2110File {
@@ -235,6 +239,7 @@ impl Default for St2110File {
             socket_buffer_bytes: 32 << 20,
             multicast_ttl: 32,
             gso: true,
+            rx_read_interval_us: 100,
         }
     }
 }
@@ -531,6 +536,12 @@ fn validate_st2110(f: &St2110File, shm_dir: &Path) -> Result<crate::st2110::Sett
         1 << 30,
     )?;
     in_range("st2110.multicast_ttl", u64::from(f.multicast_ttl), 1, 255)?;
+    let rx_read_interval = in_range(
+        "st2110.rx_read_interval_us",
+        u64::from(f.rx_read_interval_us),
+        0,
+        1000,
+    )?;
     Ok(crate::st2110::Settings {
         interface: f.interface.clone(),
         local_ip,
@@ -541,6 +552,7 @@ fn validate_st2110(f: &St2110File, shm_dir: &Path) -> Result<crate::st2110::Sett
         socket_buffer: socket_buffer as usize,
         multicast_ttl: f.multicast_ttl,
         gso: f.gso,
+        rx_read_interval: std::time::Duration::from_micros(rx_read_interval),
         sdp_dir: shm_dir.to_path_buf(),
     })
 }

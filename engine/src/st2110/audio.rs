@@ -338,4 +338,8 @@ impl Bridge for St30Rx {
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.udp.fd())
     }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.udp.next_read()
+    }
 }

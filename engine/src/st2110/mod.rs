@@ -33,6 +33,8 @@ pub struct Settings {
     pub multicast_ttl: u8,
     /// Whether tx uses UDP GSO.
     pub gso: bool,
+    /// How long an rx session lets datagrams gather after finding its socket empty.
+    pub rx_read_interval: std::time::Duration,
     /// Where tx sessions publish their SDP files.
     pub sdp_dir: PathBuf,
 }

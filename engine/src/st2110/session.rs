@@ -417,7 +417,8 @@ fn open_rx(
         at.source = Some(src);
     }
     let udp = UdpRx::open(at, opts)
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?;
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?
+        .with_read_interval(settings.rx_read_interval);
     let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
     Ok((udp, at, filter))
 }

@@ -19,6 +19,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 /// Most datagrams one [`UdpTx::send`] takes.
 pub const MAX_BATCH: usize = 64;
@@ -445,6 +446,10 @@ pub struct UdpRx {
     buffer: usize,
     data: Box<[u8]>,
     counters: IoCounters,
+    /// After a read that emptied the socket, reads are skipped for this long (0: never).
+    read_interval: Duration,
+    /// No `recvmmsg` before this instant (the socket was empty at the last read).
+    rest_until: Option<Instant>,
 }
 
 impl std::fmt::Debug for UdpRx {
@@ -485,7 +490,24 @@ impl UdpRx {
             buffer,
             data: vec![0u8; RX_MESSAGES * RX_MESSAGE_BYTES].into_boxed_slice(),
             counters: IoCounters::default(),
+            read_interval: Duration::ZERO,
+            rest_until: None,
         })
+    }
+
+    /// After a read that finds the socket empty (fewer datagrams than one `recvmmsg` takes),
+    /// [`UdpRx::recv`] makes no system call for `interval`: datagrams gather in the socket
+    /// buffer and the next read takes many at once. A stream then costs one `recvmmsg` per
+    /// interval instead of one per lcore iteration, for at most `interval` of added latency.
+    /// Zero (the default) reads on every call.
+    pub fn with_read_interval(mut self, interval: Duration) -> Self {
+        self.read_interval = interval;
+        self
+    }
+
+    /// When a skipped read is next allowed (`None`: reads are not being skipped).
+    pub fn next_read(&self) -> Option<Instant> {
+        self.rest_until
     }
 
     /// Whether the kernel coalesces datagrams (GRO).
@@ -515,7 +537,18 @@ impl UdpRx {
 
     /// Receives what is waiting (one `recvmmsg`, up to 16 messages) and lends each datagram to
     /// `f`. Returns the number of datagrams; 0 when none waited.
+    /// Makes no system call and returns 0 while resting (see [`UdpRx::with_read_interval`]).
     pub fn recv(&mut self, mut f: impl FnMut(&[u8], RxMeta)) -> usize {
+        let now = if self.read_interval.is_zero() {
+            None
+        } else {
+            let now = Instant::now();
+            if self.rest_until.is_some_and(|t| now < t) {
+                return 0;
+            }
+            Some(now)
+        };
+        self.rest_until = None;
         // SAFETY: these are plain old data; all zeroes is a valid value.
         let mut msgs: [libc::mmsghdr; RX_MESSAGES] = unsafe { zeroed() };
         // SAFETY: as above.
@@ -551,6 +584,10 @@ impl UdpRx {
                 std::ptr::null_mut(),
             )
         };
+        if rc < RX_MESSAGES as i32 {
+            // The socket is (or was just) empty: let datagrams gather before the next read.
+            self.rest_until = now.map(|t| t + self.read_interval);
+        }
         if rc < 0 {
             let e = last_error();
             if e.kind() == io::ErrorKind::WouldBlock {
@@ -795,5 +832,60 @@ mod tests {
         let (_tx, mut rx) = loopback_pair(&SocketOptions::default());
         assert_eq!(rx.recv(|_, _| panic!("no datagram expected")), 0);
         assert_eq!(rx.counters().would_block, 1);
+        assert_eq!(rx.next_read(), None, "no read interval: never resting");
+    }
+
+    fn one(tx: &mut UdpTx, byte: u8) {
+        let d = [Datagram {
+            header: &[byte],
+            data: &[],
+        }];
+        assert_eq!(tx.send(&d), 1);
+    }
+
+    /// After a read that empties the socket, reads within the interval make no system call;
+    /// what arrived meanwhile waits in the socket and the first read after it takes it all.
+    #[test]
+    fn a_read_interval_skips_reads_of_an_emptied_socket() {
+        let (mut tx, rx) = loopback_pair(&SocketOptions::default());
+        let mut rx = rx.with_read_interval(Duration::from_secs(3600));
+        one(&mut tx, 1);
+        assert_eq!(drain(&mut rx, 1).len(), 1);
+        let calls = rx.counters().syscalls;
+        let resting = rx.next_read().expect("resting after an emptying read");
+        assert!(resting > Instant::now() + Duration::from_secs(3000));
+        one(&mut tx, 2);
+        one(&mut tx, 3);
+        assert_eq!(rx.recv(|_, _| panic!("a read while resting")), 0);
+        assert_eq!(rx.counters().syscalls, calls, "no recvmmsg while resting");
+
+        // A short interval: once it has passed, one read takes both waiting datagrams.
+        rx.read_interval = Duration::from_millis(1);
+        rx.rest_until = Some(Instant::now() + Duration::from_millis(1));
+        std::thread::sleep(Duration::from_millis(5));
+        let mut got = Vec::new();
+        assert_eq!(rx.recv(|d, _| got.push(d[0])), 2);
+        assert_eq!(got, [2, 3]);
+        assert_eq!(rx.counters().syscalls, calls + 1);
+        assert!(rx.next_read().is_some(), "the read emptied the socket");
+    }
+
+    /// A read that fills every message slot leaves the socket possibly non-empty: no rest.
+    #[test]
+    fn a_full_read_does_not_rest() {
+        let (mut tx, rx) = loopback_pair(&SocketOptions {
+            gro: false,
+            ..SocketOptions::default()
+        });
+        let mut rx = rx.with_read_interval(Duration::from_secs(3600));
+        for i in 0..RX_MESSAGES + 1 {
+            one(&mut tx, i as u8);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(rx.recv(|_, _| {}), RX_MESSAGES);
+        assert_eq!(rx.next_read(), None);
+        let mut last = None;
+        assert_eq!(rx.recv(|d, _| last = Some(d[0])), 1);
+        assert_eq!(last, Some(RX_MESSAGES as u8));
     }
 }

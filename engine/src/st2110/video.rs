@@ -24,6 +24,10 @@ use crate::group::{Bridge, BridgeIo, Frame};
 
 /// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
 const HEADERS: usize = HEADER_LEN + rfc4175::MAX_HEADERS_LEN;
+/// Packet slots a tx session sends ahead of the read schedule, so that wake-up jitter of up
+/// to two TRS does not underflow a receiver's buffer. Batches (one GSO `sendmsg` each) are
+/// sized by [`Pacer::batch_for`] to stay within CMAX and VRX_FULL with this lead.
+const LEAD: u32 = 2;
 
 /// The application's frames against the wire's, and the buffer a conversion goes through.
 #[derive(Debug)]
@@ -118,7 +122,9 @@ impl St20Tx {
             name,
             udp,
             packetizer,
-            pacer: Pacer::with_lead(timing, 2).keep_late_frames(),
+            pacer: Pacer::with_lead(timing, LEAD)
+                .with_batch(Pacer::batch_for(&timing, LEAD))
+                .keep_late_frames(),
             clock,
             payload_type,
             ssrc,
@@ -531,6 +537,10 @@ impl Bridge for St20Rx {
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.udp.fd())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.udp.next_read()
     }
 }
 
