@@ -26,6 +26,8 @@ pub struct EngineOptions {
     pub control_cpu: usize,
     /// `busy` or `adaptive`.
     pub idle: String,
+    /// How long an adaptive lcore spins before parking, µs.
+    pub spin_us: u64,
 }
 
 /// Command-line options naming the engine a measurement runs against.
@@ -46,6 +48,16 @@ pub struct EngineArgs {
     /// Idle policy of the started engine's lcores: busy or adaptive.
     #[arg(long, default_value = "adaptive")]
     pub idle: String,
+    /// How long an adaptive lcore spins after its last work before parking, µs. 0 parks at
+    /// once: the engine's CPU time is then what its work costs (plus wake-ups), not a
+    /// polling core's full time.
+    #[arg(long, default_value_t = 200)]
+    pub spin_us: u64,
+    /// CPUs this tool, its threads and its receiver processes run on (default: every CPU
+    /// not given to the started engine's lcores, so that they never preempt an lcore; all
+    /// CPUs when that leaves none, or when attaching with --socket).
+    #[arg(long, value_delimiter = ',')]
+    pub cpus: Option<Vec<usize>>,
 }
 
 impl EngineArgs {
@@ -59,10 +71,43 @@ impl EngineArgs {
             lcores: self.lcores.clone(),
             control_cpu: self.control_cpu,
             idle: self.idle.clone(),
+            spin_us: self.spin_us,
         })?;
         let socket = e.socket.clone();
+        let online = std::thread::available_parallelism().map_or(1, usize::from);
+        let cpus = self.cpus.clone().unwrap_or_else(|| {
+            let rest: Vec<usize> = (0..online).filter(|c| !self.lcores.contains(c)).collect();
+            if rest.is_empty() {
+                (0..online).collect()
+            } else {
+                rest
+            }
+        });
+        pin_this_thread(&cpus)?;
         Ok((Some(e), socket))
     }
+}
+
+/// Restricts the calling thread, and so every thread and process it starts later, to `cpus`.
+pub fn pin_this_thread(cpus: &[usize]) -> Result<(), String> {
+    // SAFETY: cpu_set_t is plain old data; all zeroes is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        if c >= libc::CPU_SETSIZE as usize {
+            return Err(format!("--cpus: CPU {c} is out of range"));
+        }
+        // SAFETY: `c` is below CPU_SETSIZE, checked above.
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc != 0 {
+        return Err(format!(
+            "cannot run on CPUs {cpus:?}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
 }
 
 /// The `mcm-engine` next to this executable (cargo puts both in the same directory).
@@ -79,10 +124,11 @@ impl Engine {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let cpus: Vec<String> = o.lcores.iter().map(ToString::to_string).collect();
         let config = format!(
-            "[lcores]\ncpus = [{}]\nidle = \"{}\"\n[control]\ncpu = {}\nstats_interval_ms = 0\n\
-             [sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n",
+            "[lcores]\ncpus = [{}]\nidle = \"{}\"\nspin_us = {}\n[control]\ncpu = {}\n\
+             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n",
             cpus.join(", "),
             o.idle,
+            o.spin_us,
             o.control_cpu,
             dir.path().join("shm").display()
         );

@@ -28,6 +28,9 @@ use crate::engine::{self, Engine, EngineArgs};
 use crate::pacing::{self, Meter, Receiver, Stream};
 use crate::report;
 
+/// How long the sender, the receivers and the grader wait for progress before giving up.
+const IDLE: Duration = Duration::from_secs(5);
+
 /// Options of `mcm-perf st2110`.
 #[derive(Debug, Args)]
 pub struct St2110Args {
@@ -158,8 +161,8 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
     let offset = pacing::tai_offset_ns();
     let mut grader = Receiver::open(&stream, Ipv4Addr::LOCALHOST)?;
     let mut meter = Meter::new(stream);
-    let wait = Timeout::After(Duration::from_secs(5));
-    let idle = Duration::from_secs(5);
+    let wait = Timeout::After(IDLE);
+    let idle = IDLE;
     let ready = Barrier::new(a.receivers + 1);
 
     let (rx_results, tx_out, grades) = std::thread::scope(|sc| {
@@ -254,6 +257,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
                 "bridges": bridges.iter().map(bridge_json).collect::<Vec<_>>(),
                 "pacing": pacing::summary_json(&summary, meter.timing()),
                 "pacing_violations": pacing::violations_json(&grades),
+                "pacing_frames": grades.iter().map(pacing::grade_json).collect::<Vec<_>>(),
                 "tai_offset_s": offset / 1_000_000_000,
             })
         );
@@ -329,13 +333,32 @@ fn send(
         b.put_timeout(wait)
             .map_err(|e| format!("sender put: {e}"))?;
     }
-    // Let the last frames leave and arrive before the CPU time is read.
-    std::thread::sleep(Duration::from_millis(200));
+    // The tx session may still hold queued frames (a late sender): closing the connection now
+    // would drop them. Wait until it has sent every frame, or made no progress for the idle
+    // timeout, then let the last packets arrive before the CPU time is read.
+    let tx_done = |bridges: &[BridgeStats]| {
+        bridges
+            .iter()
+            .find(|b| b.group.starts_with("st2110-tx://"))
+            .map_or(0, |b| b.frames + b.frames_dropped)
+    };
+    let (mut done, mut progress) = (0, Instant::now());
+    let bridges = loop {
+        let bridges = client
+            .stats()
+            .map_err(|e| format!("sender stats: {e}"))?
+            .bridges;
+        let now_done = tx_done(&bridges);
+        if now_done >= a.frames || progress.elapsed() > IDLE {
+            break bridges;
+        }
+        if now_done > done {
+            (done, progress) = (now_done, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(100));
     let cpu = engine_pid.map_or(0.0, engine::cpu_seconds) - cpu0;
-    let bridges = client
-        .stats()
-        .map_err(|e| format!("sender stats: {e}"))?
-        .bridges;
     drop(tx);
     Ok((cpu, bridges))
 }
