@@ -400,7 +400,16 @@ impl FrameSink for Sink<'_, '_, '_> {
     }
 }
 
+/// How long [`St20Rx`] keeps a frame in progress open without a packet by default: a frame
+/// whose last packets never come (lost at the end of a stream) is ended incomplete after it.
+pub const STALE_FRAME: Duration = Duration::from_millis(200);
+
 /// An ST 2110-20 receiver: the source bridge of its group.
+///
+/// A frame is published as soon as its marker packet completes it. A frame whose remaining
+/// packets never arrive (the sender stopped after losing them, so no newer frame ends it) is
+/// ended incomplete once the socket is drained and no packet came for the stale time
+/// ([`St20Rx::with_stale_after`]), so it is counted and its slot freed.
 pub struct St20Rx {
     name: String,
     udp: UdpRx,
@@ -417,6 +426,10 @@ pub struct St20Rx {
     foreign: u64,
     /// The RTP payload type of the stream (`None`: any).
     payload_type: Option<u8>,
+    /// Time without packets after which a frame in progress is ended.
+    stale_after: Duration,
+    /// Time of the last poll that took a packet of the stream.
+    last_packet: Option<Instant>,
 }
 
 impl St20Rx {
@@ -450,7 +463,15 @@ impl St20Rx {
             source_filter: None,
             foreign: 0,
             payload_type: None,
+            stale_after: STALE_FRAME,
+            last_packet: None,
         }
+    }
+
+    /// Ends a frame in progress after `after` without packets (default [`STALE_FRAME`]).
+    pub fn with_stale_after(mut self, after: Duration) -> Self {
+        self.stale_after = after;
+        self
     }
 
     /// Accepts packets of payload type `pt` only.
@@ -486,7 +507,7 @@ impl Bridge for St20Rx {
         false
     }
 
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
         let Self {
             udp,
             depacketizer,
@@ -498,6 +519,8 @@ impl Bridge for St20Rx {
             clock,
             source_filter,
             payload_type,
+            stale_after,
+            last_packet,
             ..
         } = self;
         let filter = *source_filter;
@@ -513,7 +536,7 @@ impl Bridge for St20Rx {
             clock,
             nowhere: [],
         };
-        let mut work = 0;
+        let (mut work, mut taken, mut drained) = (0, 0u32, false);
         while work < budget {
             let n = udp.recv(|packet, meta| {
                 // Byte 1 of an RTP header: marker bit and payload type.
@@ -524,11 +547,20 @@ impl Bridge for St20Rx {
                 }
                 // Malformed packets are counted by the depacketizer.
                 let _ = depacketizer.push(packet, &mut sink);
+                taken += 1;
             });
             if n == 0 {
+                drained = true;
                 break;
             }
             work += n as u32;
+        }
+        if taken > 0 {
+            *last_packet = Some(now);
+        } else if drained && last_packet.is_some_and(|t| now >= t + *stale_after) {
+            // The socket is empty and the stream went quiet: end what it left open.
+            depacketizer.flush(&mut sink);
+            *last_packet = None;
         }
         self.foreign += foreign;
         self.publish_counters();
@@ -540,7 +572,15 @@ impl Bridge for St20Rx {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.udp.next_read()
+        // The end of a read rest, or, for a frame in progress, when it goes stale.
+        let stale = self
+            .current
+            .and(self.last_packet)
+            .map(|t| t + self.stale_after);
+        match (self.udp.next_read(), stale) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -555,4 +595,165 @@ pub(super) fn offer_counted(
         BridgeCounters::add(&counters.frames_dropped, 1);
     }
     taken
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, UdpSocket};
+
+    use mcm_proto::shm::map::HugePages;
+    use mcm_proto::shm::pool::{Pool, PoolGeometry};
+    use mcm_proto::st2110::rfc4175::{Format, PackingMode};
+    use mcm_proto::st2110::{Depth, Sampling};
+
+    use super::*;
+    use crate::st2110::udp::{RxAddr, SocketOptions};
+
+    const STALE: Duration = Duration::from_millis(100);
+
+    struct Rig {
+        rx: St20Rx,
+        pool: Pool,
+        held: Vec<bool>,
+        count: u32,
+        counters: Arc<BridgeCounters>,
+        packetizer: Packetizer,
+        peer: UdpSocket,
+        seq: u16,
+    }
+
+    fn rig() -> Rig {
+        let format = Format::new(Sampling::YCbCr422, Depth::D10, 8, 4).unwrap();
+        let geometry = PoolGeometry {
+            slot_count: 4,
+            payload_capacity: 128,
+            metadata_capacity: 16,
+        };
+        let pool = Pool::create(9, "mcm-test-st20rx", geometry, HugePages::Off).unwrap();
+        let at = RxAddr {
+            addr: Ipv4Addr::LOCALHOST,
+            port: 0,
+            source: None,
+        };
+        let udp = UdpRx::open(at, &SocketOptions::default()).unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.connect(udp.local().unwrap()).unwrap();
+        let counters = Arc::new(BridgeCounters::default());
+        let bytes = format.frame_bytes() as u32;
+        let rx = St20Rx::new(
+            "test".into(),
+            udp,
+            Depacketizer::new(format),
+            None,
+            bytes,
+            counters.clone(),
+            Clock::Manual(Arc::new(AtomicU64::new(0))),
+        )
+        .with_stale_after(STALE);
+        Rig {
+            rx,
+            pool,
+            held: vec![false; 4],
+            count: 0,
+            counters,
+            packetizer: Packetizer::new(format, PackingMode::Gpm, 20).unwrap(),
+            peer,
+            seq: 0,
+        }
+    }
+
+    impl Rig {
+        /// Sends packets `packets` of frame `ts` (the marker on the frame's last packet).
+        fn send(&mut self, ts: u32, packets: std::ops::Range<u32>) {
+            let frame: Vec<u8> = (0..self.packetizer.format().frame_bytes())
+                .map(|i| i as u8)
+                .collect();
+            let total = self.packetizer.packets_per_frame();
+            for index in packets {
+                let mut out = [0u8; HEADERS];
+                rtp::Header {
+                    marker: index + 1 == total,
+                    payload_type: 96,
+                    sequence_number: self.seq,
+                    timestamp: ts,
+                    ssrc: 1,
+                }
+                .emit((&mut out[..HEADER_LEN]).try_into().unwrap());
+                let len = HEADER_LEN
+                    + self
+                        .packetizer
+                        .headers(index, u32::from(self.seq), &mut out[HEADER_LEN..]);
+                let mut packet = out[..len].to_vec();
+                packet.extend_from_slice(&frame[self.packetizer.data(index)]);
+                self.peer.send(&packet).unwrap();
+                self.seq += 1;
+            }
+        }
+
+        /// One poll at `now`; returns the frames published.
+        fn poll(&mut self, now: Instant) -> usize {
+            let mut io = BridgeIo::new(&mut self.pool, &mut self.held, &mut self.count, 2);
+            self.rx.poll(now, 64, &mut io);
+            io.published().len()
+        }
+
+        /// Polls at `now` until `packets` packets were taken (bounded: 2 s); returns the
+        /// frames published meanwhile.
+        fn poll_until(&mut self, now: Instant, packets: u64) -> usize {
+            let mut published = 0;
+            for _ in 0..400 {
+                published += self.poll(now);
+                if self.counters.packets.load(Ordering::Relaxed) >= packets {
+                    return published;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            panic!("{packets} packets did not arrive");
+        }
+    }
+
+    #[test]
+    fn a_frame_is_published_when_its_marker_completes_it() {
+        let mut r = rig();
+        let total = r.packetizer.packets_per_frame();
+        assert!(total > 2);
+        r.send(3000, 0..total);
+        let t0 = Instant::now();
+        // No packet of a later frame: the marker alone ends the frame.
+        assert_eq!(r.poll_until(t0, u64::from(total)), 1);
+        assert_eq!(r.counters.frames.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            r.rx.next_deadline(),
+            None,
+            "nothing in progress to time out"
+        );
+    }
+
+    #[test]
+    fn a_frame_whose_tail_never_comes_ends_incomplete_after_the_stale_time() {
+        let mut r = rig();
+        let total = r.packetizer.packets_per_frame();
+        r.send(3000, 0..total);
+        r.send(6000, 0..total - 1); // the marker packet is lost, and the stream stops
+        let t0 = Instant::now();
+        assert_eq!(r.poll_until(t0, u64::from(2 * total - 1)), 1);
+        assert_eq!(r.count, 1, "the open frame holds a slot");
+        assert_eq!(r.rx.next_deadline(), Some(t0 + STALE));
+        assert_eq!(r.poll(t0 + STALE / 2), 0);
+        assert_eq!(r.counters.frames_incomplete.load(Ordering::Relaxed), 0);
+        assert_eq!(r.poll(t0 + STALE), 0);
+        assert_eq!(r.counters.frames_incomplete.load(Ordering::Relaxed), 1);
+        assert_eq!(r.count, 0, "its slot went back to the pool");
+        assert_eq!(r.rx.next_deadline(), None);
+        // The lost tail arriving later is late, not a new frame.
+        r.send(6000, total - 1..total);
+        let mut polls = 0;
+        while r.rx.depacketizer.counters().late == 0 && polls < 400 {
+            assert_eq!(r.poll(t0 + STALE), 0);
+            std::thread::sleep(Duration::from_millis(5));
+            polls += 1;
+        }
+        assert_eq!(r.rx.depacketizer.counters().late, 1);
+        assert_eq!(r.counters.frames.load(Ordering::Relaxed), 1);
+    }
 }
