@@ -114,9 +114,20 @@ pub struct FrameRate {
 }
 
 impl FrameRate {
-    /// `num/den` frames per second, reduced; `None` when either is zero.
+    /// The fastest rate accepted, frames per second.
+    pub const MAX_FPS: u32 = 1000;
+    /// The longest frame period accepted, seconds (1/1000 fps): far slower rates would put
+    /// frame epochs of today's TAI clock near `u64::MAX` nanoseconds.
+    pub const MAX_PERIOD_S: u32 = 1000;
+
+    /// `num/den` frames per second, reduced; `None` when either is zero or the rate is outside
+    /// 1/[`MAX_PERIOD_S`](Self::MAX_PERIOD_S) ..= [`MAX_FPS`](Self::MAX_FPS).
     pub fn new(num: u32, den: u32) -> Option<Self> {
-        if num == 0 || den == 0 {
+        let (n, d) = (u64::from(num), u64::from(den));
+        if num == 0 || den == 0 || n > d * u64::from(Self::MAX_FPS) {
+            return None;
+        }
+        if n * u64::from(Self::MAX_PERIOD_S) < d {
             return None;
         }
         let g = gcd(num, den);
@@ -220,6 +231,21 @@ mod tests {
         }
         assert_eq!(FrameRate::from_fps(f64::NAN), None);
         assert_eq!(FrameRate::from_fps(0.0), None);
+    }
+
+    /// Rates from one frame in 1000 s to 1000 fps; nothing slower (frame epochs of today's TAI
+    /// time would near u64::MAX ns) or faster.
+    #[test]
+    fn frame_rates_are_bounded() {
+        assert!(FrameRate::new(1000, 1).is_some());
+        assert_eq!(FrameRate::new(1001, 1), None);
+        assert_eq!(FrameRate::new(u32::MAX, 1), None);
+        assert!(FrameRate::new(1, 1000).is_some());
+        assert_eq!(FrameRate::new(1, 1001), None);
+        assert_eq!(FrameRate::new(1, u32::MAX), None);
+        assert_eq!(FrameRate::parse("4000000000/1"), None);
+        assert_eq!(FrameRate::parse("1/4000000000"), None);
+        assert!(FrameRate::new(240_000, 1001).is_some());
     }
 
     #[test]

@@ -1704,7 +1704,8 @@ fn depth() -> impl Strategy<Value = Depth> {
 }
 
 fn frame_rate() -> impl Strategy<Value = FrameRate> {
-    (1u32..=240_000, 1u32..=1001).prop_map(|(n, d)| FrameRate::new(n, d).unwrap())
+    (1u32..=240_000, 1u32..=1001)
+        .prop_filter_map("a rate within bounds", |(n, d)| FrameRate::new(n, d))
 }
 
 fn token() -> impl Strategy<Value = String> {

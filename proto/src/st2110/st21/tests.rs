@@ -204,16 +204,20 @@ fn extreme_values_saturate_without_panicking() {
     assert_eq!(t.packets_due(0, t.packet_time(0, far)), far + 1);
     let frames = u128::from(u64::MAX) * 60_000 / 1_001_000_000_000;
     assert_eq!(u128::from(t.frame_at(u64::MAX)), frames);
-    let slow = Timing::new(rate(1, u32::MAX), 1080, true, MAX_PACKETS, SenderType::Wide);
-    assert_eq!(slow.frame_epoch(10), u64::MAX);
-    // Field 8 starts at 8 · 2^31.99 s and its TVD is before u64::MAX; field 9's saturates.
-    assert_eq!(slow.frame_at(u64::MAX), 8);
-    assert_eq!(slow.next_frame_after(u64::MAX), 9);
-    let fast = Timing::new(rate(u32::MAX, 1), 0, false, MAX_PACKETS, SenderType::Narrow);
-    let exact = u128::from(u64::MAX) * 720_000_000_000 / ((u128::from(u32::MAX) * 750) << 24);
+    // The slowest rate accepted, interlaced: fields of 500 s; the field after the last one
+    // that starts before u64::MAX ns saturates.
+    let slow = Timing::new(rate(1, 1000), 1080, true, MAX_PACKETS, SenderType::Wide);
+    let last = slow.frame_at(u64::MAX);
+    assert_eq!(u128::from(last), u128::from(u64::MAX) / 500_000_000_000);
+    assert!(slow.frame_start_ns(last) <= u64::MAX);
+    assert_eq!(slow.next_frame_after(u64::MAX), last + 1);
+    assert_eq!(slow.frame_epoch(last + 1), u64::MAX);
+    // The fastest rate accepted, with the most packets a frame may have.
+    let fast = Timing::new(rate(1000, 1), 0, false, MAX_PACKETS, SenderType::Narrow);
+    let exact = u128::from(u64::MAX) * 720_000_000 / (750u128 << 24);
     assert_eq!(u128::from(fast.packet_offset_ns(u64::MAX)), exact);
-    assert_eq!(fast.cmax_wide(), u32::MAX);
-    assert!(fast.frame_at(u64::MAX) > u64::MAX / 2);
+    assert_eq!(fast.cmax_wide(), 776_722); // 2^24 / (21600 · 0.001 s)
+    assert!(fast.frame_at(u64::MAX) > u64::MAX / 1_000_001);
 }
 
 #[test]
