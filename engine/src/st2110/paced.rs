@@ -1,0 +1,518 @@
+//! The paced frame sender and the RTP receiver shared by the ST 2110 sessions whose frames
+//! vary in size: ST 2110-22 codestreams and ST 2110-40 ancillary frames.
+//!
+//! [`PacedTx`] is the sink bridge: it takes the group's frames in a [`FrameQueue`], asks its
+//! [`Packetize`] format how many packets a frame makes (refusing, and counting in
+//! `frames_refused`, a frame the format cannot carry), and sends them in place from the pool
+//! slot, each datagram gathered from a header built on the stack and a slice of the slot.
+//!
+//! Pacing: every frame gets its own ST 2110-21 [`Timing`] built from its own packet count, so
+//! its packets are spread evenly over the active part of its frame period (TRS = TFRAME ·
+//! RACTIVE / Npackets), starting at the frame's TVD, in batches of at most the sender type's
+//! CMAX (4 for narrow senders at these packet rates). This is the -21 model ST 2110-22 applies
+//! to compressed video, with Npackets taken per frame since a codestream's size may change from
+//! one frame to the next. As for -20, a late lcore finishes a frame late rather than cutting it.
+//! The frame's RTP timestamp is its frame period's start (ST 2110-10), the same rule as -20.
+//!
+//! [`RtpRx`] is the socket end of the matching receivers: it filters by sender and payload
+//! type, parses the RTP header and counts lost and reordered packets from the sequence numbers.
+
+use std::fmt::Display;
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_proto::st2110::FrameRate;
+use mcm_proto::st2110::rtp::{self, HEADER_LEN};
+use mcm_proto::st2110::st21::{Budget, Pacer, SenderType, Timing};
+
+use super::clock::Clock;
+use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
+use crate::group::bridge::FrameQueue;
+use crate::group::{Bridge, BridgeIo, Frame};
+
+/// Most bytes of a payload header after the RTP header that a [`Packetize`] format writes.
+pub const MAX_PAYLOAD_HEADER: usize = 16;
+
+/// Two packet slots of lead (as -20 senders keep, against wake-up jitter) are used only while
+/// they are shorter than this; a slower stream sends each packet at its read time.
+const MAX_LEAD_NS: u64 = 50_000;
+
+/// How a format cuts one frame into RTP packets.
+pub trait Packetize: Send {
+    /// Why a frame is refused (data path: small and `Copy`).
+    type Error: Copy + Display;
+
+    /// Checks `frame` (the slot's `payload_len` bytes) and prepares its packets; returns how
+    /// many (at least 1), or why the frame cannot be sent.
+    fn begin(&mut self, frame: &[u8]) -> Result<u32, Self::Error>;
+
+    /// Writes the payload header of packet `index` of the frame [`begin`](Self::begin) took
+    /// (`seq`: the packet's 32-bit extended sequence number) into `out`; returns the header's
+    /// length and the bytes of the frame the packet carries after it.
+    fn packet(&self, index: u32, seq: u32, out: &mut [u8]) -> (usize, Range<usize>);
+}
+
+/// Once a second at most: how lcore code logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogLimit {
+    last_ns: Option<u64>,
+}
+
+impl LogLimit {
+    /// Whether a message may be logged at `now_ns` (and, if so, starts a new second).
+    pub fn allow(&mut self, now_ns: u64) -> bool {
+        let ok = self
+            .last_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= 1_000_000_000);
+        if ok {
+            self.last_ns = Some(now_ns);
+        }
+        ok
+    }
+}
+
+/// The stream a [`PacedTx`] sends: its RTP identity and its -21 parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Stream {
+    /// RTP payload type.
+    pub payload_type: u8,
+    /// RTP SSRC.
+    pub ssrc: u32,
+    /// Frame rate (of the video the stream is or accompanies).
+    pub rate: FrameRate,
+    /// Active lines (RACTIVE and TROFFSET follow them).
+    pub height: u32,
+    /// The ST 2110-21 sender type.
+    pub sender: SenderType,
+}
+
+/// The frame being sent.
+#[derive(Debug, Clone, Copy)]
+struct Sending {
+    frame: Frame,
+    /// Next packet index.
+    next: u32,
+    /// Packets of the frame.
+    total: u32,
+    rtp_timestamp: u32,
+}
+
+/// A paced transmitter of frames cut by `P`: a sink bridge of its group.
+pub struct PacedTx<P: Packetize> {
+    name: String,
+    udp: UdpTx,
+    format: P,
+    stream: Stream,
+    pacer: Pacer,
+    /// Late packets of `pacer` already counted.
+    late_seen: u64,
+    clock: Clock,
+    /// Extended sequence number of the next packet.
+    seq: u32,
+    queue: FrameQueue,
+    sending: Option<Sending>,
+    /// The last frame period used, so two frames never share an epoch.
+    last_epoch: Option<u64>,
+    counters: Arc<BridgeCounters>,
+    refusals: LogLimit,
+    /// The SDP file published for this session; removed when the session ends.
+    sdp_file: Option<PathBuf>,
+}
+
+impl<P: Packetize> Drop for PacedTx<P> {
+    fn drop(&mut self) {
+        if let Some(p) = &self.sdp_file {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl<P: Packetize> PacedTx<P> {
+    /// A transmitter of `format`'s packets of `stream` through `udp`.
+    pub fn new(
+        name: String,
+        udp: UdpTx,
+        format: P,
+        stream: Stream,
+        counters: Arc<BridgeCounters>,
+        clock: Clock,
+    ) -> Self {
+        let timing = Self::timing(&stream, 1);
+        Self {
+            name,
+            udp,
+            format,
+            stream,
+            pacer: Pacer::new(timing),
+            late_seen: 0,
+            clock,
+            seq: 0,
+            queue: FrameQueue::default(),
+            sending: None,
+            last_epoch: None,
+            counters,
+            refusals: LogLimit::default(),
+            sdp_file: None,
+        }
+    }
+
+    /// Removes `path` (the session's published SDP) when the session ends.
+    pub fn with_sdp_file(mut self, path: PathBuf) -> Self {
+        self.sdp_file = Some(path);
+        self
+    }
+
+    /// The -21 timing of a frame of `packets` packets.
+    fn timing(stream: &Stream, packets: u32) -> Timing {
+        Timing::new(stream.rate, stream.height, false, packets, stream.sender)
+    }
+
+    /// A pacer for one frame of `timing`: two slots of lead where they are short (see
+    /// [`MAX_LEAD_NS`]), late frames finished rather than cut.
+    fn pacer(timing: Timing) -> Pacer {
+        let lead = if timing.packet_offset_ns(2) <= MAX_LEAD_NS {
+            2
+        } else {
+            0
+        };
+        Pacer::with_lead(timing, lead).keep_late_frames()
+    }
+
+    /// Starts the oldest queued frame at the next free frame epoch, or refuses it.
+    fn start_next(&mut self, now_ns: u64, io: &mut BridgeIo<'_>) {
+        let Some(frame) = self.queue.pop() else {
+            return;
+        };
+        let data = match io.payload(frame.slot) {
+            Some(p) => &p[..(frame.payload_len as usize).min(p.len())],
+            None => &[],
+        };
+        let total = match self.format.begin(data) {
+            Ok(n) => n.max(1),
+            Err(e) => {
+                BridgeCounters::add(&self.counters.frames_refused, 1);
+                if self.refusals.allow(now_ns) {
+                    tracing::warn!("{}: frame refused, not sent: {e}", self.name);
+                }
+                io.release(frame.slot);
+                return;
+            }
+        };
+        let timing = Self::timing(&self.stream, total);
+        let mut n = timing.next_frame_after(now_ns);
+        if let Some(last) = self.last_epoch {
+            n = n.max(last + 1);
+        }
+        self.last_epoch = Some(n);
+        self.account_late();
+        self.pacer = Self::pacer(timing);
+        self.late_seen = 0;
+        self.pacer.start_frame(n);
+        self.sending = Some(Sending {
+            frame,
+            next: 0,
+            total,
+            rtp_timestamp: timing.rtp_timestamp(n),
+        });
+    }
+
+    /// Sends what the pacer allows now; returns packets sent.
+    fn send_due(&mut self, now_ns: u64, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let Some(mut s) = self.sending else {
+            return 0;
+        };
+        match self.pacer.due(now_ns) {
+            Budget::Send(k) => {
+                let k = k.min(budget).min(MAX_BATCH as u32) as usize;
+                let frame: &[u8] = match io.payload(s.frame.slot) {
+                    Some(p) => &p[..(s.frame.payload_len as usize).min(p.len())],
+                    None => &[],
+                };
+                let mut headers = [[0u8; HEADER_LEN + MAX_PAYLOAD_HEADER]; MAX_BATCH];
+                let mut lens = [0usize; MAX_BATCH];
+                let mut ranges = [(0usize, 0usize); MAX_BATCH];
+                let mut n = 0;
+                while n < k {
+                    let index = s.next + n as u32;
+                    let seq = self.seq.wrapping_add(n as u32);
+                    let header = rtp::Header {
+                        marker: index + 1 == s.total,
+                        payload_type: self.stream.payload_type,
+                        sequence_number: seq as u16,
+                        timestamp: s.rtp_timestamp,
+                        ssrc: self.stream.ssrc,
+                    };
+                    let (rtp, rest) = headers[n].split_at_mut(HEADER_LEN);
+                    header.emit(rtp.try_into().expect("HEADER_LEN bytes"));
+                    let (len, range) = self.format.packet(index, seq, rest);
+                    if range.end > frame.len() {
+                        break; // the slot changed under the frame: send what exists
+                    }
+                    lens[n] = HEADER_LEN + len;
+                    ranges[n] = (range.start, range.end);
+                    n += 1;
+                }
+                let mut dgrams = [Datagram::default(); MAX_BATCH];
+                for i in 0..n {
+                    dgrams[i] = Datagram {
+                        header: &headers[i][..lens[i]],
+                        data: &frame[ranges[i].0..ranges[i].1],
+                    };
+                }
+                let sent = if n == 0 {
+                    0
+                } else {
+                    self.udp.send(&dgrams[..n])
+                };
+                self.pacer.sent(sent as u32);
+                self.seq = self.seq.wrapping_add(sent as u32);
+                s.next += sent as u32;
+                if n < k && sent == n {
+                    s.next = s.total;
+                }
+                self.sending = Some(s);
+                self.account(sent);
+                if s.next >= s.total {
+                    self.finish(io, true);
+                }
+                sent as u32
+            }
+            Budget::Done => {
+                self.finish(io, true);
+                0
+            }
+            Budget::Skipped(_) => {
+                self.finish(io, false);
+                0
+            }
+            Budget::Wait | Budget::Idle => 0,
+        }
+    }
+
+    fn account_late(&mut self) {
+        let late = self.pacer.stats().packets_late;
+        BridgeCounters::add(&self.counters.packets_late, late - self.late_seen);
+        self.late_seen = late;
+    }
+
+    fn account(&mut self, sent: usize) {
+        let c = &self.counters;
+        BridgeCounters::add(&c.packets, sent as u64);
+        let io = self.udp.counters();
+        // Relaxed: statistics mirrored from the socket (one writer).
+        c.bytes.store(io.bytes, Ordering::Relaxed);
+        c.send_errors.store(io.errors, Ordering::Relaxed);
+        self.account_late();
+    }
+
+    fn finish(&mut self, io: &mut BridgeIo<'_>, whole: bool) {
+        if let Some(s) = self.sending.take() {
+            io.release(s.frame.slot);
+            let c = if whole {
+                &self.counters.frames
+            } else {
+                &self.counters.frames_dropped
+            };
+            BridgeCounters::add(c, 1);
+        }
+        self.pacer.frame_done();
+    }
+}
+
+impl<P: Packetize> Bridge for PacedTx<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn role(&self) -> Role {
+        Role::Sink
+    }
+
+    fn offer(&mut self, frame: Frame) -> bool {
+        super::video::offer_counted(&mut self.queue, frame, &self.counters)
+    }
+
+    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+        let now_ns = self.clock.now_ns();
+        if self.sending.is_none() {
+            self.start_next(now_ns, io);
+        }
+        self.send_due(now_ns, budget, io)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let now = Instant::now();
+        if self.sending.is_none() {
+            return (!self.queue.is_empty()).then_some(now);
+        }
+        let at = self.pacer.next_deadline()?;
+        let now_ns = self.clock.now_ns();
+        Some(now + Duration::from_nanos(at.saturating_sub(now_ns)))
+    }
+}
+
+/// Receive-side counters of an [`RtpRx`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RxCounts {
+    /// RTP packets of the stream accepted.
+    pub packets: u64,
+    /// Sequence numbers skipped.
+    pub lost: u64,
+    /// Packets late, duplicated or out of the sequence.
+    pub reordered: u64,
+    /// Datagrams that are not RTP of this stream (or whose payload the format refused).
+    pub malformed: u64,
+}
+
+/// The socket end of a receiver: datagrams from one sender and payload type, as RTP packets.
+pub struct RtpRx {
+    udp: UdpRx,
+    payload_type: u8,
+    /// Unicast: the only sender accepted.
+    source_filter: Option<Ipv4Addr>,
+    seq: rtp::SeqExtender,
+    counts: RxCounts,
+}
+
+impl RtpRx {
+    /// Packets of `payload_type` from `udp`, from `source` only when given.
+    pub fn new(udp: UdpRx, payload_type: u8, source: Option<Ipv4Addr>) -> Self {
+        Self {
+            udp,
+            payload_type,
+            source_filter: source,
+            seq: rtp::SeqExtender::new(),
+            counts: RxCounts::default(),
+        }
+    }
+
+    /// Receives up to `budget` datagrams (in whole receive calls) and lends each RTP packet of
+    /// the stream to `f` with whether a sequence gap came just before it. `f` returns false
+    /// for a payload it refuses (counted as malformed). Returns the datagrams received.
+    pub fn recv(
+        &mut self,
+        budget: u32,
+        mut f: impl FnMut(&rtp::Packet<&[u8]>, bool) -> bool,
+    ) -> u32 {
+        let Self {
+            udp,
+            payload_type,
+            source_filter,
+            seq,
+            counts,
+        } = self;
+        let mut work = 0;
+        while work < budget {
+            let n = udp.recv(|d, meta| {
+                if source_filter.is_some_and(|s| *meta.source.ip() != s) {
+                    counts.malformed += 1;
+                    return;
+                }
+                let Ok(p) = rtp::Packet::new_checked(d) else {
+                    counts.malformed += 1;
+                    return;
+                };
+                if p.payload_type() != *payload_type {
+                    counts.malformed += 1;
+                    return;
+                }
+                counts.packets += 1;
+                let gap = match seq.extend(p.sequence_number()).class {
+                    rtp::SeqClass::InOrder { gap } => {
+                        counts.lost += u64::from(gap);
+                        gap > 0
+                    }
+                    rtp::SeqClass::First => false,
+                    rtp::SeqClass::Resync => true,
+                    _ => {
+                        counts.reordered += 1;
+                        return; // late or duplicate: its frame was already cut at the gap
+                    }
+                };
+                if !f(&p, gap) {
+                    counts.malformed += 1;
+                }
+            });
+            if n == 0 {
+                break;
+            }
+            work += n as u32;
+        }
+        work
+    }
+
+    /// Mirrors the counters into `c`.
+    pub fn publish(&self, c: &BridgeCounters) {
+        let n = self.counts;
+        // Relaxed stores: statistics (one writer).
+        c.packets.store(n.packets, Ordering::Relaxed);
+        c.bytes.store(self.udp.counters().bytes, Ordering::Relaxed);
+        c.packets_lost.store(n.lost, Ordering::Relaxed);
+        c.packets_reordered.store(n.reordered, Ordering::Relaxed);
+        c.packets_malformed.store(n.malformed, Ordering::Relaxed);
+    }
+
+    /// The counters so far.
+    pub fn counts(&self) -> RxCounts {
+        self.counts
+    }
+
+    /// The socket, readable when datagrams wait.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.udp.fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logging_is_limited_to_once_a_second() {
+        let mut l = LogLimit::default();
+        assert!(l.allow(5));
+        assert!(!l.allow(6));
+        assert!(!l.allow(999_999_999));
+        assert!(l.allow(1_000_000_005));
+        assert!(!l.allow(1_000_000_006));
+    }
+
+    #[test]
+    fn lead_is_kept_only_where_packet_slots_are_short() {
+        let rate = FrameRate::from_fps(50.0).unwrap();
+        let stream = |n| {
+            PacedTx::<Never>::timing(
+                &Stream {
+                    payload_type: 96,
+                    ssrc: 1,
+                    rate,
+                    height: 1080,
+                    sender: SenderType::Narrow,
+                },
+                n,
+            )
+        };
+        // 4000 packets at 50 fps: TRS ~ 4.8 us, so two slots of lead.
+        assert!(PacedTx::<Never>::pacer(stream(4000)).lead_ns() > 0);
+        // One packet per frame: no lead, it leaves at TVD.
+        assert_eq!(PacedTx::<Never>::pacer(stream(1)).lead_ns(), 0);
+    }
+
+    /// A format that is never used to send (for the associated functions above).
+    struct Never;
+
+    impl Packetize for Never {
+        type Error = &'static str;
+        fn begin(&mut self, _: &[u8]) -> Result<u32, Self::Error> {
+            Err("never")
+        }
+        fn packet(&self, _: u32, _: u32, _: &mut [u8]) -> (usize, Range<usize>) {
+            (0, 0..0)
+        }
+    }
+}
