@@ -342,7 +342,46 @@ impl Bridge for St40Rx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::st2110::paced::tests::{Rig, published, rtp_packet, rtp_pair};
     use rfc8331::AncRepr;
+
+    #[test]
+    fn rx_gathers_frames_and_drops_those_with_a_lost_or_bad_packet() {
+        let mut rig = Rig::new(4, 8 + 65_535);
+        let (sock, rtp) = rtp_pair();
+        let counters = Arc::new(BridgeCounters::default());
+        let mut rx = St40Rx::new("r".into(), rtp, counters.clone(), Clock::Tai);
+        let words: Vec<u16> = (0..255).map(|i| 0x100 | i).collect();
+        let many: Vec<AncRepr<'_>> = (0..6).map(|i| anc(0x40 + i, &words)).collect();
+        let frames = [frame(&many), frame(&many[..1]), frame(&many), frame(&[])];
+        let mut a = AncFrame::new(MAX_RTP_PAYLOAD);
+        let mut seq = 0u16;
+        for (i, f) in frames.iter().enumerate() {
+            let payloads = cut(&mut a, f);
+            for (k, p) in payloads.iter().enumerate() {
+                let last = k + 1 == payloads.len();
+                let mut p = p.clone();
+                match (i, k) {
+                    (1, 0) => p[HEADER_LEN + 4] ^= 0x01, // frame 1: a DID parity error
+                    (2, 0) => {
+                        seq += 1; // frame 2: its first packet is lost
+                        continue;
+                    }
+                    _ => {}
+                }
+                sock.send(&rtp_packet(seq, 3000 * i as u32, last, &p))
+                    .unwrap();
+                seq += 1;
+            }
+        }
+        let got = published(&mut rig, &mut rx, 2);
+        assert_eq!(got, vec![frames[0].clone(), frames[3].clone()]);
+        let get = |c: &std::sync::atomic::AtomicU64| BridgeCounters::get(c);
+        assert_eq!(get(&counters.frames), 2);
+        assert_eq!(get(&counters.frames_incomplete), 2);
+        assert_eq!(get(&counters.packets_lost), 1);
+        assert_eq!(get(&counters.packets_malformed), 1);
+    }
 
     fn anc(did: u8, words: &[u16]) -> AncRepr<'_> {
         AncRepr {

@@ -205,6 +205,47 @@ impl Bridge for St22Rx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::st2110::paced::tests::{Rig, published, rtp_packet, rtp_pair};
+
+    #[test]
+    fn rx_delivers_whole_codestreams_and_counts_an_incomplete_one() {
+        let mut rig = Rig::new(4, 10_000);
+        let (sock, rtp) = rtp_pair();
+        let counters = Arc::new(BridgeCounters::default());
+        let mut rx = St22Rx::new("r".into(), rtp, counters.clone(), Clock::Tai);
+        let mut c = Codestream::new(104).unwrap(); // 100 bytes per packet
+        let frames: Vec<Vec<u8>> = [250usize, 300, 120, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|b| (b * 7 + i) as u8).collect())
+            .collect();
+        let mut seq = 0u16;
+        for (i, f) in frames.iter().enumerate() {
+            let n = c.begin(f).unwrap();
+            for k in 0..n {
+                let mut h = [0u8; 16];
+                let (len, range) = c.packet(k, u32::from(seq), &mut h);
+                let mut payload = h[..len].to_vec();
+                payload.extend_from_slice(&f[range]);
+                // Frame 1 loses its second packet.
+                if !(i == 1 && k == 1) {
+                    let p = rtp_packet(seq, 9000 * i as u32, k + 1 == n, &payload);
+                    sock.send(&p).unwrap();
+                }
+                seq += 1;
+            }
+        }
+        let got = published(&mut rig, &mut rx, 3);
+        assert_eq!(
+            got,
+            vec![frames[0].clone(), frames[2].clone(), frames[3].clone()]
+        );
+        let get = |c: &std::sync::atomic::AtomicU64| BridgeCounters::get(c);
+        assert_eq!(get(&counters.frames), 3);
+        assert_eq!(get(&counters.frames_incomplete), 1);
+        assert_eq!(get(&counters.packets_lost), 1);
+        assert_eq!(get(&counters.packets_malformed), 0);
+    }
 
     #[test]
     fn a_codestream_is_cut_with_l_on_the_last_packet_only() {

@@ -469,8 +469,219 @@ impl RtpRx {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::sync::atomic::AtomicU64;
+
+    use mcm_proto::shm::map::HugePages;
+    use mcm_proto::shm::pool::{Pool, PoolGeometry};
+
     use super::*;
+    use crate::st2110::compressed::Codestream;
+    use crate::st2110::udp::{RxAddr, SocketOptions};
+
+    /// A pool a bridge works on, with the slots it holds.
+    pub struct Rig {
+        pub pool: Pool,
+        pub held: Vec<bool>,
+        pub count: u32,
+    }
+
+    impl Rig {
+        pub fn new(slots: u32, payload: u32) -> Rig {
+            let geometry = PoolGeometry {
+                slot_count: slots,
+                payload_capacity: payload,
+                metadata_capacity: 16,
+            };
+            Rig {
+                pool: Pool::create(3, "mcm-test-paced", geometry, HugePages::Off).unwrap(),
+                held: vec![false; slots as usize],
+                count: 0,
+            }
+        }
+
+        /// A context for one poll.
+        pub fn io(&mut self) -> BridgeIo<'_> {
+            let n = self.held.len() as u32;
+            BridgeIo::new(&mut self.pool, &mut self.held, &mut self.count, n)
+        }
+
+        /// A slot holding `data`, offered to a sink bridge as the group would.
+        pub fn frame(&mut self, data: &[u8]) -> Frame {
+            let slot = self.pool.alloc().unwrap();
+            self.pool.payload_mut(slot).unwrap()[..data.len()].copy_from_slice(data);
+            self.held[slot as usize] = true;
+            self.count += 1;
+            Frame {
+                slot,
+                payload_len: data.len() as u32,
+                timestamp_ns: 0,
+                seq: 0,
+            }
+        }
+    }
+
+    /// A loopback socket pair: a tx socket and the rx socket it sends to.
+    pub fn sockets() -> (UdpTx, UdpRx) {
+        let opts = SocketOptions::default();
+        let at = RxAddr {
+            addr: Ipv4Addr::LOCALHOST,
+            port: 0,
+            source: None,
+        };
+        let rx = UdpRx::open(at, &opts).unwrap();
+        let local = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0);
+        let tx = UdpTx::open(local, rx.local().unwrap(), &opts).unwrap();
+        (tx, rx)
+    }
+
+    /// An RTP packet of payload type 98 carrying `payload`.
+    pub fn rtp_packet(seq: u16, timestamp: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let header = rtp::Header {
+            marker,
+            payload_type: 98,
+            sequence_number: seq,
+            timestamp,
+            ssrc: 5,
+        };
+        let mut p = header.to_bytes().to_vec();
+        p.extend_from_slice(payload);
+        p
+    }
+
+    /// An [`RtpRx`] for payload type 98 and a socket that sends to it.
+    pub fn rtp_pair() -> (std::net::UdpSocket, RtpRx) {
+        let (_, rx) = sockets();
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.connect(rx.local().unwrap()).unwrap();
+        (s, RtpRx::new(rx, 98, None))
+    }
+
+    /// Polls `bridge` until `want` frames were published or 2 s passed; returns their bytes.
+    pub fn published(rig: &mut Rig, bridge: &mut dyn Bridge, want: usize) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while out.len() < want && Instant::now() < deadline {
+            let frames = {
+                let mut io = rig.io();
+                bridge.poll(Instant::now(), 64, &mut io);
+                io.published().to_vec()
+            };
+            for f in frames {
+                let p = rig.pool.payload(f.slot).unwrap();
+                out.push(p[..f.payload_len as usize].to_vec());
+                rig.pool.free(f.slot).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        out
+    }
+
+    const START_NS: u64 = 1_000_000_000_123;
+
+    fn stream() -> Stream {
+        Stream {
+            payload_type: 98,
+            ssrc: 5,
+            rate: FrameRate::from_fps(10.0).unwrap(),
+            height: 1080,
+            sender: SenderType::Narrow,
+        }
+    }
+
+    #[test]
+    fn a_frame_is_spread_over_its_period_never_faster_than_cmax() {
+        let mut rig = Rig::new(4, 200_000);
+        let (udp, mut rx) = sockets();
+        let now = Arc::new(AtomicU64::new(START_NS));
+        let counters = Arc::new(BridgeCounters::default());
+        let format = Codestream::new(1448).unwrap();
+        let mut tx = PacedTx::new(
+            "t".into(),
+            udp,
+            format,
+            stream(),
+            counters.clone(),
+            Clock::Manual(now.clone()),
+        );
+        // 100 packets at 10 fps: TRS = 100 ms · 1080/1125 / 100 = 0.96 ms, CMAX 4, no lead.
+        let data: Vec<u8> = (0..100 * 1444).map(|i| (i % 251) as u8).collect();
+        let frame = rig.frame(&data);
+        assert!(tx.offer(frame));
+        let timing = PacedTx::<Codestream>::timing(&stream(), 100);
+        let n = timing.next_frame_after(START_NS);
+        let tvd = timing.frame_epoch(n);
+        assert_eq!(timing.cmax(), 4);
+        let mut got = Vec::new();
+        let mut released = false;
+        let mut t = START_NS;
+        // 100 us steps through the frame period and a bit more (bounded).
+        for _ in 0..2_500 {
+            now.store(t, Ordering::Relaxed);
+            let mut io = rig.io();
+            let sent = tx.poll(Instant::now(), 1000, &mut io);
+            released |= io.released().contains(&frame.slot);
+            assert!(sent <= 4, "a burst of {sent} packets");
+            if sent > 0 {
+                assert!(t >= tvd, "a packet before the frame's TVD");
+            }
+            rx.recv(|d, _| got.push(d.to_vec()));
+            if t < tvd + 48_000_000 {
+                assert!(got.len() <= 51, "{} packets by TVD + 48 ms", got.len());
+            }
+            t += 100_000;
+        }
+        assert_eq!(got.len(), 100);
+        assert!(released, "the slot goes back when the frame is sent");
+        let mut codestream = Vec::new();
+        for (i, d) in got.iter().enumerate() {
+            let p = rtp::Packet::new_checked(&d[..]).unwrap();
+            assert_eq!(p.timestamp(), timing.rtp_timestamp(n));
+            assert_eq!(p.marker(), i == 99);
+            assert_eq!(p.payload_type(), 98);
+            codestream.extend_from_slice(&p.payload()[4..]);
+        }
+        assert!(codestream == data);
+        assert_eq!(BridgeCounters::get(&counters.frames), 1);
+        assert_eq!(BridgeCounters::get(&counters.packets), 100);
+    }
+
+    #[test]
+    fn a_refused_frame_is_counted_released_and_not_sent() {
+        let mut rig = Rig::new(4, 1000);
+        let (udp, mut rx) = sockets();
+        let now = Arc::new(AtomicU64::new(START_NS));
+        let counters = Arc::new(BridgeCounters::default());
+        let format = Codestream::new(1448).unwrap();
+        let mut tx = PacedTx::new(
+            "t".into(),
+            udp,
+            format,
+            stream(),
+            counters.clone(),
+            Clock::Manual(now.clone()),
+        );
+        let empty = rig.frame(&[]);
+        let one = rig.frame(&[9; 10]);
+        assert!(tx.offer(empty) && tx.offer(one));
+        let mut io = rig.io();
+        assert_eq!(tx.poll(Instant::now(), 100, &mut io), 0);
+        assert_eq!(io.released(), &[empty.slot]);
+        assert_eq!(BridgeCounters::get(&counters.frames_refused), 1);
+        // The next frame starts on the next poll and goes at its TVD.
+        let mut got = 0;
+        for i in 0..3 {
+            if i > 0 {
+                now.store(START_NS + 200_000_000, Ordering::Relaxed);
+            }
+            let mut io = rig.io();
+            tx.poll(Instant::now(), 100, &mut io);
+            rx.recv(|_, _| got += 1);
+        }
+        assert_eq!(got, 1);
+        assert_eq!(BridgeCounters::get(&counters.frames), 1);
+    }
 
     #[test]
     fn logging_is_limited_to_once_a_second() {
