@@ -94,7 +94,8 @@ pub struct BridgeCounters {
     /// Payload bytes copied by a pixel-format conversion at the SDK edge.
     pub bytes_converted: AtomicU64,
     /// tx: frames the application handed in that the wire format refuses (malformed ANC data,
-    /// an empty codestream); never sent.
+    /// an empty codestream, a video frame too short to convert, an audio buffer that is not one
+    /// packet long); never sent.
     pub frames_refused: AtomicU64,
 }
 

@@ -26,17 +26,18 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mcm_control::dataplane::{BridgeCounters, Role};
-use mcm_proto::st2110::FrameRate;
 use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st21::{Budget, Pacer, SenderType, Timing};
+use mcm_proto::st2110::{FrameRate, rfc4175};
 
 use super::clock::Clock;
 use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
 use crate::group::bridge::FrameQueue;
 use crate::group::{Bridge, BridgeIo, Frame};
 
-/// Most bytes of a payload header after the RTP header that a [`Packetize`] format writes.
-pub const MAX_PAYLOAD_HEADER: usize = 16;
+/// Most bytes of a payload header after the RTP header that a [`Packetize`] format writes (the
+/// largest: RFC 4175's ESN and three SRD headers).
+pub const MAX_PAYLOAD_HEADER: usize = rfc4175::MAX_HEADERS_LEN;
 
 /// Two packet slots of lead (as -20 senders keep, against wake-up jitter) are used only while
 /// they are shorter than this; a slower stream sends each packet at its read time.
@@ -50,6 +51,12 @@ pub trait Packetize: Send {
     /// Checks `frame` (the slot's `payload_len` bytes) and prepares its packets; returns how
     /// many (at least 1), or why the frame cannot be sent.
     fn begin(&mut self, frame: &[u8]) -> Result<u32, Self::Error>;
+
+    /// The bytes the frame's packets are cut from: the slot's (`slot`, `payload_len` long), or
+    /// the format's own copy of them (a converted frame).
+    fn source<'a>(&'a self, slot: &'a [u8]) -> &'a [u8] {
+        slot
+    }
 
     /// Writes the payload header of packet `index` of the frame [`begin`](Self::begin) took
     /// (`seq`: the packet's 32-bit extended sequence number) into `out`; returns the header's
@@ -229,10 +236,11 @@ impl<P: Packetize> PacedTx<P> {
         match self.pacer.due(now_ns) {
             Budget::Send(k) => {
                 let k = k.min(budget).min(MAX_BATCH as u32) as usize;
-                let frame: &[u8] = match io.payload(s.frame.slot) {
+                let slot: &[u8] = match io.payload(s.frame.slot) {
                     Some(p) => &p[..(s.frame.payload_len as usize).min(p.len())],
                     None => &[],
                 };
+                let frame = self.format.source(slot);
                 let mut headers = [[0u8; HEADER_LEN + MAX_PAYLOAD_HEADER]; MAX_BATCH];
                 let mut lens = [0usize; MAX_BATCH];
                 let mut ranges = [(0usize, 0usize); MAX_BATCH];
@@ -251,7 +259,7 @@ impl<P: Packetize> PacedTx<P> {
                     header.emit(rtp.try_into().expect("HEADER_LEN bytes"));
                     let (len, range) = self.format.packet(index, seq, rest);
                     if range.end > frame.len() {
-                        break; // the slot changed under the frame: send what exists
+                        break; // a frame shorter than its format: send what exists
                     }
                     lens[n] = HEADER_LEN + len;
                     ranges[n] = (range.start, range.end);

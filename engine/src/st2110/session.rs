@@ -26,7 +26,7 @@ use super::compressed::{Codestream, St22Rx};
 use super::convert::PixelFormat;
 use super::paced::{PacedTx, RtpRx, Stream};
 use super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
-use super::video::{Conversion, St20Rx, St20Tx};
+use super::video::{Conversion, Rfc4175Frames, St20Rx, St20Tx};
 use crate::group::Bridge;
 use crate::group::bridge::SINK_QUEUE;
 
@@ -187,19 +187,16 @@ fn video(
             let name = format!("st2110-20 tx {dest}");
             let sdp_text = video_sdp(&params, &format, rate, sender);
             let sdp_path = write_sdp(settings, "tx", dest, &sdp_text)?;
-            let ssrc = random_u32();
-            let tx = St20Tx::new(
-                name,
-                udp,
-                packetizer,
-                timing,
-                st.payload_type,
-                ssrc,
-                conversion,
-                counters,
-                Clock::Tai,
-            )
-            .with_sdp_file(sdp_path);
+            let stream = Stream {
+                payload_type: st.payload_type,
+                ssrc: random_u32(),
+                rate,
+                height: v.height,
+                sender,
+            };
+            let format = Rfc4175Frames::new(packetizer, conversion, counters.clone());
+            let tx = St20Tx::new(name, udp, format, stream, counters, Clock::Tai)
+                .with_sdp_file(sdp_path);
             tracing::info!(
                 "st2110-20 tx {source} -> {dest}: {}x{} {rate} fps {wire_name}, {} packets per \
                  frame, {sender} pacing",
