@@ -1,5 +1,5 @@
-//! The paced frame sender and the RTP receiver shared by the ST 2110 sessions whose frames
-//! vary in size: ST 2110-22 codestreams and ST 2110-40 ancillary frames.
+//! The paced frame sender of the ST 2110 video-like sessions (-20 raw video, -22 JPEG XS
+//! codestreams, -40 ancillary frames) and the RTP receive end of the -22 and -40 receivers.
 //!
 //! [`PacedTx`] is the sink bridge: it takes the group's frames in a [`FrameQueue`], asks its
 //! [`Packetize`] format how many packets a frame makes (refusing, and counting in
@@ -9,10 +9,10 @@
 //! Pacing: every frame gets its own ST 2110-21 [`Timing`] built from its own packet count, so
 //! its packets are spread evenly over the active part of its frame period (TRS = TFRAME ·
 //! RACTIVE / Npackets), starting at the frame's TVD, in batches of at most the sender type's
-//! CMAX (4 for narrow senders at these packet rates). This is the -21 model ST 2110-22 applies
-//! to compressed video, with Npackets taken per frame since a codestream's size may change from
-//! one frame to the next. As for -20, a late lcore finishes a frame late rather than cutting it.
-//! The frame's RTP timestamp is its frame period's start (ST 2110-10), the same rule as -20.
+//! CMAX. For -20 Npackets is the same every frame; for -22 (the -21 model ST 2110-22 applies to
+//! compressed video) and -40 it is taken per frame, since a codestream's or an ANC frame's size
+//! changes from one frame to the next. A late lcore finishes a frame late rather than cutting
+//! it. The frame's RTP timestamp is its frame period's start (ST 2110-10).
 //!
 //! [`RtpRx`] is the socket end of the matching receivers: it filters by sender and payload
 //! type, parses the RTP header and counts lost and reordered packets from the sequence numbers.
