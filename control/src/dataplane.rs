@@ -93,6 +93,10 @@ pub struct BridgeCounters {
     pub send_errors: AtomicU64,
     /// Payload bytes copied by a pixel-format conversion at the SDK edge.
     pub bytes_converted: AtomicU64,
+    /// tx: frames the application handed in that the wire format refuses (malformed ANC data,
+    /// an empty codestream, a video frame too short to convert, an audio buffer that is not one
+    /// packet long); never sent.
+    pub frames_refused: AtomicU64,
 }
 
 impl BridgeCounters {
@@ -119,6 +123,9 @@ pub struct BridgeSpec {
     pub st2110: St2110,
     /// What one frame of the group is (format, size).
     pub payload: Payload,
+    /// Bytes of one buffer's payload (a pool slot's capacity): for st2110-22 the largest
+    /// codestream, for st2110-40 the largest ANC frame.
+    pub payload_size: u32,
     /// Where the bridge counts what it does.
     pub counters: Arc<BridgeCounters>,
 }

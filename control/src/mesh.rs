@@ -328,6 +328,7 @@ impl Mesh {
                 direction,
                 st2110: st2110.clone(),
                 payload: *cfg.payload(),
+                payload_size: cfg.payload_size(),
                 counters: Arc::new(BridgeCounters::default()),
             }),
             _ => None,
@@ -692,6 +693,7 @@ fn bridge_stats(urn: &str, dir: Direction, c: &BridgeCounters) -> BridgeStats {
         packets_late: get(&c.packets_late),
         send_errors: get(&c.send_errors),
         bytes_converted: get(&c.bytes_converted),
+        frames_refused: get(&c.frames_refused),
         ..BridgeStats::new()
     }
 }

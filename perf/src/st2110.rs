@@ -98,13 +98,14 @@ struct RxResult {
 
 fn bridge_line(b: &BridgeStats) -> String {
     format!(
-        "bridge {}: packets {} frames {} incomplete {} dropped {} lost {} reordered {} \
+        "bridge {}: packets {} frames {} incomplete {} dropped {} refused {} lost {} reordered {} \
          malformed {} late {} send errors {}",
         b.group,
         b.packets,
         b.frames,
         b.frames_incomplete,
         b.frames_dropped,
+        b.frames_refused,
         b.packets_lost,
         b.packets_reordered,
         b.packets_malformed,
@@ -117,6 +118,7 @@ fn bridge_json(b: &BridgeStats) -> serde_json::Value {
     serde_json::json!({
         "group": b.group, "packets": b.packets, "frames": b.frames,
         "frames_incomplete": b.frames_incomplete, "frames_dropped": b.frames_dropped,
+        "frames_refused": b.frames_refused,
         "packets_lost": b.packets_lost, "packets_reordered": b.packets_reordered,
         "packets_malformed": b.packets_malformed, "packets_late": b.packets_late,
         "send_errors": b.send_errors,

@@ -123,8 +123,8 @@ impl St30Tx {
                 }])
             }
             _ => {
-                // Not one packet's worth of samples: the buffer is dropped, not sent short.
-                BridgeCounters::add(&self.counters.frames_dropped, 1);
+                // Not one packet's worth of samples: the buffer is refused, not sent short.
+                BridgeCounters::add(&self.counters.frames_refused, 1);
                 self.queue.pop();
                 io.release(frame.slot);
                 return;
@@ -298,6 +298,7 @@ impl Bridge for St30Rx {
                 *packets += 1;
                 match seq.extend(p.sequence_number()).class {
                     rtp::SeqClass::InOrder { gap } => *lost += u64::from(gap),
+                    rtp::SeqClass::First => {}
                     _ => *reordered += 1,
                 }
                 let _: Continuity = continuity.push(p.timestamp());
@@ -341,5 +342,40 @@ impl Bridge for St30Rx {
 
     fn next_deadline(&self) -> Option<Instant> {
         self.udp.next_read()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::st2110::paced::tests::{Rig, published, rtp_packet, sockets};
+
+    #[test]
+    fn rx_counts_a_gap_as_lost_and_nothing_as_reordered_in_order() {
+        let format =
+            st30::Format::from_packet_time(st30::Encoding::L24, 2, 48_000, st30::PacketTime::Ms1)
+                .unwrap();
+        let mut rig = Rig::new(8, 1000);
+        let (_, udp) = sockets();
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.connect(udp.local().unwrap()).unwrap();
+        let counters = Arc::new(BridgeCounters::default());
+        let mut rx = St30Rx::new("r".into(), udp, format, 98, counters.clone(), Clock::Tai);
+        let bytes = format.packet_bytes();
+        for seq in [0u16, 1, 3] {
+            let samples = vec![seq as u8; bytes];
+            sock.send(&rtp_packet(seq, 48 * u32::from(seq), false, &samples))
+                .unwrap();
+        }
+        let got = published(&mut rig, &mut rx, 3);
+        assert_eq!(got.len(), 3);
+        assert_eq!(got[2], vec![3u8; bytes]);
+        let get = |c: &std::sync::atomic::AtomicU64| BridgeCounters::get(c);
+        assert_eq!(get(&counters.packets_lost), 1);
+        assert_eq!(
+            get(&counters.packets_reordered),
+            0,
+            "the first packet is not reordered"
+        );
     }
 }

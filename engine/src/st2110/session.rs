@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
 use mcm_control::dataplane::BridgeSpec;
 use mcm_proto::config::Direction;
-use mcm_proto::config::payload::{Audio, AudioFormat, Payload, Video};
+use mcm_proto::config::payload::{Ancillary, Audio, AudioFormat, Payload, Video};
 use mcm_proto::config::transport::{St2110, Transport};
 use mcm_proto::st2110::rfc4175::{Depacketizer, Format, Packetizer, PackingMode};
 use mcm_proto::st2110::st21::{SenderType, Timing};
@@ -19,11 +19,14 @@ use mcm_proto::st2110::{Depth, FrameRate, Sampling};
 use mcm_proto::st2110::{sdp, st30};
 
 use super::Settings;
+use super::ancillary::{self, AncFrame, St40Rx};
 use super::audio::{St30Rx, St30Tx};
 use super::clock::Clock;
+use super::compressed::{Codestream, St22Rx};
 use super::convert::PixelFormat;
+use super::paced::{PacedTx, RtpRx, Stream};
 use super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
-use super::video::{Conversion, St20Rx, St20Tx};
+use super::video::{Conversion, Rfc4175Frames, St20Rx, St20Tx};
 use crate::group::Bridge;
 use crate::group::bridge::SINK_QUEUE;
 
@@ -46,21 +49,15 @@ pub fn build(
     let st = &spec.st2110;
     match (st.transport, &spec.payload) {
         (Transport::St2110_20, Payload::Video(v)) => video(spec, v, settings, copied),
+        (Transport::St2110_22, Payload::Video(v)) => compressed(spec, v, settings),
         (Transport::St2110_30, Payload::Audio(a)) => audio(spec, a, settings),
-        (Transport::St2110_20, other) => Err(format!(
-            "connection.st2110.transport st2110-20 carries video; payload is {} (allowed: \
-             payload.video)",
-            other.as_str()
-        )),
-        (Transport::St2110_30, other) => Err(format!(
-            "connection.st2110.transport st2110-30 carries audio; payload is {} (allowed: \
-             payload.audio)",
-            other.as_str()
-        )),
-        (t, _) => Err(format!(
-            "connection.st2110.transport {}: not served by this engine yet (allowed: st2110-20, \
-             st2110-30)",
-            t.as_str()
+        (Transport::St2110_40, Payload::Ancillary(a)) => ancillary(spec, a, settings),
+        (t, other) => Err(format!(
+            "connection.st2110.transport {} carries {kind}; payload is {} (allowed: \
+             payload.{kind})",
+            t.as_str(),
+            other.as_str(),
+            kind = t.payload_kind(),
         )),
     }
 }
@@ -168,14 +165,7 @@ fn video(
         .ok_or_else(|| format!("payload.video.fps {} is not a frame rate", v.fps))?;
     let group = ipv4(st)?;
     let counters = spec.counters.clone();
-    let opts = SocketOptions {
-        dscp: settings.dscp_video,
-        buffer_bytes: settings.socket_buffer,
-        multicast_ttl: settings.multicast_ttl,
-        interface: settings.local_ip,
-        rx_timestamps: false,
-        gro: true,
-    };
+    let opts = video_opts(settings);
     match spec.direction {
         Direction::Tx => {
             let sender = sender_type(st.pacing.as_deref())?;
@@ -188,35 +178,25 @@ fn video(
                 packetizer.packets_per_frame(),
                 sender,
             );
-            let dest = SocketAddrV4::new(group, st.port);
-            let mut udp = open_tx(settings, dest, &opts)?;
-            if !settings.gso {
-                udp.disable_gso();
-            }
-            let source = udp.local().map_err(|e| format!("socket: {e}"))?;
-            let name = format!("st2110-20 tx {dest}");
-            let params = tx_params(
-                settings,
-                format!("mcm st2110-20 {dest}"),
+            let TxSocket {
+                udp,
                 source,
                 dest,
-                st.payload_type,
-            );
+                params,
+            } = tx_socket(settings, st, &opts)?;
+            let name = format!("st2110-20 tx {dest}");
             let sdp_text = video_sdp(&params, &format, rate, sender);
             let sdp_path = write_sdp(settings, "tx", dest, &sdp_text)?;
-            let ssrc = random_u32();
-            let tx = St20Tx::new(
-                name,
-                udp,
-                packetizer,
-                timing,
-                st.payload_type,
-                ssrc,
-                conversion,
-                counters,
-                Clock::Tai,
-            )
-            .with_sdp_file(sdp_path);
+            let stream = Stream {
+                payload_type: st.payload_type,
+                ssrc: random_u32(),
+                rate,
+                height: v.height,
+                sender,
+            };
+            let format = Rfc4175Frames::new(packetizer, conversion, counters.clone());
+            let tx = St20Tx::new(name, udp, format, stream, counters, Clock::Tai)
+                .with_sdp_file(sdp_path);
             tracing::info!(
                 "st2110-20 tx {source} -> {dest}: {}x{} {rate} fps {wire_name}, {} packets per \
                  frame, {sender} pacing",
@@ -300,16 +280,12 @@ fn audio(
     };
     match spec.direction {
         Direction::Tx => {
-            let dest = SocketAddrV4::new(group, st.port);
-            let udp = open_tx(settings, dest, &opts)?;
-            let source = udp.local().map_err(|e| format!("socket: {e}"))?;
-            let tx = tx_params(
-                settings,
-                format!("mcm st2110-30 {dest}"),
+            let TxSocket {
+                udp,
                 source,
                 dest,
-                st.payload_type,
-            );
+                params: tx,
+            } = tx_socket(settings, st, &opts)?;
             let audio = sdp::AudioParams {
                 encoding: match encoding {
                     st30::Encoding::L16 => sdp::AudioEncoding::L16,
@@ -348,14 +324,219 @@ fn audio(
     }
 }
 
+/// The socket options of a video or ancillary stream.
+fn video_opts(settings: &Settings) -> SocketOptions {
+    SocketOptions {
+        dscp: settings.dscp_video,
+        buffer_bytes: settings.socket_buffer,
+        multicast_ttl: settings.multicast_ttl,
+        interface: settings.local_ip,
+        rx_timestamps: false,
+        gro: true,
+    }
+}
+
+/// A tx session's socket, connected to `ipAddr:port` (GSO as `st2110.gso` says), with the
+/// SDP parameters of the stream it sends.
+struct TxSocket {
+    udp: UdpTx,
+    source: SocketAddrV4,
+    dest: SocketAddrV4,
+    params: sdp::TxParams,
+}
+
+fn tx_socket(settings: &Settings, st: &St2110, opts: &SocketOptions) -> Result<TxSocket, String> {
+    let dest = SocketAddrV4::new(ipv4(st)?, st.port);
+    let mut udp = open_tx(settings, dest, opts)?;
+    if !settings.gso {
+        udp.disable_gso();
+    }
+    let source = udp.local().map_err(|e| format!("socket: {e}"))?;
+    let name = format!("mcm {} {dest}", st.transport.as_str());
+    let params = tx_params(settings, name, source, dest, st.payload_type);
+    Ok(TxSocket {
+        udp,
+        source,
+        dest,
+        params,
+    })
+}
+
+/// An rx session's RTP end: its socket (see [`open_rx`]), payload type and source filter,
+/// with a name for logs.
+fn rtp_rx(
+    settings: &Settings,
+    st: &St2110,
+    from_sdp: Option<&SdpStream>,
+    opts: &SocketOptions,
+) -> Result<(RtpRx, String), String> {
+    let (udp, at, filter) = open_rx(settings, st, ipv4(st)?, from_sdp, opts)?;
+    let payload_type = from_sdp.map_or(st.payload_type, |s| s.payload_type);
+    let name = format!("{} rx {}:{}", st.transport.as_str(), at.addr, at.port);
+    tracing::info!(
+        "{name}{}: payload type {payload_type}",
+        filter.map(|f| format!(" from {f}")).unwrap_or_default()
+    );
+    Ok((RtpRx::new(udp, payload_type, filter), name))
+}
+
+/// The sampling and depth of the decoded picture `pixelFormat` describes (for the SDP).
+fn decoded_format(v: &Video) -> (Sampling, Depth) {
+    match v.pixel_format {
+        PixelFormat::Uyvy => (Sampling::YCbCr422, Depth::D8),
+        PixelFormat::Yuv422p10le | PixelFormat::V210 | PixelFormat::Yuv422p10rfc4175 => {
+            (Sampling::YCbCr422, Depth::D10)
+        }
+    }
+}
+
+/// Checks that an `sdpFile` describes a stream of `encoding`.
+fn check_encoding(from_sdp: Option<&SdpStream>, encoding: &str) -> Result<(), String> {
+    match from_sdp {
+        Some(s) if !s.encoding.eq_ignore_ascii_case(encoding) => Err(format!(
+            "sdpFile: the stream is {}/90000 (allowed for this transport: {encoding}/90000)",
+            s.encoding
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An ST 2110-22 session: JPEG XS codestreams of at most `payload_size` bytes (the buffer's
+/// size: `maxPayloadSize`, or the uncompressed frame size when it is 0).
+fn compressed(
+    spec: &BridgeSpec,
+    v: &Video,
+    settings: &Settings,
+) -> Result<(Box<dyn Bridge>, u32), String> {
+    let st = &spec.st2110;
+    let rate = FrameRate::from_fps(v.fps)
+        .ok_or_else(|| format!("payload.video.fps {} is not a frame rate", v.fps))?;
+    let opts = video_opts(settings);
+    let counters = spec.counters.clone();
+    match spec.direction {
+        Direction::Tx => {
+            let sender = sender_type(st.pacing.as_deref())?;
+            let format = Codestream::new(ancillary::MAX_RTP_PAYLOAD)
+                .map_err(|e| format!("st2110-22: {e}"))?;
+            let tx = tx_socket(settings, st, &opts)?;
+            let (sampling, depth) = decoded_format(v);
+            let mut fmtp = sdp::JxsvFmtp::new(v.width, v.height, rate);
+            fmtp.sampling = Some(sampling);
+            fmtp.depth = Some(depth);
+            fmtp.sender_type = Some(sdp_sender_type(sender));
+            // b=AS: the largest codestream every frame period, in kbit/s.
+            let kbps = (f64::from(spec.payload_size) * 8.0 * v.fps / 1000.0).ceil() as u64;
+            let text = sdp::Session::st2110_22(&tx.params, fmtp, kbps).to_string();
+            let sdp_path = write_sdp(settings, "tx", tx.dest, &text)?;
+            tracing::info!(
+                "st2110-22 tx {} -> {}: {}x{} {rate} fps, codestreams up to {} bytes in \
+                 {}-byte packets, {sender} pacing",
+                tx.source,
+                tx.dest,
+                v.width,
+                v.height,
+                spec.payload_size,
+                format.data_per_packet()
+            );
+            let stream = Stream {
+                payload_type: st.payload_type,
+                ssrc: random_u32(),
+                rate,
+                height: v.height,
+                sender,
+            };
+            let name = format!("st2110-22 tx {}", tx.dest);
+            let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
+                .with_sdp_file(sdp_path);
+            Ok((Box::new(tx), SINK_QUEUE as u32))
+        }
+        Direction::Rx => {
+            let from_sdp = stream_from_sdp(spec)?;
+            check_encoding(from_sdp.as_ref(), "jxsv")?;
+            if let Some((w, h)) = from_sdp.as_ref().and_then(|s| s.size)
+                && (w, h) != (v.width, v.height)
+            {
+                return Err(format!(
+                    "sdpFile describes {w}x{h} video; payload.video is {}x{} (allowed: the \
+                     same size)",
+                    v.width, v.height
+                ));
+            }
+            let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts)?;
+            let rx = St22Rx::new(name, rtp, counters, Clock::Tai);
+            Ok((Box::new(rx), RX_QUOTA))
+        }
+    }
+}
+
+/// An ST 2110-40 session: one buffer of ANC packets per frame period (see
+/// [`ancillary`](super::ancillary) for the in-slot format).
+fn ancillary(
+    spec: &BridgeSpec,
+    a: &Ancillary,
+    settings: &Settings,
+) -> Result<(Box<dyn Bridge>, u32), String> {
+    let st = &spec.st2110;
+    let rate = FrameRate::from_fps(a.fps)
+        .ok_or_else(|| format!("payload.ancillary.fps {} is not a frame rate", a.fps))?;
+    let opts = video_opts(settings);
+    let counters = spec.counters.clone();
+    match spec.direction {
+        Direction::Tx => {
+            let sender = sender_type(st.pacing.as_deref())?;
+            let tx = tx_socket(settings, st, &opts)?;
+            let fmtp = sdp::AncFmtp {
+                exactframerate: Some(rate),
+                ssn: Some("ST2110-40:2023".to_owned()),
+                ..sdp::AncFmtp::default()
+            };
+            let text = sdp::Session::st2110_40(&tx.params, fmtp).to_string();
+            let sdp_path = write_sdp(settings, "tx", tx.dest, &text)?;
+            tracing::info!("st2110-40 tx {} -> {}: {rate} fps", tx.source, tx.dest);
+            let stream = Stream {
+                payload_type: st.payload_type,
+                ssrc: random_u32(),
+                rate,
+                // ANC accompanies video of unknown height: the 1080-line -21 parameters.
+                height: 1080,
+                sender,
+            };
+            let name = format!("st2110-40 tx {}", tx.dest);
+            let format = AncFrame::new(ancillary::MAX_RTP_PAYLOAD);
+            let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
+                .with_sdp_file(sdp_path);
+            Ok((Box::new(tx), SINK_QUEUE as u32))
+        }
+        Direction::Rx => {
+            let from_sdp = stream_from_sdp(spec)?;
+            check_encoding(from_sdp.as_ref(), "smpte291")?;
+            let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts)?;
+            let rx = St40Rx::new(name, rtp, counters, Clock::Tai);
+            Ok((Box::new(rx), RX_QUOTA))
+        }
+    }
+}
+
+fn sdp_sender_type(sender: SenderType) -> sdp::SenderType {
+    match sender {
+        SenderType::Narrow => sdp::SenderType::Narrow,
+        SenderType::NarrowLinear => sdp::SenderType::NarrowLinear,
+        SenderType::Wide => sdp::SenderType::Wide,
+    }
+}
+
 /// What an rx session takes from its `sdpFile`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct SdpStream {
     payload_type: u8,
     /// The sender (SSM `source-filter`).
     source: Option<Ipv4Addr>,
+    /// The `a=rtpmap` encoding name (`raw`, `jxsv`, `smpte291`, `L24`, ...).
+    encoding: String,
     /// Raw video: sampling, depth, width, height.
     video: Option<(Sampling, Depth, u32, u32)>,
+    /// JPEG XS video: width and height, when the fmtp gives both.
+    size: Option<(u32, u32)>,
 }
 
 /// Reads the connection's `sdpFile`, if any: the media section on `ipAddr:port` (its `c=` or
@@ -396,10 +577,16 @@ fn stream_from_sdp(spec: &BridgeSpec) -> Result<Option<SdpStream>, String> {
         sdp::Fmtp::Raw(f) => Some((f.sampling, f.depth, f.width, f.height)),
         _ => None,
     };
+    let size = match &media.fmtp {
+        sdp::Fmtp::Jxsv(f) => f.width.zip(f.height),
+        _ => None,
+    };
     Ok(Some(SdpStream {
         payload_type: media.payload_type,
         source,
+        encoding: media.rtpmap.encoding.clone(),
         video,
+        size,
     }))
 }
 
@@ -520,11 +707,7 @@ fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: Sende
         format.height(),
         rate,
     );
-    fmtp.sender_type = Some(match sender {
-        SenderType::Narrow => sdp::SenderType::Narrow,
-        SenderType::NarrowLinear => sdp::SenderType::NarrowLinear,
-        SenderType::Wide => sdp::SenderType::Wide,
-    });
+    fmtp.sender_type = Some(sdp_sender_type(sender));
     sdp::Session::st2110_20(tx, fmtp).to_string()
 }
 
@@ -571,6 +754,7 @@ mod tests {
                 sdp_file,
             },
             payload: Payload::Blob,
+            payload_size: 64,
             counters: Arc::default(),
         }
     }
@@ -597,7 +781,9 @@ mod tests {
             SdpStream {
                 payload_type: 96,
                 source: Some("10.0.0.5".parse().unwrap()),
+                encoding: "raw".to_owned(),
                 video: Some((Sampling::YCbCr422, Depth::D8, 1280, 720)),
+                size: None,
             }
         );
         assert_eq!(stream_from_sdp(&spec(Direction::Rx, None)).unwrap(), None);
@@ -622,6 +808,51 @@ mod tests {
         assert!(e.contains("rx connections only"), "{e}");
         let e = stream_from_sdp(&spec(Direction::Rx, Some("/nonexistent.sdp".into()))).unwrap_err();
         assert!(e.contains("/nonexistent.sdp"), "{e}");
+    }
+
+    #[test]
+    fn an_sdp_file_of_another_encoding_is_refused_with_a_reason() {
+        let (_d, p) = with_sdp(SDP);
+        let got = stream_from_sdp(&spec(Direction::Rx, p)).unwrap();
+        assert_eq!(check_encoding(got.as_ref(), "raw"), Ok(()));
+        assert_eq!(check_encoding(None, "jxsv"), Ok(()));
+        let e = check_encoding(got.as_ref(), "jxsv").unwrap_err();
+        assert!(e.contains("the stream is raw/90000 (allowed for this transport: jxsv/90000)"));
+        let jxsv = SDP.replace("raw/90000", "jxsv/90000").replace(
+            "sampling=YCbCr-4:2:2; width=1280; height=720; depth=8",
+            "packetmode=0; width=1280; height=720",
+        );
+        let (_d, p) = with_sdp(&jxsv);
+        let got = stream_from_sdp(&spec(Direction::Rx, p)).unwrap().unwrap();
+        assert_eq!(
+            (got.encoding.as_str(), got.size),
+            ("jxsv", Some((1280, 720)))
+        );
+    }
+
+    #[test]
+    fn a_transport_with_the_wrong_payload_is_refused_with_a_reason() {
+        let settings = Settings {
+            interface: "lo".into(),
+            local_ip: Ipv4Addr::LOCALHOST,
+            tx_ports: 40000..=40010,
+            rx_ports: 1..=65535,
+            dscp_video: 34,
+            dscp_audio: 46,
+            socket_buffer: 1 << 20,
+            multicast_ttl: 1,
+            gso: true,
+            rx_read_interval: std::time::Duration::ZERO,
+            sdp_dir: std::env::temp_dir(),
+        };
+        let mut s = spec(Direction::Tx, None);
+        s.st2110.transport = Transport::St2110_40;
+        let e = build(&s, &settings, Arc::default()).err().unwrap();
+        assert_eq!(
+            e,
+            "connection.st2110.transport st2110-40 carries ancillary; payload is blob (allowed: \
+             payload.ancillary)"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! ST 2110-20 video sessions: [`St20Tx`] sends a group's frames as RFC 4175 packets paced by
-//! ST 2110-21; [`St20Rx`] receives a stream into the group's pool slots.
+//! ST 2110-21 (the [`PacedTx`] sender with the [`Rfc4175Frames`] format); [`St20Rx`] receives a
+//! stream into the group's pool slots.
 //!
 //! Tx reads each frame in place from its pool slot: every datagram is gathered by the kernel
 //! from a header built on the stack and a slice of the slot. Only when the application's pixel
@@ -7,27 +8,20 @@
 //! Rx writes each packet's pixel data straight into the slot of the frame in progress (or, when
 //! converting, into the conversion buffer, converted into the slot when the frame is whole).
 
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mcm_control::dataplane::{BridgeCounters, Role};
-use mcm_proto::st2110::rfc4175::{self, Depacketizer, FrameReport, FrameSink, Packetizer};
-use mcm_proto::st2110::rtp::{self, HEADER_LEN};
-use mcm_proto::st2110::st21::{Budget, Pacer, Timing};
+use mcm_proto::st2110::rfc4175::{Depacketizer, FrameReport, FrameSink, Packetizer};
 
 use super::clock::Clock;
 use super::convert::{self, PixelFormat};
-use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
+use super::paced::{PacedTx, Packetize};
+use super::udp::UdpRx;
 use crate::group::bridge::FrameQueue;
 use crate::group::{Bridge, BridgeIo, Frame};
-
-/// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
-const HEADERS: usize = HEADER_LEN + rfc4175::MAX_HEADERS_LEN;
-/// Packet slots a tx session sends ahead of the read schedule, so that wake-up jitter of up
-/// to two TRS does not underflow a receiver's buffer. Batches (one GSO `sendmsg` each) are
-/// sized by [`Pacer::batch_for`] to stay within CMAX and VRX_FULL with this lead.
-const LEAD: u32 = 2;
 
 /// The application's frames against the wire's, and the buffer a conversion goes through.
 #[derive(Debug)]
@@ -65,253 +59,57 @@ impl Conversion {
     }
 }
 
-/// The frame being sent.
-#[derive(Debug, Clone, Copy)]
-struct Sending {
-    frame: Frame,
-    /// Next packet index.
-    next: u32,
-    rtp_timestamp: u32,
-}
-
-/// An ST 2110-20 transmitter: a sink bridge of its group.
-pub struct St20Tx {
-    name: String,
-    udp: UdpTx,
+/// The ST 2110-20 tx format: a frame's RFC 4175 packets (GPM), read from the slot, or from the
+/// conversion buffer when the application's pixel format is not the wire's.
+pub struct Rfc4175Frames {
     packetizer: Packetizer,
-    pacer: Pacer,
-    clock: Clock,
-    payload_type: u8,
-    ssrc: u32,
-    /// Extended sequence number of the next packet.
-    seq: u32,
-    queue: FrameQueue,
-    sending: Option<Sending>,
-    /// The last frame period used, so two frames never share an epoch.
-    last_epoch: Option<u64>,
     conversion: Option<Conversion>,
     counters: Arc<BridgeCounters>,
-    packets_late_seen: u64,
-    /// The SDP file published for this session; removed when the session ends.
-    sdp_file: Option<std::path::PathBuf>,
 }
 
-impl Drop for St20Tx {
-    fn drop(&mut self) {
-        if let Some(p) = &self.sdp_file {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
-impl St20Tx {
-    /// A transmitter sending `packetizer`'s packets through `udp` on `timing`'s schedule.
-    #[allow(clippy::too_many_arguments)]
+impl Rfc4175Frames {
+    /// Frames cut by `packetizer`, converted first when `conversion` is given (its copies
+    /// counted in `counters`).
     pub fn new(
-        name: String,
-        udp: UdpTx,
         packetizer: Packetizer,
-        timing: Timing,
-        payload_type: u8,
-        ssrc: u32,
         conversion: Option<Conversion>,
         counters: Arc<BridgeCounters>,
-        clock: Clock,
     ) -> Self {
         Self {
-            name,
-            udp,
             packetizer,
-            pacer: Pacer::with_lead(timing, LEAD)
-                .with_batch(Pacer::batch_for(&timing, LEAD))
-                .keep_late_frames(),
-            clock,
-            payload_type,
-            ssrc,
-            seq: 0,
-            queue: FrameQueue::default(),
-            sending: None,
-            last_epoch: None,
             conversion,
             counters,
-            packets_late_seen: 0,
-            sdp_file: None,
         }
     }
+}
 
-    /// Removes `path` (the session's published SDP) when the session ends.
-    pub fn with_sdp_file(mut self, path: std::path::PathBuf) -> Self {
-        self.sdp_file = Some(path);
-        self
-    }
+impl Packetize for Rfc4175Frames {
+    type Error = convert::ConvertError;
 
-    /// Starts the oldest queued frame at the next free frame epoch.
-    fn start_next(&mut self, now_ns: u64, io: &mut BridgeIo<'_>) {
-        let Some(frame) = self.queue.pop() else {
-            return;
-        };
-        let t = *self.pacer.timing();
-        let mut n = t.next_frame_after(now_ns);
-        if let Some(last) = self.last_epoch {
-            n = n.max(last + 1);
-        }
-        self.last_epoch = Some(n);
+    /// Converts the frame when needed (a frame too short to convert is refused); a frame in the
+    /// wire format is sent as far as it goes (a short one ends early).
+    fn begin(&mut self, frame: &[u8]) -> Result<u32, convert::ConvertError> {
         if let Some(c) = self.conversion.as_mut() {
-            let Some(src) = io.payload(frame.slot) else {
-                return;
-            };
-            let len = (frame.payload_len as usize).min(src.len());
-            if convert::to_rfc4175(c.app, c.width, c.height, &src[..len], &mut c.buffer).is_err() {
-                // A short frame from the application: send nothing, release the slot.
-                BridgeCounters::add(&self.counters.frames_dropped, 1);
-                io.release(frame.slot);
-                return;
-            }
+            convert::to_rfc4175(c.app, c.width, c.height, frame, &mut c.buffer)?;
             let bytes = c.buffer.len();
             c.count(&self.counters, bytes);
         }
-        self.pacer.start_frame(n);
-        self.sending = Some(Sending {
-            frame,
-            next: 0,
-            rtp_timestamp: t.rtp_timestamp(n),
-        });
+        Ok(self.packetizer.packets_per_frame())
     }
 
-    /// Sends what the pacer allows now; returns packets sent.
-    fn send_due(&mut self, now_ns: u64, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
-        let Some(mut s) = self.sending else {
-            return 0;
-        };
-        match self.pacer.due(now_ns) {
-            Budget::Send(k) => {
-                let k = k.min(budget).min(MAX_BATCH as u32) as usize;
-                let frame: &[u8] = match &self.conversion {
-                    Some(c) => &c.buffer,
-                    None => match io.payload(s.frame.slot) {
-                        Some(p) => &p[..(s.frame.payload_len as usize).min(p.len())],
-                        None => &[],
-                    },
-                };
-                let mut headers = [[0u8; HEADERS]; MAX_BATCH];
-                let mut lens = [0usize; MAX_BATCH];
-                let mut ranges = [(0usize, 0usize); MAX_BATCH];
-                let total = self.packetizer.packets_per_frame();
-                let mut n = 0;
-                while n < k {
-                    let index = s.next + n as u32;
-                    let seq = self.seq.wrapping_add(n as u32);
-                    let range = self.packetizer.data(index);
-                    if range.end > frame.len() {
-                        break; // a frame shorter than its format: send what exists
-                    }
-                    let header = rtp::Header {
-                        marker: index + 1 == total,
-                        payload_type: self.payload_type,
-                        sequence_number: seq as u16,
-                        timestamp: s.rtp_timestamp,
-                        ssrc: self.ssrc,
-                    };
-                    let (rtp, rest) = headers[n].split_at_mut(HEADER_LEN);
-                    header.emit(rtp.try_into().expect("HEADER_LEN bytes"));
-                    lens[n] = HEADER_LEN + self.packetizer.headers(index, seq, rest);
-                    ranges[n] = (range.start, range.end);
-                    n += 1;
-                }
-                let mut dgrams = [Datagram::default(); MAX_BATCH];
-                for i in 0..n {
-                    dgrams[i] = Datagram {
-                        header: &headers[i][..lens[i]],
-                        data: &frame[ranges[i].0..ranges[i].1],
-                    };
-                }
-                let sent = if n == 0 {
-                    0
-                } else {
-                    self.udp.send(&dgrams[..n])
-                };
-                self.pacer.sent(sent as u32);
-                self.seq = self.seq.wrapping_add(sent as u32);
-                s.next += sent as u32;
-                if n < k && sent == n {
-                    // The frame is shorter than its format says: end it here.
-                    s.next = total;
-                }
-                self.sending = Some(s);
-                self.account(sent);
-                if s.next >= total {
-                    self.finish(io, true);
-                }
-                sent as u32
-            }
-            Budget::Done => {
-                self.finish(io, true);
-                0
-            }
-            Budget::Skipped(_) => {
-                self.finish(io, false);
-                0
-            }
-            Budget::Wait | Budget::Idle => 0,
-        }
+    fn source<'a>(&'a self, slot: &'a [u8]) -> &'a [u8] {
+        self.conversion.as_ref().map_or(slot, |c| &c.buffer)
     }
 
-    fn account(&mut self, sent: usize) {
-        let c = &self.counters;
-        BridgeCounters::add(&c.packets, sent as u64);
-        let io = self.udp.counters();
-        c.bytes.store(io.bytes, Ordering::Relaxed);
-        c.send_errors.store(io.errors, Ordering::Relaxed);
-        let late = self.pacer.stats().packets_late;
-        BridgeCounters::add(&c.packets_late, late - self.packets_late_seen);
-        self.packets_late_seen = late;
-    }
-
-    fn finish(&mut self, io: &mut BridgeIo<'_>, whole: bool) {
-        if let Some(s) = self.sending.take() {
-            io.release(s.frame.slot);
-            let c = if whole {
-                &self.counters.frames
-            } else {
-                &self.counters.frames_dropped
-            };
-            BridgeCounters::add(c, 1);
-        }
-        self.pacer.frame_done();
+    fn packet(&self, index: u32, seq: u32, out: &mut [u8]) -> (usize, Range<usize>) {
+        let len = self.packetizer.headers(index, seq, out);
+        (len, self.packetizer.data(index))
     }
 }
 
-impl Bridge for St20Tx {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn role(&self) -> Role {
-        Role::Sink
-    }
-
-    fn offer(&mut self, frame: Frame) -> bool {
-        offer_counted(&mut self.queue, frame, &self.counters)
-    }
-
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
-        let now_ns = self.clock.now_ns();
-        if self.sending.is_none() {
-            self.start_next(now_ns, io);
-        }
-        self.send_due(now_ns, budget, io)
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        let now = Instant::now();
-        if self.sending.is_none() {
-            return (!self.queue.is_empty()).then_some(now);
-        }
-        let at = self.pacer.next_deadline()?;
-        let now_ns = self.clock.now_ns();
-        Some(now + Duration::from_nanos(at.saturating_sub(now_ns)))
-    }
-}
+/// An ST 2110-20 transmitter: a sink bridge of its group, the paced sender with the RFC 4175
+/// format.
+pub type St20Tx = PacedTx<Rfc4175Frames>;
 
 /// The frame being received.
 #[derive(Debug, Clone, Copy)]
@@ -603,13 +401,16 @@ mod tests {
 
     use mcm_proto::shm::map::HugePages;
     use mcm_proto::shm::pool::{Pool, PoolGeometry};
-    use mcm_proto::st2110::rfc4175::{Format, PackingMode};
+    use mcm_proto::st2110::rfc4175::{self, Format, PackingMode};
+    use mcm_proto::st2110::rtp::{self, HEADER_LEN};
     use mcm_proto::st2110::{Depth, Sampling};
 
     use super::*;
     use crate::st2110::udp::{RxAddr, SocketOptions};
 
     const STALE: Duration = Duration::from_millis(100);
+    /// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
+    const HEADERS: usize = HEADER_LEN + rfc4175::MAX_HEADERS_LEN;
 
     struct Rig {
         rx: St20Rx,

@@ -16,10 +16,13 @@
 //!
 //! - A blob payload needs `connection.multipointGroup` (else `CONN_CONFIG_INCOMPAT`) and a non-zero
 //!   `maxPayloadSize` (else `CONN_CONFIG_INVAL`), as in MCM.
-//! - `st2110-20` and `st2110-22` carry a video payload and `st2110-30` an audio one (else
-//!   `CONN_CONFIG_INCOMPAT`; MCM does not check this).
+//! - `st2110-20` and `st2110-22` carry a video payload, `st2110-30` an audio one and
+//!   `st2110-40` an ancillary one (else `CONN_CONFIG_INCOMPAT`; MCM does not check this).
 //! - A non-zero `maxPayloadSize` below the video frame or audio packet size is
 //!   `CONN_CONFIG_INCOMPAT`; a larger one is kept, and becomes the buffers' payload size.
+//! - `st2110-22` and `st2110-40` buffers hold data of varying length (a JPEG XS codestream, a
+//!   frame's ANC packets): any non-zero `maxPayloadSize` is their bound; 0 means the
+//!   uncompressed frame size (-22) or [`ANC_FRAME_BYTES`](super::payload::ANC_FRAME_BYTES) (-40).
 
 use std::time::Duration;
 
@@ -154,11 +157,7 @@ impl ConnectionConfig {
         if self.payload == Payload::Blob {
             return Ok(()); // refused with its own message by `blob_payload_size`
         }
-        let wants = if st.transport.is_audio() {
-            "audio"
-        } else {
-            "video"
-        };
+        let wants = st.transport.payload_kind();
         if self.payload.as_str() == wants {
             return Ok(());
         }
@@ -180,8 +179,11 @@ impl ConnectionConfig {
         };
         let needed =
             u32::try_from(needed).expect("payload::parse bounds sizes by MAX_PAYLOAD_SIZE");
+        let sizes_vary =
+            matches!(&self.connection, Connection::St2110(s) if s.transport.sizes_vary());
         match max {
             0 => Ok(needed),
+            _ if sizes_vary => Ok(max),
             _ if max < needed => Err(root.err_of(
                 INCOMPAT,
                 "maxPayloadSize",
@@ -505,6 +507,45 @@ mod tests {
                 INCOMPAT
             ),
             "connection.st2110.transport: \"st2110-30\" carries audio, but the payload is video"
+        );
+        let anc = json!({"ancillary": {"fps": 50}});
+        assert!(tx(json!({"connection": conn("st2110-40"), "payload": anc})).is_ok());
+        assert_eq!(
+            err(
+                tx(json!({"connection": conn("st2110-40"), "payload": video})),
+                INCOMPAT
+            ),
+            "connection.st2110.transport: \"st2110-40\" carries ancillary, but the payload is \
+             video"
+        );
+    }
+
+    #[test]
+    fn varying_sizes_take_max_payload_size_as_a_bound() {
+        let conn =
+            |t: &str| json!({"st2110": {"transport": t, "ipAddr": "239.0.0.1", "port": 5004}});
+        let video = json!({"video": {"width": 1920, "height": 1080}});
+        // st2110-22: the uncompressed frame by default, any non-zero bound below it.
+        let c = tx(json!({"connection": conn("st2110-22"), "payload": video})).unwrap();
+        assert_eq!(c.payload_size(), 1920 * 1080 * 4);
+        let c =
+            tx(json!({"connection": conn("st2110-22"), "payload": video, "maxPayloadSize": 1000}));
+        assert_eq!(c.unwrap().payload_size(), 1000);
+        // st2110-20 still needs the whole frame.
+        let e =
+            tx(json!({"connection": conn("st2110-20"), "payload": video, "maxPayloadSize": 1000}));
+        assert!(err(e, INCOMPAT).contains("is less than"));
+        // st2110-40: the largest RFC 8331 frame by default, any non-zero bound.
+        let anc = json!({"ancillary": {}});
+        let c = tx(json!({"connection": conn("st2110-40"), "payload": anc})).unwrap();
+        assert_eq!(c.payload_size(), crate::config::payload::ANC_FRAME_BYTES);
+        let c = tx(json!({"connection": conn("st2110-40"), "payload": anc, "maxPayloadSize": 64}));
+        assert_eq!(c.unwrap().payload_size(), 64);
+        let bad = json!({"ancillary": {"fps": 0}});
+        let e = tx(json!({"connection": conn("st2110-40"), "payload": bad}));
+        assert_eq!(
+            err(e, CLASS),
+            "payload.ancillary.fps: 0 is not allowed, expected a finite number above 0"
         );
     }
 

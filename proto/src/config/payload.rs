@@ -1,6 +1,12 @@
 //! The `payload` section of a connection JSON: what one buffer carries and how many bytes that is.
 //!
-//! Exactly one of `video`, `audio` or `blob`; an absent `payload` means blob.
+//! Exactly one of `video`, `audio`, `ancillary` or `blob`; an absent `payload` means blob.
+//!
+//! `ancillary` (an mcm extension, for `st2110-40` streams) is `{ "fps" }` (default 60, finite
+//! and above 0): one buffer per video frame period, holding that frame's ANC packets as the
+//! RFC 8331 payload after the RTP header (an 8-byte header, then the ANC packets; see
+//! `mcm_proto::st2110::rfc8331`). A buffer holds at most [`ANC_FRAME_BYTES`], the 8-byte header
+//! plus the 65535 bytes its Length field can count; that is its default size.
 //!
 //! Video frame sizes (`w`×`h` pixels, each dimension `1..=`[`MAX_DIMENSION`]):
 //!
@@ -42,6 +48,9 @@ pub const MAX_DIMENSION: u32 = 16384;
 pub const DEFAULT_DIMENSION: u32 = 640;
 /// Default video frame rate.
 pub const DEFAULT_FPS: f64 = 60.0;
+/// Bytes of the largest ancillary buffer: the RFC 8331 payload header (8 bytes) and the 65535
+/// bytes of ANC packets its 16-bit Length field counts.
+pub const ANC_FRAME_BYTES: u32 = 8 + 65_535;
 /// Most audio channels.
 pub const MAX_CHANNELS: u16 = 64;
 /// Default number of audio channels.
@@ -56,16 +65,26 @@ pub enum Payload {
     Video(Video),
     /// One audio packet per buffer.
     Audio(Audio),
+    /// One video frame's ancillary data per buffer (ST 2110-40; an mcm extension).
+    Ancillary(Ancillary),
     /// Opaque bytes; the size comes from `maxPayloadSize`.
     Blob,
 }
 
+/// A `payload.ancillary` section: the ANC packets of one video frame per buffer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ancillary {
+    /// Video frames per second the ANC data accompanies, finite and above 0.
+    pub fps: f64,
+}
+
 impl Payload {
-    /// The section's key: `"video"`, `"audio"` or `"blob"`.
+    /// The section's key: `"video"`, `"audio"`, `"ancillary"` or `"blob"`.
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::Video(_) => "video",
             Self::Audio(_) => "audio",
+            Self::Ancillary(_) => "ancillary",
             Self::Blob => "blob",
         }
     }
@@ -76,6 +95,7 @@ impl Payload {
         match self {
             Self::Video(v) => v.frame_size(),
             Self::Audio(a) => a.packet_size().map(u64::from),
+            Self::Ancillary(_) => Some(u64::from(ANC_FRAME_BYTES)),
             Self::Blob => None,
         }
     }
@@ -309,13 +329,13 @@ pub(super) fn parse(section: Option<Obj<'_>>) -> Result<Payload, ConfigError> {
     let Some(section) = section else {
         return Ok(Payload::Blob);
     };
-    let kinds = ["video", "audio", "blob"];
+    let kinds = ["video", "audio", "ancillary", "blob"];
     let given: Vec<_> = kinds.into_iter().filter(|k| section.has(k)).collect();
     let [kind] = given[..] else {
         return Err(section.err_here(
             CLASS,
             format_args!(
-                "exactly one of video/audio/blob is required, got {}",
+                "exactly one of video/audio/ancillary/blob is required, got {}",
                 if given.is_empty() {
                     "none".into()
                 } else {
@@ -328,8 +348,25 @@ pub(super) fn parse(section: Option<Obj<'_>>) -> Result<Payload, ConfigError> {
     match kind {
         "video" => parse_video(&body).map(Payload::Video),
         "audio" => parse_audio(&body).map(Payload::Audio),
+        "ancillary" => parse_ancillary(&body).map(Payload::Ancillary),
         _ => Ok(Payload::Blob),
     }
+}
+
+fn parse_ancillary(obj: &Obj<'_>) -> Result<Ancillary, ConfigError> {
+    let fps = obj.f64("fps", DEFAULT_FPS)?;
+    check_fps(obj, fps)?;
+    Ok(Ancillary { fps })
+}
+
+fn check_fps(obj: &Obj<'_>, fps: f64) -> Result<(), ConfigError> {
+    if fps.is_finite() && fps > 0.0 {
+        return Ok(());
+    }
+    Err(obj.err(
+        "fps",
+        format_args!("{fps} is not allowed, expected a finite number above 0"),
+    ))
 }
 
 fn parse_video(obj: &Obj<'_>) -> Result<Video, ConfigError> {
@@ -340,15 +377,7 @@ fn parse_video(obj: &Obj<'_>) -> Result<Video, ConfigError> {
         fps: obj.f64("fps", DEFAULT_FPS)?,
         pixel_format: obj.choice("pixelFormat", &PixelFormat::ALL, PixelFormat::Yuv422p10le)?,
     };
-    if !(video.fps.is_finite() && video.fps > 0.0) {
-        return Err(obj.err(
-            "fps",
-            format_args!(
-                "{} is not allowed, expected a finite number above 0",
-                video.fps
-            ),
-        ));
-    }
+    check_fps(obj, video.fps)?;
     check_frame_size(obj, &video)?;
     Ok(video)
 }
@@ -466,11 +495,11 @@ mod tests {
     fn exactly_one_payload_kind() {
         assert_eq!(
             inval(payload(json!({}))),
-            "payload: exactly one of video/audio/blob is required, got none"
+            "payload: exactly one of video/audio/ancillary/blob is required, got none"
         );
         assert_eq!(
             inval(payload(json!({"video": {}, "blob": {}}))),
-            "payload: exactly one of video/audio/blob is required, got \"video\", \"blob\""
+            "payload: exactly one of video/audio/ancillary/blob is required, got \"video\", \"blob\""
         );
         assert_eq!(
             inval(payload(json!({"blob": 1}))),

@@ -5,7 +5,8 @@
 //!
 //! - `multipointGroup`: `{ "urn" }`, a non-empty string of at most [`MAX_URN_LEN`] bytes without
 //!   control characters.
-//! - `st2110`: `{ "transport" ("st2110-20" default, "st2110-22", "st2110-30"), "ipAddr" (required),
+//! - `st2110`: `{ "transport" ("st2110-20" default, "st2110-22", "st2110-30", "st2110-40" (an mcm
+//!   extension: ST 2110-40 ancillary data)), "ipAddr" (required),
 //!   "port" (required, 1..=65535), "multicastSourceIpAddr", "pacing", "payloadType" (0..=127,
 //!   default 112), "transportPixelFormat" }`. `transportPixelFormat` is read for st2110-20 only
 //!   (default `"yuv422p10rfc4175"`); for the others it is type-checked and ignored, as MCM does.
@@ -103,14 +104,17 @@ pub enum Transport {
     St2110_22,
     /// `st2110-30`: PCM audio.
     St2110_30,
+    /// `st2110-40`: ancillary data (an mcm extension; MCM has no such transport).
+    St2110_40,
 }
 
 impl Transport {
     /// Every transport with its JSON spelling.
-    pub const ALL: [(&'static str, Transport); 3] = [
+    pub const ALL: [(&'static str, Transport); 4] = [
         ("st2110-20", Self::St2110_20),
         ("st2110-22", Self::St2110_22),
         ("st2110-30", Self::St2110_30),
+        ("st2110-40", Self::St2110_40),
     ];
 
     /// The JSON spelling, e.g. `"st2110-20"`.
@@ -119,7 +123,23 @@ impl Transport {
             Self::St2110_20 => "st2110-20",
             Self::St2110_22 => "st2110-22",
             Self::St2110_30 => "st2110-30",
+            Self::St2110_40 => "st2110-40",
         }
+    }
+
+    /// The payload section the transport carries: `"video"`, `"audio"` or `"ancillary"`.
+    pub const fn payload_kind(self) -> &'static str {
+        match self {
+            Self::St2110_20 | Self::St2110_22 => "video",
+            Self::St2110_30 => "audio",
+            Self::St2110_40 => "ancillary",
+        }
+    }
+
+    /// Whether `maxPayloadSize` only bounds a buffer (a codestream or ANC data of varying size)
+    /// rather than having to hold a computed frame: st2110-22 and st2110-40.
+    pub const fn sizes_vary(self) -> bool {
+        matches!(self, Self::St2110_22 | Self::St2110_40)
     }
 
     /// Whether the transport carries audio (st2110-30) rather than video.
@@ -456,9 +476,9 @@ mod tests {
                 "connection.st2110.payloadType: 128 is out of range, allowed 0..=127",
             ),
             (
-                json!({"transport": "st2110-40"}),
-                "connection.st2110.transport: \"st2110-40\" is not supported, \
-                 allowed: \"st2110-20\", \"st2110-22\", \"st2110-30\"",
+                json!({"transport": "st2110-41"}),
+                "connection.st2110.transport: \"st2110-41\" is not supported, \
+                 allowed: \"st2110-20\", \"st2110-22\", \"st2110-30\", \"st2110-40\"",
             ),
         ];
         for (extra, want) in cases {

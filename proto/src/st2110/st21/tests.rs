@@ -209,7 +209,10 @@ fn extreme_values_saturate_without_panicking() {
     let slow = Timing::new(rate(1, 1000), 1080, true, MAX_PACKETS, SenderType::Wide);
     let last = slow.frame_at(u64::MAX);
     assert_eq!(u128::from(last), u128::from(u64::MAX) / 500_000_000_000);
-    assert!(slow.frame_start_ns(last) <= u64::MAX);
+    assert_eq!(
+        u128::from(slow.frame_start_ns(last)),
+        u128::from(last) * 500_000_000_000
+    );
     assert_eq!(slow.next_frame_after(u64::MAX), last + 1);
     assert_eq!(slow.frame_epoch(last + 1), u64::MAX);
     // The fastest rate accepted, with the most packets a frame may have.
