@@ -97,6 +97,8 @@ pub struct BridgeCounters {
     /// an empty codestream, a video frame too short to convert, an audio buffer that is not one
     /// packet long); never sent.
     pub frames_refused: AtomicU64,
+    /// rx: datagrams the kernel dropped because the socket buffer was full.
+    pub socket_drops: AtomicU64,
 }
 
 impl BridgeCounters {

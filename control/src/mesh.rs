@@ -694,6 +694,7 @@ fn bridge_stats(urn: &str, dir: Direction, c: &BridgeCounters) -> BridgeStats {
         send_errors: get(&c.send_errors),
         bytes_converted: get(&c.bytes_converted),
         frames_refused: get(&c.frames_refused),
+        socket_drops: get(&c.socket_drops),
         ..BridgeStats::new()
     }
 }

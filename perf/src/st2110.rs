@@ -99,7 +99,7 @@ struct RxResult {
 fn bridge_line(b: &BridgeStats) -> String {
     format!(
         "bridge {}: packets {} frames {} incomplete {} dropped {} refused {} lost {} reordered {} \
-         malformed {} late {} send errors {}",
+         malformed {} late {} send errors {} socket drops {}",
         b.group,
         b.packets,
         b.frames,
@@ -110,7 +110,8 @@ fn bridge_line(b: &BridgeStats) -> String {
         b.packets_reordered,
         b.packets_malformed,
         b.packets_late,
-        b.send_errors
+        b.send_errors,
+        b.socket_drops
     )
 }
 
@@ -121,7 +122,7 @@ fn bridge_json(b: &BridgeStats) -> serde_json::Value {
         "frames_refused": b.frames_refused,
         "packets_lost": b.packets_lost, "packets_reordered": b.packets_reordered,
         "packets_malformed": b.packets_malformed, "packets_late": b.packets_late,
-        "send_errors": b.send_errors,
+        "send_errors": b.send_errors, "socket_drops": b.socket_drops,
     })
 }
 

@@ -123,6 +123,7 @@ fn our_paced_sender_is_graded_frame_by_frame() {
             "packets_lost",
             "packets_malformed",
             "send_errors",
+            "socket_drops",
         ] {
             assert_eq!(u(b, zero), 0, "{zero} in {b}");
         }

@@ -329,7 +329,7 @@ impl Bridge for St30Rx {
         let c = &self.counters;
         // Relaxed stores: statistics (one writer).
         c.packets.store(self.packets, Ordering::Relaxed);
-        c.bytes.store(self.udp.counters().bytes, Ordering::Relaxed);
+        self.udp.publish(c);
         c.packets_lost.store(self.lost, Ordering::Relaxed);
         c.packets_reordered.store(self.reordered, Ordering::Relaxed);
         c.packets_malformed.store(self.malformed, Ordering::Relaxed);

@@ -462,7 +462,7 @@ impl RtpRx {
         let n = self.counts;
         // Relaxed stores: statistics (one writer).
         c.packets.store(n.packets, Ordering::Relaxed);
-        c.bytes.store(self.udp.counters().bytes, Ordering::Relaxed);
+        self.udp.publish(c);
         c.packets_lost.store(n.lost, Ordering::Relaxed);
         c.packets_reordered.store(n.reordered, Ordering::Relaxed);
         c.packets_malformed.store(n.malformed, Ordering::Relaxed);

@@ -19,6 +19,7 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Most datagrams one [`UdpTx::send`] takes.
@@ -100,6 +101,10 @@ pub struct IoCounters {
     pub errors: u64,
     /// The last error other than `EAGAIN`.
     pub last_errno: i32,
+    /// rx: datagrams the kernel dropped because the socket buffer was full, as of the last
+    /// datagram read (`SO_RXQ_OVFL`: each datagram carries the socket's drop count when it
+    /// was queued).
+    pub kernel_drops: u64,
 }
 
 fn last_error() -> io::Error {
@@ -480,6 +485,8 @@ impl UdpRx {
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)?;
         }
         let gro = opts.gro && setsockopt(raw, libc::SOL_UDP, libc::UDP_GRO, &on).is_ok();
+        // Drop counts ride on received datagrams; without them kernel_drops stays 0.
+        let _ = setsockopt(raw, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &on);
         bind(raw, SocketAddrV4::new(at.addr, at.port))?;
         if at.addr.is_multicast() {
             join(raw, at.addr, opts.interface, at.source)?;
@@ -503,6 +510,14 @@ impl UdpRx {
     pub fn with_read_interval(mut self, interval: Duration) -> Self {
         self.read_interval = interval;
         self
+    }
+
+    /// Mirrors the socket's bytes and kernel drops into an rx session's counters.
+    pub fn publish(&self, c: &mcm_control::dataplane::BridgeCounters) {
+        // Relaxed stores: statistics with one writer (the lcore).
+        c.bytes.store(self.counters.bytes, Ordering::Relaxed);
+        c.socket_drops
+            .store(self.counters.kernel_drops, Ordering::Relaxed);
     }
 
     /// When a skipped read is next allowed (`None`: reads are not being skipped).
@@ -557,8 +572,9 @@ impl UdpRx {
             iov_base: std::ptr::null_mut(),
             iov_len: 0,
         }; RX_MESSAGES];
-        // Control space per message: a GRO segment size (int) and a timespec, each CMSG_SPACE'd.
-        let mut cbuf = [[0u64; 8]; RX_MESSAGES];
+        // Control space per message: a GRO segment size (int), a timespec and a drop count
+        // (u32), each CMSG_SPACE'd (24 + 32 + 24 bytes).
+        let mut cbuf = [[0u64; 12]; RX_MESSAGES];
         let base = self.data.as_mut_ptr();
         for i in 0..RX_MESSAGES {
             // SAFETY: `i * RX_MESSAGE_BYTES` is inside `data`, which holds RX_MESSAGES of them.
@@ -570,7 +586,7 @@ impl UdpRx {
             h.msg_iov = &raw mut iov[i];
             h.msg_iovlen = 1;
             h.msg_control = cbuf[i].as_mut_ptr().cast();
-            h.msg_controllen = size_of::<[u64; 8]>();
+            h.msg_controllen = size_of::<[u64; 12]>();
         }
         self.counters.syscalls += 1;
         // SAFETY: every message points at live buffers of the sizes given; MSG_DONTWAIT so
@@ -601,7 +617,10 @@ impl UdpRx {
         let mut count = 0;
         for i in 0..rc as usize {
             let len = (msgs[i].msg_len as usize).min(RX_MESSAGE_BYTES);
-            let (seg, ts) = read_cmsgs(&msgs[i].msg_hdr);
+            let (seg, ts, drops) = read_cmsgs(&msgs[i].msg_hdr);
+            if let Some(d) = drops {
+                self.counters.kernel_drops = self.counters.kernel_drops.max(u64::from(d));
+            }
             let source = SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr)),
                 u16::from_be(addrs[i].sin_port),
@@ -623,10 +642,12 @@ impl UdpRx {
     }
 }
 
-/// Reads the GRO segment size and the receive timestamp from a received message's control data.
-fn read_cmsgs(h: &libc::msghdr) -> (usize, Option<u64>) {
+/// Reads the GRO segment size, the receive timestamp and the socket's drop count from a
+/// received message's control data.
+fn read_cmsgs(h: &libc::msghdr) -> (usize, Option<u64>, Option<u32>) {
     let mut seg = 0;
     let mut ts = None;
+    let mut drops = None;
     // SAFETY: `h` was filled by recvmmsg; the CMSG_* macros walk its control buffer within
     // `msg_controllen`, and each payload is read unaligned with the size its type implies.
     unsafe {
@@ -641,12 +662,15 @@ fn read_cmsgs(h: &libc::msghdr) -> (usize, Option<u64>) {
                     let t = data.cast::<libc::timespec>().read_unaligned();
                     ts = Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
                 }
+                (libc::SOL_SOCKET, libc::SO_RXQ_OVFL) => {
+                    drops = Some(data.cast::<u32>().read_unaligned());
+                }
                 _ => {}
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
     }
-    (seg, ts)
+    (seg, ts, drops)
 }
 
 /// Joins `group` on the interface with address `interface`; source-specific with `source`.
@@ -868,6 +892,39 @@ mod tests {
         assert_eq!(got, [2, 3]);
         assert_eq!(rx.counters().syscalls, calls + 1);
         assert!(rx.next_read().is_some(), "the read emptied the socket");
+    }
+
+    /// Datagrams the kernel dropped for a full socket buffer are counted: each one sent is
+    /// either received or dropped, and the count arrives with the next datagram queued.
+    #[test]
+    fn kernel_drops_of_a_full_socket_are_counted() {
+        let (mut tx, mut rx) = loopback_pair(&SocketOptions {
+            buffer_bytes: 4096, // the kernel's minimum, doubled: a few datagrams
+            gro: false,
+            ..SocketOptions::default()
+        });
+        let payload = [7u8; 1000];
+        const SENT: usize = 200;
+        for i in 0..SENT {
+            let d = [Datagram {
+                header: &[i as u8],
+                data: &payload,
+            }];
+            assert_eq!(tx.send(&d), 1);
+        }
+        let mut got = 0;
+        while rx.recv(|_, _| got += 1) > 0 {}
+        assert!(got > 0 && got < SENT, "{got} of {SENT} fit");
+        // The drops so far ride on the next datagram queued.
+        one(&mut tx, 0xff);
+        assert_eq!(drain(&mut rx, 1).len(), 1);
+        assert_eq!(rx.counters().kernel_drops, (SENT - got) as u64);
+        let c = mcm_control::dataplane::BridgeCounters::default();
+        rx.publish(&c);
+        assert_eq!(
+            mcm_control::dataplane::BridgeCounters::get(&c.socket_drops),
+            (SENT - got) as u64
+        );
     }
 
     /// A read that fills every message slot leaves the socket possibly non-empty: no rest.

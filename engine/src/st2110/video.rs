@@ -283,7 +283,7 @@ impl St20Rx {
         let c = &self.counters;
         // Relaxed stores: statistics mirrored from the depacketizer (one writer).
         c.packets.store(d.packets, Ordering::Relaxed);
-        c.bytes.store(self.udp.counters().bytes, Ordering::Relaxed);
+        self.udp.publish(c);
         c.packets_lost.store(d.lost, Ordering::Relaxed);
         c.packets_reordered
             .store(d.reordered + d.late, Ordering::Relaxed);
