@@ -11,6 +11,7 @@ use mcm_sdk::conn::realtime_ns;
 use mcm_sdk::{Client, Timeout};
 
 use crate::engine::{self, Engine, EngineArgs};
+use crate::output::{self, LatencySeries, OutputArgs};
 use crate::report::{self, Summary};
 
 /// Options of `mcm-perf local`.
@@ -43,6 +44,9 @@ pub struct LocalArgs {
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
     json: bool,
+    /// Files beside the report: `local-<N>rx.hgrm` per run, a percentile plot of every run.
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 /// Options of the hidden receiver process.
@@ -79,6 +83,8 @@ struct RunResult {
     frames: u64,
     fps: f64,
     latency: Summary,
+    /// Every receiver's latencies, merged (ns).
+    hist: hdrhistogram::Histogram<u64>,
     drops: u64,
     bad: u64,
     cpu_sender: f64,
@@ -133,6 +139,7 @@ pub fn run(a: &LocalArgs) -> Result<(), String> {
             "cpu eng"
         );
     }
+    let mut series = Vec::new();
     for (i, &n) in a.receivers.iter().enumerate() {
         let group = format!("mcm-perf-{}-{i}-{n}", std::process::id());
         let r = run_once(a, &socket, &group, n, started.as_ref().map(Engine::pid))?;
@@ -165,12 +172,27 @@ pub fn run(a: &LocalArgs) -> Result<(), String> {
                 r.cpu_engine
             );
         }
+        a.out
+            .write_in_dir(&format!("local-{n}rx.hgrm"), &output::hgrm(&r.hist))?;
+        series.push(LatencySeries {
+            label: format!("{n} receiver{}", if n == 1 { "" } else { "s" }),
+            hist: r.hist,
+        });
         if r.bad > 0 {
             return Err(format!("{} frames arrived with the wrong content", r.bad));
         }
         let _ = std::io::stdout().flush();
     }
-    Ok(())
+    a.out.write_svg(|| {
+        output::svg(&output::Plot {
+            latency_title: format!(
+                "mcm-perf local: put->get latency, {}x{} {}",
+                a.width, a.height, a.pixel_format
+            ),
+            latency: &series,
+            ..output::Plot::default()
+        })
+    })
 }
 
 fn run_once(
@@ -251,6 +273,7 @@ fn run_once(
         frames: a.frames,
         fps: a.frames as f64 / wall_s.max(1e-9),
         latency: report::summarize(&hist),
+        hist,
         drops: a.frames * receivers as u64 - received,
         bad,
         cpu_sender,
@@ -290,7 +313,7 @@ pub fn worker(a: &WorkerArgs) -> Result<(), String> {
     let (mut received, mut bad, mut last_ns) = (0u64, 0u64, 0u64);
     while let Ok(f) = rx.get_timeout(Timeout::After(a.idle_timeout)) {
         let now = realtime_ns();
-        let _ = hist.record(now.saturating_sub(f.timestamp_ns()).max(1));
+        report::record_latency(&mut hist, now, f.timestamp_ns());
         let p = f.payload();
         if p.len() < 8 || p[..8] != f.seq().to_le_bytes() || p[p.len() - 1] != f.seq() as u8 {
             bad += 1;

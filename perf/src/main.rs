@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod engine;
 mod local;
+mod output;
 mod pacing;
 mod report;
 mod st2110;

@@ -52,6 +52,9 @@ pub struct PacingArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Files beside the report: `pacing.csv` (the graded frames), a plot of VRX per frame.
+    #[command(flatten)]
+    pub out: crate::output::OutputArgs,
 }
 
 /// What the grader needs to know about a stream, from its SDP.
@@ -649,6 +652,18 @@ pub fn run(a: &PacingArgs) -> Result<(), String> {
         );
         print_table(&grades, &meter, offset);
     }
+    a.out
+        .write_in_dir("pacing.csv", &crate::output::pacing_csv(&grades))?;
+    a.out.write_svg(|| {
+        crate::output::svg(&crate::output::Plot {
+            pacing_title: format!(
+                "ST 2110-21 VRX and Cinst per frame, {}:{}",
+                stream.addr, stream.port
+            ),
+            pacing: Some((grades.as_slice(), meter.timing())),
+            ..crate::output::Plot::default()
+        })
+    })?;
     if grades.is_empty() {
         return Err(format!(
             "no frame graded within {} s of silence",

@@ -8,6 +8,13 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("valid bounds")
 }
 
+/// Records one frame's put→get latency in `h`: `get_ns`, the receiver's clock when the get
+/// returned, minus `stamp_ns`, the frame's timestamp on the same clock. A get that reads earlier
+/// than the stamp (clocks a little apart) records 1 ns, the histogram's lowest value.
+pub fn record_latency(h: &mut Histogram<u64>, get_ns: u64, stamp_ns: u64) {
+    let _ = h.record(get_ns.saturating_sub(stamp_ns).max(1));
+}
+
 /// The histogram as hex text (V2 serialisation), to send over a pipe.
 pub fn to_hex(h: &Histogram<u64>) -> String {
     let mut bytes = Vec::new();
@@ -83,5 +90,58 @@ mod tests {
         assert_eq!(summarize(&back), s);
         assert!(from_hex("abc").is_err());
         assert!(from_hex("zz").is_err());
+    }
+
+    /// A clock the test moves by hand.
+    #[derive(Debug, Default)]
+    struct FakeClock(std::cell::Cell<u64>);
+
+    impl FakeClock {
+        fn now(&self) -> u64 {
+            self.0.get()
+        }
+        fn advance(&self, ns: u64) {
+            self.0.set(self.0.get() + ns);
+        }
+    }
+
+    /// As a receiver measures: frames stamped at put on the clock, got `delay` later.
+    fn receive(clock: &FakeClock, delays_us: impl IntoIterator<Item = u64>) -> Histogram<u64> {
+        let mut h = new_histogram();
+        for d in delays_us {
+            clock.advance(16_683_333); // a frame period at 59.94 fps
+            let stamp = clock.now();
+            clock.advance(d * 1000);
+            record_latency(&mut h, clock.now(), stamp);
+        }
+        h
+    }
+
+    #[test]
+    fn injected_delays_come_back_as_the_percentiles_of_merged_receivers() {
+        let clock = FakeClock(std::cell::Cell::new(1_700_000_000_000_000_000));
+        // Receiver A: 900 frames 100 us after put, 90 at 1 ms; receiver B: 9 at 5 ms, 1 at 20 ms.
+        let a = receive(
+            &clock,
+            (0..1000)
+                .map(|i| if i < 900 { 100 } else { 1000 })
+                .take(990),
+        );
+        let b = receive(&clock, (0..10).map(|i| if i < 9 { 5000 } else { 20_000 }));
+        // Merged as `local` merges its receiver processes' histograms (through the pipe).
+        let mut all = new_histogram();
+        all.add(from_hex(&to_hex(&a)).unwrap()).unwrap();
+        all.add(from_hex(&to_hex(&b)).unwrap()).unwrap();
+        let s = summarize(&all);
+        assert_eq!(s.count, 1000);
+        let near = |got: f64, want: f64| (got - want).abs() <= want * 1e-3;
+        assert!(near(s.p50, 100.0) && near(s.p90, 100.0), "{s:?}");
+        assert!(near(s.p99, 1000.0), "{s:?}");
+        assert!(near(s.p999, 5000.0), "{s:?}");
+        assert!(near(s.max, 20_000.0), "{s:?}");
+        // A get stamped before its put (a clock stepped back) counts as 1 ns, not a wrap.
+        let mut h = new_histogram();
+        record_latency(&mut h, 5, 10);
+        assert_eq!((h.len(), h.max()), (1, 1));
     }
 }

@@ -25,6 +25,7 @@ use mcm_sdk::conn::realtime_ns;
 use mcm_sdk::{Client, Timeout};
 
 use crate::engine::{self, Engine, EngineArgs};
+use crate::output::{self, LatencySeries, OutputArgs};
 use crate::pacing::{self, Meter, Receiver, Stream};
 use crate::report;
 
@@ -71,6 +72,10 @@ pub struct St2110Args {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Files beside the report: `st2110.hgrm`, `st2110-pacing.csv` (graded frames), a plot of
+    /// the latency distribution and of VRX per graded frame.
+    #[command(flatten)]
+    out: OutputArgs,
 }
 
 fn connection_json(a: &St2110Args, port: u16) -> String {
@@ -192,7 +197,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
                     let (mut received, mut first_ns, mut last_ns) = (0, 0, 0);
                     while let Ok(f) = rx.get_timeout(Timeout::After(idle)) {
                         let now = (realtime_ns() as i64 + offset) as u64;
-                        let _ = hist.record(now.saturating_sub(f.timestamp_ns()).max(1));
+                        report::record_latency(&mut hist, now, f.timestamp_ns());
                         if received == 0 {
                             first_ns = now;
                         }
@@ -294,19 +299,41 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
         for b in &bridges {
             println!("{}", bridge_line(b));
         }
-        if a.no_grade {
-            return Ok(());
+        if !a.no_grade {
+            println!(
+                "pacing (graded on a second member of the group, kernel timestamps): {} packets \
+                 before grading, {} not of the stream",
+                meter.skipped(),
+                grader.malformed
+            );
+            pacing::print_timing(&meter, offset);
+            pacing::print_summary(&grades, &meter);
         }
-        println!(
-            "pacing (graded on a second member of the group, kernel timestamps): {} packets \
-             before grading, {} not of the stream",
-            meter.skipped(),
-            grader.malformed
-        );
-        pacing::print_timing(&meter, offset);
-        pacing::print_summary(&grades, &meter);
     }
-    Ok(())
+    a.out.write_in_dir("st2110.hgrm", &output::hgrm(&hist))?;
+    if !a.no_grade {
+        a.out
+            .write_in_dir("st2110-pacing.csv", &output::pacing_csv(&grades))?;
+    }
+    a.out.write_svg(|| {
+        let series = [LatencySeries {
+            label: format!(
+                "{} receiver{}",
+                a.receivers,
+                if a.receivers == 1 { "" } else { "s" }
+            ),
+            hist: hist.clone(),
+        }];
+        output::svg(&output::Plot {
+            latency_title: format!(
+                "mcm-perf st2110: put->get latency, {}x{} at {rate} fps ({sender})",
+                a.width, a.height
+            ),
+            latency: &series,
+            pacing_title: format!("ST 2110-21 VRX and Cinst per frame ({sender})"),
+            pacing: (!a.no_grade).then_some((grades.as_slice(), meter.timing())),
+        })
+    })
 }
 
 /// Sends `a.frames` frames at the frame rate; returns the engine's CPU seconds over the run and

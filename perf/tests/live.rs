@@ -99,11 +99,17 @@ fn our_paced_sender_is_graded_frame_by_frame() {
     const FRAMES: u64 = 14;
     const PER_FRAME: u64 = 4320; // 1080p 10-bit 4:2:2 in 1200-byte payloads
     let engine = engine();
+    let files = tempfile::tempdir().unwrap();
+    let svg = files.path().join("st2110.svg");
     let child = Command::new(PERF)
         .args(["st2110", "--frames", &FRAMES.to_string(), "--fps", "10"])
         .args(["--receivers", "1", "--group", "239.77.0.21", "--json"])
         .arg("--engine")
         .arg(&engine)
+        .arg("--hgrm")
+        .arg(files.path())
+        .arg("--svg")
+        .arg(&svg)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -152,6 +158,24 @@ fn our_paced_sender_is_graded_frame_by_frame() {
             "{f}"
         );
     }
+    // The files beside the report: the latency distribution of every frame received, a CSV
+    // row per graded frame, a plot of both.
+    let hgrm = std::fs::read_to_string(files.path().join("st2110.hgrm")).unwrap();
+    let footer = hgrm
+        .lines()
+        .find(|l| l.starts_with("#[Max"))
+        .expect("#[Max] line");
+    assert!(
+        footer.ends_with(&format!("Total count    = {FRAMES:>12}]")),
+        "{hgrm}"
+    );
+    let csv = std::fs::read_to_string(files.path().join("st2110-pacing.csv")).unwrap();
+    assert_eq!(csv.lines().count(), frames.len() + 1, "{csv}");
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    for s in ["1 receiver", "VRX peak", "VRX min", "VRX_FULL narrow"] {
+        assert!(plot.contains(s), "{s:?} not in the plot");
+    }
     println!(
         "summary: {} narrow, {} wide, {} fail; worst cinst {}, vrx {}..{}",
         u(pacing, "narrow"),
@@ -161,6 +185,74 @@ fn our_paced_sender_is_graded_frame_by_frame() {
         i(pacing, "vrx_min"),
         i(pacing, "vrx_peak")
     );
+}
+
+/// `mcm-perf local` with two runs writes a percentile distribution per run, holding every
+/// frame each run's receivers got, and one plot with a series per run.
+#[test]
+fn local_writes_a_percentile_distribution_per_run_and_one_plot() {
+    const FRAMES: u64 = 20;
+    let files = tempfile::tempdir().unwrap();
+    let svg = files.path().join("local.svg");
+    let child = Command::new(PERF)
+        .args([
+            "local",
+            "--receivers",
+            "1,2",
+            "--frames",
+            &FRAMES.to_string(),
+        ])
+        .args(["--fps", "50", "--width", "64", "--height", "64", "--json"])
+        .arg("--engine")
+        .arg(engine())
+        .arg("--hgrm")
+        .arg(files.path())
+        .arg("--svg")
+        .arg(&svg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mcm-perf starts");
+    let out = wait_bounded(child, Duration::from_secs(120), "mcm-perf local");
+    let runs: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(runs.len(), 2);
+    for r in &runs {
+        let n = u(r, "receivers");
+        let hgrm = std::fs::read_to_string(files.path().join(format!("local-{n}rx.hgrm")))
+            .unwrap_or_else(|e| panic!("local-{n}rx.hgrm: {e}"));
+        assert!(hgrm.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+        let rows: Vec<Vec<&str>> = hgrm
+            .lines()
+            .skip(2)
+            .take_while(|l| !l.starts_with('#'))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        // The last row is 100 % and counts every frame the run's receivers got; its value is
+        // the report's max (µs, to the nanosecond in the file, to 0.1 µs in the report).
+        let last = rows.last().expect("rows");
+        assert_eq!(last[1], "1.000000000000", "{hgrm}");
+        assert_eq!(
+            last[2].parse::<u64>().unwrap(),
+            u(&r["latency_us"], "count")
+        );
+        let max = r["latency_us"]["max"].as_f64().unwrap();
+        assert!(
+            (last[0].parse::<f64>().unwrap() - max).abs() < 0.01,
+            "{hgrm} vs {r}"
+        );
+    }
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.trim_end().ends_with("</svg>"));
+    assert!(plot.contains("1 receiver") && plot.contains("2 receivers"));
 }
 
 /// Whether something is bound to UDP `port` on 127.0.0.1 (from /proc/net/udp).
