@@ -189,9 +189,17 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     cpu_seconds_at(&Path::new("/proc").join(pid.to_string()).join("stat"))
 }
 
-/// User + system CPU seconds of this process so far.
+/// User + system CPU seconds of this process so far, every thread (`getrusage`: exact, where
+/// `/proc/PID/stat` counts whole clock ticks).
 pub fn self_cpu_seconds() -> f64 {
-    cpu_seconds_at(Path::new("/proc/self/stat"))
+    // SAFETY: rusage is plain old data; all zeroes is a valid value.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid rusage for the call to fill.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return cpu_seconds_at(Path::new("/proc/self/stat"));
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn cpu_seconds_at(path: &Path) -> f64 {

@@ -19,34 +19,34 @@ use crate::report::{self, Summary};
 pub struct LocalArgs {
     /// Receiver counts to measure, one run each (e.g. 1,2,4,8).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
-    receivers: Vec<usize>,
+    pub(crate) receivers: Vec<usize>,
     /// Frames per run.
     #[arg(long, default_value_t = 600)]
-    frames: u64,
+    pub(crate) frames: u64,
     /// Frames per second the sender paces to; 0 sends as fast as the group takes them.
     #[arg(long, default_value_t = 60.0)]
-    fps: f64,
+    pub(crate) fps: f64,
     /// Frame width in pixels.
     #[arg(long, default_value_t = 1920)]
-    width: u32,
+    pub(crate) width: u32,
     /// Frame height in pixels.
     #[arg(long, default_value_t = 1080)]
-    height: u32,
+    pub(crate) height: u32,
     /// MCM pixel format (sizes the frame).
     #[arg(long, default_value = "yuv422p10rfc4175")]
-    pixel_format: String,
+    pub(crate) pixel_format: String,
     /// bufferQueueCapacity of every connection.
     #[arg(long, default_value_t = 16)]
-    capacity: u32,
+    pub(crate) capacity: u32,
     /// The engine measured.
     #[command(flatten)]
-    target: EngineArgs,
+    pub(crate) target: EngineArgs,
     /// Print one JSON object per run instead of the table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Files beside the report: `local-<N>rx.hgrm` per run, a percentile plot of every run.
     #[command(flatten)]
-    out: OutputArgs,
+    pub(crate) out: OutputArgs,
 }
 
 /// Options of the hidden receiver process.
@@ -78,19 +78,29 @@ struct WorkerResult {
 
 /// What one run measured.
 #[derive(Debug)]
-struct RunResult {
-    receivers: usize,
-    frames: u64,
-    fps: f64,
-    latency: Summary,
-    /// Every receiver's latencies, merged (ns).
-    hist: hdrhistogram::Histogram<u64>,
-    drops: u64,
-    bad: u64,
-    cpu_sender: f64,
-    cpu_receivers: f64,
-    cpu_engine: f64,
-    wall_s: f64,
+pub(crate) struct RunResult {
+    /// Receiver processes.
+    pub(crate) receivers: usize,
+    /// Frames sent.
+    pub(crate) frames: u64,
+    /// Frames per second delivered (first put to last get).
+    pub(crate) fps: f64,
+    /// Put→get latency percentiles over every receiver.
+    pub(crate) latency: Summary,
+    /// The latencies themselves (ns), to merge runs.
+    pub(crate) hist: hdrhistogram::Histogram<u64>,
+    /// Frames some receiver never got.
+    pub(crate) drops: u64,
+    /// Frames that arrived with the wrong content.
+    pub(crate) bad: u64,
+    /// CPU seconds of the sender (this process) over the run.
+    pub(crate) cpu_sender: f64,
+    /// CPU seconds of every receiver process together.
+    pub(crate) cpu_receivers: f64,
+    /// CPU seconds of the engine (0 when attached to one).
+    pub(crate) cpu_engine: f64,
+    /// First put to last get, seconds.
+    pub(crate) wall_s: f64,
 }
 
 fn connection_json(a: &LocalArgs, group: &str) -> String {
@@ -195,7 +205,9 @@ pub fn run(a: &LocalArgs) -> Result<(), String> {
     })
 }
 
-fn run_once(
+/// One sender and `receivers` receiver processes in `group`: every frame sent, then every
+/// receiver's report collected.
+pub(crate) fn run_once(
     a: &LocalArgs,
     socket: &std::path::Path,
     group: &str,

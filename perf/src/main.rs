@@ -5,6 +5,9 @@
 //! the SDK stamps at put, read against CLOCK_REALTIME at get), frames/s, drops and the CPU time
 //! of every process.
 //!
+//! `mcm-perf compare` runs the same workload through the engine and through GStreamer and
+//! FFmpeg, alternating, and reports each side's CPU seconds per stream-second.
+//!
 //! `mcm-perf pacing` grades a live ST 2110-20 stream (described by an SDP file) against
 //! ST 2110-21 from kernel receive timestamps. `mcm-perf st2110` sends an ST 2110-20 stream
 //! through an engine to K SDK receivers over multicast on loopback, grading its pacing on the way.
@@ -13,6 +16,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod compare;
 mod engine;
 mod local;
 mod output;
@@ -36,6 +40,9 @@ enum Command {
     Pacing(pacing::PacingArgs),
     /// One SDK ST 2110-20 sender, K SDK receivers through the engine, pacing graded.
     St2110(st2110::St2110Args),
+    /// The same workload through our engine and through GStreamer / FFmpeg, alternating;
+    /// CPU per stream-second, frames lost and latency of each side.
+    Compare(compare::CompareArgs),
     /// A receiver process started by `local` (not for direct use).
     #[command(hide = true)]
     RxWorker(local::WorkerArgs),
@@ -47,6 +54,7 @@ fn main() {
         Command::Local(args) => local::run(&args),
         Command::Pacing(args) => pacing::run(&args),
         Command::St2110(args) => st2110::run(&args),
+        Command::Compare(args) => compare::run(&args),
         Command::RxWorker(args) => local::worker(&args),
     };
     if let Err(e) = result {

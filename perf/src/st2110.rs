@@ -37,45 +37,45 @@ const IDLE: Duration = Duration::from_secs(5);
 pub struct St2110Args {
     /// Frames to send.
     #[arg(long, default_value_t = 600)]
-    frames: u64,
+    pub(crate) frames: u64,
     /// Frame rate (59.94 is 60000/1001).
     #[arg(long, default_value_t = 59.94)]
-    fps: f64,
+    pub(crate) fps: f64,
     /// SDK receivers of the stream (one engine rx session, shared).
     #[arg(long, default_value_t = 1)]
-    receivers: usize,
+    pub(crate) receivers: usize,
     /// Frame width in pixels.
     #[arg(long, default_value_t = 1920)]
-    width: u32,
+    pub(crate) width: u32,
     /// Frame height in pixels.
     #[arg(long, default_value_t = 1080)]
-    height: u32,
+    pub(crate) height: u32,
     /// Pixel format, application and wire (yuv422p10rfc4175 or uyvy).
     #[arg(long, default_value = "yuv422p10rfc4175")]
-    pixel_format: String,
+    pub(crate) pixel_format: String,
     /// Sender type: narrow, narrow_linear or wide.
     #[arg(long, default_value = "narrow")]
-    pacing: String,
+    pub(crate) pacing: String,
     /// Multicast group of the stream (on loopback).
     #[arg(long, default_value = "239.77.0.1")]
-    group: Ipv4Addr,
+    pub(crate) group: Ipv4Addr,
     /// bufferQueueCapacity of every connection.
     #[arg(long, default_value_t = 8)]
-    capacity: u32,
+    pub(crate) capacity: u32,
     /// The engine measured.
     #[command(flatten)]
-    target: EngineArgs,
+    pub(crate) target: EngineArgs,
     /// Do not grade the pacing (the grader's socket costs a CPU core at 1080p; on a small
     /// machine it competes with the engine).
     #[arg(long)]
-    no_grade: bool,
+    pub(crate) no_grade: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
     /// Files beside the report: `st2110.hgrm`, `st2110-pacing.csv` (graded frames), a plot of
     /// the latency distribution and of VRX per graded frame.
     #[command(flatten)]
-    out: OutputArgs,
+    pub(crate) out: OutputArgs,
 }
 
 fn connection_json(a: &St2110Args, port: u16) -> String {
@@ -131,8 +131,49 @@ fn bridge_json(b: &BridgeStats) -> serde_json::Value {
     })
 }
 
+/// What one `st2110` run measured.
+#[derive(Debug)]
+pub(crate) struct Measured {
+    /// The stream's frame rate.
+    pub(crate) rate: FrameRate,
+    /// The stream's UDP port.
+    port: u16,
+    sender: SenderType,
+    /// Frames every receiver got, together.
+    pub(crate) received: u64,
+    /// Frames per second delivered per receiver (first to last get), averaged.
+    fps: f64,
+    /// Put→get latencies (ns) over every receiver.
+    pub(crate) hist: hdrhistogram::Histogram<u64>,
+    /// The engine's CPU seconds from the sender's connection to its last packet (0 when
+    /// attached to an engine).
+    pub(crate) cpu_engine: f64,
+    /// This process's CPU seconds over the run: the SDK sender and receivers (threads here),
+    /// and the grader unless `--no-grade`.
+    pub(crate) cpu_self: f64,
+    /// The tx and rx sessions' counters.
+    bridges: Vec<BridgeStats>,
+    grades: Vec<mcm_proto::st2110::st21::FrameGrade>,
+    meter: Meter,
+    grader_malformed: u64,
+    offset: i64,
+}
+
 /// Runs `mcm-perf st2110`.
 pub fn run(a: &St2110Args) -> Result<(), String> {
+    let (started, socket) = a.target.attach_or_start()?;
+    let m = measure(a, &socket, started.as_ref().map(Engine::pid))?;
+    drop(started);
+    print(a, &m)
+}
+
+/// Sends the stream through the engine serving `socket` (whose process is `engine_pid`, when
+/// this tool started it) to the receivers, grading it unless `--no-grade`.
+pub(crate) fn measure(
+    a: &St2110Args,
+    socket: &std::path::Path,
+    engine_pid: Option<u32>,
+) -> Result<Measured, String> {
     if !a.group.is_multicast() {
         return Err(format!("--group {} is not a multicast address", a.group));
     }
@@ -148,8 +189,6 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             ));
         }
     };
-    let (started, socket) = a.target.attach_or_start()?;
-    let engine_pid = started.as_ref().map(Engine::pid);
     // A port nobody on this host uses now.
     let port = UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
@@ -172,6 +211,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
     let wait = Timeout::After(IDLE);
     let idle = IDLE;
     let ready = Barrier::new(a.receivers + 1);
+    let cpu_self_0 = engine::self_cpu_seconds();
 
     let (rx_results, tx_out, grades) = std::thread::scope(|sc| {
         let grading = sc.spawn(|| {
@@ -183,7 +223,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
         });
         let rx_threads: Vec<_> = (0..a.receivers)
             .map(|_| {
-                let (json, socket, ready) = (&json, &socket, &ready);
+                let (json, ready) = (&json, &ready);
                 sc.spawn(move || -> Result<RxResult, String> {
                     let client = Client::with_unix_socket(socket, ClientConfig::default())
                         .map_err(|e| format!("receiver: {e}"));
@@ -224,7 +264,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             })
             .collect();
         ready.wait();
-        let tx_out = send(a, &socket, &json, engine_pid, wait);
+        let tx_out = send(a, socket, &json, engine_pid, wait);
         let rx_results: Vec<_> = rx_threads
             .into_iter()
             .map(|t| t.join().expect("receiver thread"))
@@ -232,6 +272,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
         let grades = grading.join().expect("grader thread");
         (rx_results, tx_out, grades)
     });
+    let cpu_self = engine::self_cpu_seconds() - cpu_self_0;
     let (cpu_engine, mut bridges) = tx_out?;
     let grades = grades?;
     let mut hist = report::new_histogram();
@@ -249,9 +290,43 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             bridges.extend(r.bridges);
         }
     }
-    let lat = report::summarize(&hist);
-    let stream_s = a.frames as f64 / rate.fps();
     let fps = rate_sum / a.receivers.max(1) as f64;
+    Ok(Measured {
+        rate,
+        port,
+        sender,
+        received,
+        fps,
+        hist,
+        cpu_engine,
+        cpu_self,
+        bridges,
+        grades,
+        meter,
+        grader_malformed: grader.malformed,
+        offset,
+    })
+}
+
+/// Prints what [`measure`] measured: one JSON object, or the report.
+fn print(a: &St2110Args, m: &Measured) -> Result<(), String> {
+    let Measured {
+        rate,
+        port,
+        sender,
+        received,
+        fps,
+        ref hist,
+        cpu_engine,
+        ref bridges,
+        ref grades,
+        ref meter,
+        grader_malformed,
+        offset,
+        ..
+    } = *m;
+    let lat = report::summarize(hist);
+    let stream_s = a.frames as f64 / rate.fps();
     let summary = meter.summary();
     if a.json {
         println!(
@@ -264,7 +339,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
                 "engine_cpu_s_per_stream_s": cpu_engine / stream_s,
                 "bridges": bridges.iter().map(bridge_json).collect::<Vec<_>>(),
                 "pacing": pacing::summary_json(&summary, meter.timing()),
-                "pacing_violations": pacing::violations_json(&grades),
+                "pacing_violations": pacing::violations_json(grades),
                 "pacing_frames": grades.iter().map(pacing::grade_json).collect::<Vec<_>>(),
                 "tai_offset_s": offset / 1_000_000_000,
             })
@@ -296,7 +371,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             a.frames * a.receivers as u64,
             cpu_engine / stream_s
         );
-        for b in &bridges {
+        for b in bridges {
             println!("{}", bridge_line(b));
         }
         if !a.no_grade {
@@ -304,16 +379,16 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
                 "pacing (graded on a second member of the group, kernel timestamps): {} packets \
                  before grading, {} not of the stream",
                 meter.skipped(),
-                grader.malformed
+                grader_malformed
             );
-            pacing::print_timing(&meter, offset);
-            pacing::print_summary(&grades, &meter);
+            pacing::print_timing(meter, offset);
+            pacing::print_summary(grades, meter);
         }
     }
-    a.out.write_in_dir("st2110.hgrm", &output::hgrm(&hist))?;
+    a.out.write_in_dir("st2110.hgrm", &output::hgrm(hist))?;
     if !a.no_grade {
         a.out
-            .write_in_dir("st2110-pacing.csv", &output::pacing_csv(&grades))?;
+            .write_in_dir("st2110-pacing.csv", &output::pacing_csv(grades))?;
     }
     a.out.write_svg(|| {
         let series = [LatencySeries {
@@ -331,7 +406,7 @@ pub fn run(a: &St2110Args) -> Result<(), String> {
             ),
             latency: &series,
             pacing_title: format!("ST 2110-21 VRX and Cinst per frame ({sender})"),
-            pacing: (!a.no_grade).then_some((grades.as_slice(), meter.timing())),
+            pacing: (!a.no_grade).then_some((grades, meter.timing())),
         })
     })
 }
