@@ -83,6 +83,9 @@ pub struct Pacer {
     batch_ns: u64,
     /// Packets a grant waits for room for in the network model (1: no batching).
     batch: u32,
+    /// The Cinst the pacer keeps its own model within: CMAX, or less to leave margin for
+    /// jitter between its sends and the wire (see [`Pacer::for_software`]).
+    cap: u32,
     state: State,
     frame: u64,
     /// Packets of the current frame sent so far.
@@ -112,6 +115,7 @@ impl Pacer {
             lead_ns: timing.packet_offset_ns(u64::from(lead)),
             batch_ns: 0,
             batch: 1,
+            cap: timing.cmax(),
             state: State::Idle,
             frame: 0,
             sent: 0,
@@ -128,7 +132,7 @@ impl Pacer {
     /// network model lets through). A send loop then makes one system call per `batch`
     /// packets instead of one per packet however often it polls, at the price of sending up
     /// to `batch - 1` slots early: the receiver's VRX peaks at `lead + batch` at most, so keep
-    /// `lead + batch <= VRX_FULL` (see [`Pacer::batch_for`]). 0 and 1 mean no batching.
+    /// `lead + batch <= VRX_FULL` (see [`Pacer::for_software`]). 0 and 1 mean no batching.
     pub fn with_batch(mut self, batch: u32) -> Pacer {
         // + 1 ns: packet times are floored, so slot `j + batch - 1` can lie up to 1 ns more
         // than `(batch - 1) · TRS` after slot `j`.
@@ -136,19 +140,49 @@ impl Pacer {
             0 | 1 => 0,
             b => self.timing.packet_offset_ns(u64::from(b - 1)) + 1,
         };
-        self.batch = batch.clamp(1, self.timing.cmax());
+        self.batch = batch.clamp(1, self.cap);
         self
     }
 
-    /// The largest batch that keeps a sender with `lead` within its type's limits with room
-    /// to spare for jitter on the way: `CMAX - 2` (a batch lands as one burst in the network
-    /// model) and `VRX_FULL - lead - 1` (its last packet is early by `batch - 1` slots), at
-    /// least 1.
-    pub const fn batch_for(timing: &Timing, lead: u32) -> u32 {
-        let by_cmax = timing.cmax().saturating_sub(2);
-        let by_vrx = timing.vrx_full().saturating_sub(lead).saturating_sub(1);
-        let b = if by_cmax < by_vrx { by_cmax } else { by_vrx };
-        if b == 0 { 1 } else { b }
+    /// A pacer for a software sender whose wake-ups jitter: as much lead and batching as the
+    /// sender type's limits allow, while no packet leaves more than `max_early_ns` before its
+    /// read time. With `slots` the packet slots within `max_early_ns`:
+    ///
+    /// - its own model is kept within CMAX - 2 (at least 1), leaving two packets of margin for
+    ///   jitter between its sends and the wire (a receiver's model, anchored at other instants,
+    ///   can see a batch one or two drain slots sooner);
+    /// - batch = min(that cap, VRX_FULL - 2, slots + 1), at least 1;
+    /// - lead = min(VRX_FULL - 1 - batch, slots - (batch - 1)): the receiver's VRX peaks at
+    ///   lead + batch, below VRX_FULL, and the last packet of a batch is early by lead + batch - 1
+    ///   slots, within `max_early_ns`.
+    ///
+    /// The lead is what absorbs a late wake-up: a sender that misses its time by less than the
+    /// lead stays on schedule, while one that falls behind catches up only at the network
+    /// model's drain rate (NPACKETS · 1.1 / TFRAME, about 5 % faster than TRS for narrow
+    /// senders), so its later packets stay late for a while.
+    pub fn for_software(timing: Timing, max_early_ns: u64) -> Pacer {
+        let vrx_full = timing.vrx_full();
+        let cap = timing.cmax().saturating_sub(2).max(1);
+        let slots = timing.trs.inv().floor_mul(u128::from(max_early_ns));
+        let slots = slots.min(u128::from(vrx_full)) as u32; // <= VRX_FULL, a u32
+        let batch = cap.min(vrx_full.saturating_sub(2)).min(slots + 1).max(1);
+        let lead = vrx_full
+            .saturating_sub(1 + batch)
+            .min(slots.saturating_sub(batch - 1));
+        let mut pacer = Pacer::with_lead(timing, lead);
+        pacer.cap = cap;
+        pacer.with_batch(batch)
+    }
+
+    /// The Cinst the pacer keeps its own network model within (CMAX unless
+    /// [`Pacer::for_software`] left a margin).
+    pub const fn cinst_cap(&self) -> u32 {
+        self.cap
+    }
+
+    /// Packets a grant waits for (see [`Pacer::with_batch`]; 1: no batching).
+    pub const fn batch(&self) -> u32 {
+        self.batch
     }
 
     /// Never abandons a frame in progress: a sender that fell behind (a starved core) finishes
@@ -207,7 +241,7 @@ impl Pacer {
         let due = scheduled
             .min(u64::from(self.timing.packets()))
             .saturating_sub(next);
-        let room = self.bucket.room(now, self.timing.cmax());
+        let room = self.bucket.room(now, self.cap);
         if room < due.min(u64::from(self.batch)) {
             // A late sender catching up waits for room for a whole batch rather than
             // trickling out one packet per drain slot.
@@ -225,10 +259,20 @@ impl Pacer {
     /// Reports `k` packets sent at the time of the last [`Pacer::due`] call; `k` is clamped to
     /// what that call granted and has not been reported yet.
     pub fn sent(&mut self, k: u32) {
+        self.sent_at(k, self.now);
+    }
+
+    /// Reports `k` packets sent at `at_ns` (the time of the send call, clamped to be no earlier
+    /// than the last [`Pacer::due`]). The network model and the lateness count take them as
+    /// sent then: a sender held up between asking and sending (preempted) has its next batch
+    /// wait for the model to drain from when these really left, rather than following them
+    /// at once and exceeding CMAX on the wire.
+    pub fn sent_at(&mut self, k: u32, at_ns: u64) {
         let k = k.min(self.granted);
         if k == 0 {
             return;
         }
+        self.now = self.now.max(at_ns);
         self.granted -= k;
         let (first, end) = (u64::from(self.sent), u64::from(self.sent + k));
         let read = self.timing.packets_due(self.frame, self.now);
@@ -257,7 +301,7 @@ impl Pacer {
         let scheduled = self.timing.packet_time(self.frame, u64::from(self.sent));
         let scheduled = scheduled.saturating_sub(self.lead_ns);
         let want = self.batch.min(self.timing.packets() - self.sent);
-        Some(scheduled.max(self.bucket.free_at(self.timing.cmax(), want)))
+        Some(scheduled.max(self.bucket.free_at(self.cap, want)))
     }
 
     /// Ends the current frame: after [`Budget::Done`] this only makes the pacer idle; before it,

@@ -664,16 +664,31 @@ fn a_lead_sends_early_and_fills_the_receiver_buffer() {
 }
 
 #[test]
-fn batch_for_stays_within_cmax_and_vrx_full() {
-    // 1080p59.94 narrow: CMAX 6, VRX_FULL 9.
-    let t = p1080_5994(SenderType::Narrow);
-    assert_eq!(Pacer::batch_for(&t, 2), 4);
-    assert_eq!(Pacer::batch_for(&t, 5), 3);
-    assert_eq!(Pacer::batch_for(&t, 9), 1);
-    // Wide: CMAX 16, VRX_FULL 863.
-    assert_eq!(Pacer::batch_for(&p1080_5994(SenderType::Wide), 2), 14);
-    // 720p50: CMAX 4, VRX_FULL 8.
-    assert_eq!(Pacer::batch_for(&p720_50(), 2), 2);
+fn a_software_pacer_takes_the_lead_and_batch_the_limits_allow() {
+    let check = |t: Timing, max_early_ns: u64, lead: u32, batch: u32| {
+        let p = Pacer::for_software(t, max_early_ns);
+        assert_eq!(
+            (p.lead_ns(), p.batch()),
+            (t.packet_offset_ns(u64::from(lead)), batch)
+        );
+        assert!(lead + batch < t.vrx_full());
+        assert_eq!(p.cinst_cap(), t.cmax() - 2);
+        assert!(batch <= p.cinst_cap());
+        assert!(
+            t.packet_offset_ns(u64::from(lead + batch - 1))
+                <= max_early_ns.max(t.packet_offset_ns(0))
+        );
+    };
+    // 1080p59.94 narrow (CMAX 6, VRX_FULL 9, TRS 3707.4 ns): VRX_FULL bounds the lead.
+    check(p1080_5994(SenderType::Narrow), 500_000, 4, 4);
+    // Wide (CMAX 16, VRX_FULL 863): the time bound does, 134 slots in 500 µs.
+    check(p1080_5994(SenderType::Wide), 500_000, 121, 14);
+    // 720p50 narrow (CMAX 4, VRX_FULL 8).
+    check(p720_50(), 500_000, 5, 2);
+    // Slots longer than the bound: each packet at its read time.
+    check(p1080_5994(SenderType::Narrow), 3_000, 0, 1);
+    // Two slots in the bound: a batch of 3 (its last packet two slots early), no lead.
+    check(p1080_5994(SenderType::Narrow), 7_500, 0, 3);
 }
 
 /// A poller far faster than TRS gets whole batches, one every `batch` slots, and the stream
@@ -715,6 +730,33 @@ fn a_batch_starts_only_when_its_first_packet_is_due() {
     assert_eq!(pacer.due(t.packet_time(n, 4)), Budget::Wait);
     assert_eq!(pacer.next_deadline(), Some(t.packet_time(n, 5)));
     assert_eq!(pacer.due(t.packet_time(n, 5)), Budget::Send(4));
+}
+
+/// A batch whose send returned late counts as sent then: the next batch waits for the model
+/// to drain from that time, so two batches never reach the wire back to back.
+#[test]
+fn a_batch_sent_late_delays_the_next_one() {
+    let t = p1080_5994(SenderType::Wide); // CMAX 16
+    let mut pacer = Pacer::new(t).with_batch(14);
+    let n = t.next_frame_after(NOW);
+    pacer.start_frame(n);
+    let t0 = t.packet_time(n, 0);
+    assert_eq!(pacer.due(t0), Budget::Send(14));
+    // Preempted for 60 µs between the grant and the send's return.
+    pacer.sent_at(14, t0 + 60_000);
+    let next = pacer.next_deadline().unwrap();
+    // Room for 14 means the level fell to 3: 11 drain slots (TDRAIN 3510.7 ns) after the
+    // packets left at t0 + 60 µs, not after t0.
+    let after = t0 + 60_000;
+    assert!(
+        (after + 11 * 3_510..=after + 11 * 3_511).contains(&next),
+        "{}",
+        next - after
+    );
+    assert_eq!(pacer.due(next - 1), Budget::Wait);
+    assert!(matches!(pacer.due(next), Budget::Send(_)));
+    // Lateness counts from when they left: packets 0..=13 were due by t0 + 13 · TRS.
+    assert!(pacer.stats().packets_late > 0);
 }
 
 #[test]
@@ -957,7 +999,8 @@ proptest! {
         prop_assert_eq!(pacer.stats().packets_late, 0);
     }
 
-    /// The same with batches of `Pacer::batch_for`: still narrow, VRX at most lead + batch.
+    /// A software pacer (narrow: lead 4, batches of 4; narrow linear: lead 5, batches of 3)
+    /// polled at least once per TRS: still narrow, VRX at most lead + batch.
     #[test]
     fn batches_within_the_limits_stay_narrow(
         steps in prop::collection::vec(1u64..=3_707, 1..200),
@@ -965,8 +1008,11 @@ proptest! {
     ) {
         let sender = if linear { SenderType::NarrowLinear } else { SenderType::Narrow };
         let t = p1080_5994(sender);
-        let batch = Pacer::batch_for(&t, 2);
-        let mut pacer = Pacer::with_lead(t, 2).with_batch(batch);
+        let mut pacer = Pacer::for_software(t, 500_000);
+        let batch = pacer.batch();
+        // 500 µs is over a hundred slots: VRX_FULL bounds the lead.
+        let lead = u64::from(t.vrx_full() - 1 - batch);
+        assert_eq!(pacer.lead_ns(), t.packet_offset_ns(lead));
         let mut grader = Grader::new(t);
         let mut i = 0;
         let run = drive(&mut pacer, &mut grader, NOW, 2, |now, _, _| {
@@ -975,7 +1021,8 @@ proptest! {
         });
         let s = grader.summary();
         prop_assert_eq!((s.frames, s.narrow), (2, 2), "{:?}", s);
-        prop_assert!(s.vrx_peak <= i64::from(2 + batch), "{:?}", s);
+        prop_assert!(s.vrx_peak <= i64::from(lead as u32 + batch), "{:?}", s);
+        prop_assert!(s.cinst_peak <= u64::from(pacer.cinst_cap()), "{:?}", s);
         prop_assert!(run.max_batch <= batch + 1);
         prop_assert_eq!(pacer.stats().packets_late, 0);
     }
