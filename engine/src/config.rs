@@ -92,6 +92,10 @@ pub struct LcoresFile {
     pub idle: IdleName,
     /// `adaptive`: how long an idle lcore spins before parking, in microseconds.
     pub spin_us: u64,
+    /// `adaptive`: an lcore whose next deadline (an ST 2110 pacer's next packet) is nearer than
+    /// this many microseconds spins instead of parking, and a park ends this long before the
+    /// deadline: waking from a nap is late by tens of µs typically and by hundreds at worst.
+    pub wake_margin_us: u64,
     /// Most work items one port may do per poll.
     pub budget: u32,
     /// Capacity of each lcore's command ring.
@@ -104,6 +108,7 @@ impl Default for LcoresFile {
             cpus: vec![1],
             idle: IdleName::Adaptive,
             spin_us: 200,
+            wake_margin_us: 1000,
             budget: 64,
             command_ring: 256,
         }
@@ -265,6 +270,8 @@ pub struct EngineConfig {
     pub idle: IdlePolicy,
     /// Work budget per port poll.
     pub budget: u32,
+    /// How long before a port's deadline a parked lcore wakes (and nearer than which it spins).
+    pub wake_margin: Duration,
     /// Command ring capacity per lcore.
     pub command_ring: usize,
     /// CPU of the control thread.
@@ -438,6 +445,12 @@ impl EngineConfig {
             return Err(ConfigError::new("control.cpu", msg));
         }
         let budget = in_range("lcores.budget", file.lcores.budget as u64, 1, 4096)? as u32;
+        let wake_margin = Duration::from_micros(in_range(
+            "lcores.wake_margin_us",
+            file.lcores.wake_margin_us,
+            0,
+            100_000,
+        )?);
         let command_ring = in_range(
             "lcores.command_ring",
             file.lcores.command_ring as u64,
@@ -484,6 +497,7 @@ impl EngineConfig {
             lcore_cpus,
             idle,
             budget,
+            wake_margin,
             command_ring,
             control_cpu,
             stats_interval: (stats_ms != 0).then(|| Duration::from_millis(stats_ms)),

@@ -91,7 +91,8 @@ impl Lcores {
                 shared.clone(),
                 MAX_PORTS_PER_LCORE,
             )
-            .map_err(|source| StartError::Spawn { cpu, source })?;
+            .map_err(|source| StartError::Spawn { cpu, source })?
+            .with_wake_margin(cfg.wake_margin);
             let start = StartGate {
                 cpu,
                 barrier: barrier.clone(),

@@ -28,6 +28,8 @@ pub struct EngineOptions {
     pub idle: String,
     /// How long an adaptive lcore spins before parking, µs.
     pub spin_us: u64,
+    /// How long before a port's deadline a parked lcore wakes, µs.
+    pub wake_margin_us: u64,
 }
 
 /// Command-line options naming the engine a measurement runs against.
@@ -53,6 +55,11 @@ pub struct EngineArgs {
     /// polling core's full time.
     #[arg(long, default_value_t = 200)]
     pub spin_us: u64,
+    /// How long before an ST 2110 pacer's next packet a parked lcore wakes (nearer, it spins),
+    /// µs. 0 with --spin-us 0 parks between every batch: the engine's CPU time is then closest
+    /// to its work, at the price of late wake-ups.
+    #[arg(long, default_value_t = 1000)]
+    pub wake_margin_us: u64,
     /// CPUs this tool, its threads and its receiver processes run on (default: every CPU
     /// not given to the started engine's lcores, so that they never preempt an lcore; all
     /// CPUs when that leaves none, or when attaching with --socket).
@@ -72,6 +79,7 @@ impl EngineArgs {
             control_cpu: self.control_cpu,
             idle: self.idle.clone(),
             spin_us: self.spin_us,
+            wake_margin_us: self.wake_margin_us,
         })?;
         let socket = e.socket.clone();
         let online = std::thread::available_parallelism().map_or(1, usize::from);
@@ -124,11 +132,13 @@ impl Engine {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let cpus: Vec<String> = o.lcores.iter().map(ToString::to_string).collect();
         let config = format!(
-            "[lcores]\ncpus = [{}]\nidle = \"{}\"\nspin_us = {}\n[control]\ncpu = {}\n\
+            "[lcores]\ncpus = [{}]\nidle = \"{}\"\nspin_us = {}\nwake_margin_us = {}\n\
+             [control]\ncpu = {}\n\
              stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n",
             cpus.join(", "),
             o.idle,
             o.spin_us,
+            o.wake_margin_us,
             o.control_cpu,
             dir.path().join("shm").display()
         );

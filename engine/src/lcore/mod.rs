@@ -162,6 +162,7 @@ pub struct Worker {
     notifier: Option<Notifier>,
     waits: WaitSet,
     park_timeout: Duration,
+    wake_margin: Duration,
     shared: Arc<SharedCounters>,
     local: Local,
 }
@@ -197,6 +198,7 @@ impl Worker {
             notifier: None,
             waits: WaitSet::new(parker)?,
             park_timeout: PARK_TIMEOUT,
+            wake_margin: Duration::ZERO,
             shared,
             local: Local::default(),
         })
@@ -205,6 +207,14 @@ impl Worker {
     /// Replaces [`PARK_TIMEOUT`] (tests use a very long one, so only a wake-up ends a nap).
     pub fn with_park_timeout(mut self, timeout: Duration) -> Self {
         self.park_timeout = timeout;
+        self
+    }
+
+    /// Wakes a parked lcore `margin` before the earliest port deadline, and spins rather than
+    /// parks when a deadline is nearer than that: a nap ends late by the kernel's wake-up
+    /// latency (tens of µs typically, hundreds at worst on a VM), which a pacer cannot afford.
+    pub fn with_wake_margin(mut self, margin: Duration) -> Self {
+        self.wake_margin = margin;
         self
     }
 
@@ -338,16 +348,22 @@ impl Worker {
     }
 
     fn park(&mut self) {
-        let mut pending = false;
         let mut timeout = self.park_timeout;
         let now = Instant::now();
-        for (_, port) in &mut self.ports {
-            pending |= port.prepare_park();
+        for (_, port) in &self.ports {
             if let Some(at) = port.next_deadline() {
-                timeout = timeout.min(at.saturating_duration_since(now));
+                let wait = at.saturating_duration_since(now);
+                // Zero (spin on) when the deadline is within the wake margin.
+                timeout = timeout.min(wait.saturating_sub(self.wake_margin));
             }
         }
-        pending |= timeout.is_zero();
+        if timeout.is_zero() {
+            return;
+        }
+        let mut pending = false;
+        for (_, port) in &mut self.ports {
+            pending |= port.prepare_park();
+        }
         let commands = &self.commands;
         if !pending && self.waits.park(timeout, || !commands.is_empty()) {
             self.local.parks += 1;
@@ -586,6 +602,66 @@ mod tests {
         let c = rig.stop();
         assert!(c.parks >= 20, "{c:?}");
         assert_eq!(c.ports, 0);
+    }
+
+    /// A port whose next deadline is always `ahead` from now (an ST 2110 pacer between
+    /// packets); counts its polls.
+    struct Deadline {
+        ahead: Duration,
+        polls: Arc<AtomicU64>,
+    }
+
+    impl Port for Deadline {
+        fn name(&self) -> &str {
+            "deadline"
+        }
+        fn poll(&mut self, _now: Instant, _budget: u32) -> Progress {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            Progress::Idle
+        }
+        fn next_deadline(&self) -> Option<Instant> {
+            Some(Instant::now() + self.ahead)
+        }
+    }
+
+    /// Within the wake margin of a deadline an adaptive lcore spins instead of parking; a
+    /// deadline beyond it lets the lcore park (until the margin before it).
+    #[test]
+    fn an_lcore_spins_instead_of_parking_within_the_wake_margin() {
+        for (margin, parks) in [(Duration::from_millis(50), false), (Duration::ZERO, true)] {
+            let (tx, rx) = bounded(16);
+            let (etx, _events) = unbounded();
+            let parker = Arc::new(Parker::new().unwrap());
+            let shared = Arc::new(SharedCounters::default());
+            let idle = IdlePolicy::Adaptive {
+                spin: Duration::ZERO,
+            };
+            let w = Worker::new(3, idle, 8, rx, etx, parker.clone(), shared.clone(), 4)
+                .unwrap()
+                .with_wake_margin(margin);
+            let thread = std::thread::spawn(move || w.run());
+            let polls = Arc::new(AtomicU64::new(0));
+            let port = Deadline {
+                ahead: Duration::from_millis(5),
+                polls: polls.clone(),
+            };
+            tx.send(Command::AddPort(PortId(1), Box::new(port)))
+                .unwrap();
+            parker.unpark();
+            wait_until("the port is polled", || polls.load(Ordering::Relaxed) > 0);
+            if parks {
+                wait_until("the lcore parks", || shared.snapshot(3).parks >= 3);
+            } else {
+                // 100 ms of idle polling with the deadline always 5 ms away: never a park.
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(polls.load(Ordering::Relaxed) > 100);
+            }
+            tx.send(Command::Stop).unwrap();
+            parker.unpark();
+            thread.join().unwrap();
+            let c = shared.snapshot(3);
+            assert_eq!(c.parks > 0, parks, "margin {margin:?}: {c:?}");
+        }
     }
 
     #[test]
