@@ -5,7 +5,8 @@
 # streams on the one lcore), the tools on CPU 0. Prints, per K, every stream's delivered
 # frames/s, frames received, lost packets and late packets.
 #
-# Usage: scripts/st2110_streams.sh [FRAMES] [K...]     e.g. scripts/st2110_streams.sh 600 1 2 3 4
+# Usage: [IDLE=busy] [PACING=wide] scripts/st2110_streams.sh [FRAMES] [K...]
+#   e.g. scripts/st2110_streams.sh 600 1 2 3 4
 # Needs: cargo build --release -p mcm-perf -p mcm-engine (binaries under $CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ FRAMES="${1:-600}"; shift || true
 KS=("${@:-1 2 3 4}")
 [ "${#KS[@]}" -eq 1 ] && read -r -a KS <<<"${KS[0]}"
 IDLE="${IDLE:-adaptive}"
+PACING="${PACING:-narrow}"
 for k in "${KS[@]}"; do
   dir=$(mktemp -d)
   cat >"$dir/cores.toml" <<CFG
@@ -38,7 +40,7 @@ CFG
   pids=()
   for i in $(seq "$k"); do
     taskset -c 0 "$BIN/mcm-perf" st2110 --socket "$dir/shm/sdk.sock" --no-grade --json \
-      --frames "$FRAMES" --group "239.77.1.$i" >"$dir/s$i.json" 2>"$dir/s$i.err" &
+      --frames "$FRAMES" --pacing "$PACING" --group "239.77.1.$i" >"$dir/s$i.json" 2>"$dir/s$i.err" &
     pids+=($!)
   done
   ok=1
@@ -46,7 +48,7 @@ CFG
   cpu1=$(awk '{print $14+$15}' /proc/$engine/stat)
   kill "$engine"; wait "$engine" 2>/dev/null || true
   ticks=$(getconf CLK_TCK)
-  echo "K=$k streams on one lcore ($IDLE): engine CPU $(echo "scale=2; ($cpu1-$cpu0)/$ticks" | bc) s"
+  echo "K=$k $PACING streams on one lcore ($IDLE): engine CPU $(echo "scale=2; ($cpu1-$cpu0)/$ticks" | bc) s"
   for i in $(seq "$k"); do
     python3 - "$dir/s$i.json" "$FRAMES" <<'PY' || { echo "  stream $i failed: $(tail -2 "${1:-/dev/null}" 2>/dev/null)"; ok=0; }
 import json, sys
