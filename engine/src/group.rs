@@ -94,6 +94,8 @@ pub struct GroupPort {
     masks: Vec<u64>,
     source: Option<Member>,
     sinks: Vec<Option<Member>>,
+    /// Bit `i` set when `sinks[i]` is occupied (MAX_SINKS is 64), so a poll visits only them.
+    sink_mask: u64,
     seq: u64,
     /// Where the next poll starts scanning sinks.
     next_sink: usize,
@@ -127,6 +129,7 @@ impl GroupPort {
             masks: vec![0; slots],
             source: None,
             sinks,
+            sink_mask: 0,
             seq: 0,
             next_sink: 0,
             reporter,
@@ -179,7 +182,10 @@ impl GroupPort {
                 self.lend_to_source();
             }
             Role::Sink => match self.sinks.iter().position(Option::is_none) {
-                Some(i) => self.sinks[i] = Some(member),
+                Some(i) => {
+                    self.sinks[i] = Some(member);
+                    self.sink_mask |= 1 << i;
+                }
                 None => {
                     return self.report(conn, format!("the group has {MAX_SINKS} sinks already"));
                 }
@@ -201,6 +207,7 @@ impl GroupPort {
         if let Some(i) = self.sink_index(conn) {
             self.sinks[i] = None;
             let bit = 1u64 << i;
+            self.sink_mask &= !bit;
             for slot in 0..self.masks.len() {
                 if self.masks[slot] & bit != 0 {
                     self.masks[slot] &= !bit;
@@ -253,10 +260,27 @@ impl GroupPort {
     /// small budget does not always favour the first ones.
     fn poll_sinks(&mut self, budget: u32) -> u32 {
         let mut work = 0;
-        let mut batch = [Descriptor::default(); BATCH];
         let start = self.next_sink;
         self.next_sink = (self.next_sink + 1) % MAX_SINKS;
-        for k in 0..MAX_SINKS {
+        // Occupied sinks whose release ring is not quiet (something to release, or a corrupt
+        // index to detect), visited from `start` on (rotated mask).
+        let mut pending = 0u64;
+        let mut mask = self.sink_mask;
+        while mask != 0 {
+            let i = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            if self.sinks[i].as_ref().is_some_and(|s| !s.side.is_quiet()) {
+                pending |= 1 << i;
+            }
+        }
+        if pending == 0 {
+            return 0;
+        }
+        let mut batch = [Descriptor::default(); BATCH];
+        let mut order = pending.rotate_right(start as u32);
+        while order != 0 {
+            let k = order.trailing_zeros() as usize;
+            order &= order - 1;
             let i = (start + k) % MAX_SINKS;
             let Some(sink) = self.sinks[i].as_mut() else {
                 continue;
@@ -323,6 +347,9 @@ impl GroupPort {
         let Some(src) = self.source.as_mut() else {
             return 0;
         };
+        if src.side.is_quiet() {
+            return self.lend_to_source();
+        }
         let mut batch = [Descriptor::default(); BATCH];
         let room = budget.min(BATCH as u32) as usize;
         let n = src.side.pop_into(&mut batch[..room]);

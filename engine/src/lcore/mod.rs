@@ -163,6 +163,9 @@ pub struct Worker {
     waits: WaitSet,
     park_timeout: Duration,
     wake_margin: Duration,
+    /// A port's deadline within the wake margin: no park is tried before it (each try reads
+    /// every port's deadline and the clock).
+    spin_until: Option<Instant>,
     shared: Arc<SharedCounters>,
     local: Local,
 }
@@ -199,6 +202,7 @@ impl Worker {
             waits: WaitSet::new(parker)?,
             park_timeout: PARK_TIMEOUT,
             wake_margin: Duration::ZERO,
+            spin_until: None,
             shared,
             local: Local::default(),
         })
@@ -237,7 +241,8 @@ impl Worker {
                 IdlePolicy::Busy => std::hint::spin_loop(),
                 IdlePolicy::Adaptive { spin } => {
                     let since = *idle_since.get_or_insert(now);
-                    if now.duration_since(since) >= spin {
+                    let near = self.spin_until.is_some_and(|t| now < t);
+                    if now.duration_since(since) >= spin && !near {
                         self.park();
                     } else {
                         std::hint::spin_loop();
@@ -350,14 +355,18 @@ impl Worker {
     fn park(&mut self) {
         let mut timeout = self.park_timeout;
         let now = Instant::now();
+        let mut earliest: Option<Instant> = None;
         for (_, port) in &self.ports {
             if let Some(at) = port.next_deadline() {
                 let wait = at.saturating_duration_since(now);
                 // Zero (spin on) when the deadline is within the wake margin.
                 timeout = timeout.min(wait.saturating_sub(self.wake_margin));
+                earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }
         if timeout.is_zero() {
+            // Spin; try again once that deadline has passed.
+            self.spin_until = earliest;
             return;
         }
         let mut pending = false;

@@ -353,6 +353,12 @@ impl EngineSide {
         !self.to_engine.is_empty()
     }
 
+    /// Whether the client's ring to the engine is untouched since the last pop: nothing queued
+    /// and no impossible index (see [`Consumer::is_quiet`](crate::shm::ring)); a poll may skip it.
+    pub fn is_quiet(&self) -> bool {
+        self.to_engine.is_quiet()
+    }
+
     /// Whether the client made either ring inconsistent (it lies; disconnect it).
     pub fn is_corrupt(&self) -> bool {
         self.to_client.is_corrupt() || self.to_engine.is_corrupt()

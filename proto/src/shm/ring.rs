@@ -857,6 +857,18 @@ impl<T: Plain> Consumer<T> {
         self.available_cached() == 0 && self.len() == 0
     }
 
+    /// Whether the producer's `tail` equals our `head`: nothing to pop and nothing impossible
+    /// published. A poll loop may skip a quiet ring; one that is not quiet must be popped,
+    /// which also detects a corrupt `tail` ([`is_empty`](Self::is_empty) reads a corrupt ring
+    /// as empty).
+    #[inline]
+    pub fn is_quiet(&self) -> bool {
+        // Relaxed: a hint; `pop_into` reloads with Acquire before any slot is read.
+        self.available_cached() == 0
+            && !self.corrupt
+            && self.ring.tail().load(Ordering::Relaxed) == self.head
+    }
+
     /// Number of slots.
     pub fn capacity(&self) -> usize {
         self.ring.capacity() as usize
@@ -1345,6 +1357,29 @@ mod tests {
             p.push(d).unwrap();
             drop(p);
             assert_eq!(c.pop(), Some(d));
+        }
+
+        #[test]
+        fn a_quiet_ring_has_nothing_to_pop_and_nothing_impossible() {
+            let mem = TestMem::ring::<u64>(8);
+            let (mut p, mut c) = (
+                mem.producer::<u64>().unwrap(),
+                mem.consumer::<u64>().unwrap(),
+            );
+            assert!(c.is_quiet());
+            p.push_slice(&[1, 2]);
+            assert!(!c.is_quiet());
+            assert_eq!(c.pop(), Some(1));
+            assert!(!c.is_quiet(), "one element still waits");
+            assert_eq!(c.pop(), Some(2));
+            assert!(c.is_quiet());
+            // An impossible tail reads as empty, but not as quiet: a poll must pop to find out.
+            mem.index(TAIL_OFFSET).store(1 << 40, Ordering::Relaxed);
+            assert!(c.is_empty());
+            assert!(!c.is_quiet());
+            assert_eq!(c.pop(), None);
+            assert!(c.is_corrupt());
+            assert!(!c.is_quiet(), "a corrupt ring is never quiet");
         }
 
         #[test]
