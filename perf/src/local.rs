@@ -246,7 +246,9 @@ pub(crate) fn run_once(
     let start = Instant::now();
     let start_ns = realtime_ns();
     let wait = Timeout::After(Duration::from_secs(5));
+    let mut progress = report::Progress::new("frames sent", a.frames);
     for i in 0..a.frames {
+        progress.tick(i);
         if a.fps > 0.0 {
             let due = start + Duration::from_secs_f64(i as f64 / a.fps);
             if let Some(d) = due.checked_duration_since(Instant::now()) {

@@ -362,7 +362,9 @@ impl Receiver {
             .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
         let mut data = vec![0u8; BATCH * DATAGRAM];
         let mut last = Instant::now();
+        let mut progress = crate::report::Progress::new("frames graded", frames);
         while (grades.len() as u64) < frames {
+            progress.tick(grades.len() as u64);
             let n = self.recv_batch(&mut data, |d, ts| {
                 let Ok(p) = Packet::new_checked(d) else {
                     return false;

@@ -69,6 +69,47 @@ pub fn summarize(h: &Histogram<u64>) -> Summary {
     }
 }
 
+/// A progress line on stderr for long runs ("label: done/total"), redrawn at most once a
+/// second and only when stderr is a terminal, so scripts and `--json` output never see it.
+#[derive(Debug)]
+pub struct Progress {
+    label: &'static str,
+    total: u64,
+    shown: Option<std::time::Instant>,
+    tty: bool,
+}
+
+impl Progress {
+    /// A progress line for `total` items of `label`.
+    pub fn new(label: &'static str, total: u64) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            label,
+            total,
+            shown: None,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Reports `done` items (drawn when a second has passed since the last line).
+    pub fn tick(&mut self, done: u64) {
+        if !self.tty || self.shown.is_some_and(|t| t.elapsed().as_secs() < 1) {
+            return;
+        }
+        self.shown = Some(std::time::Instant::now());
+        eprint!("\r{}: {done}/{} ", self.label, self.total);
+    }
+}
+
+impl Drop for Progress {
+    /// Clears the line.
+    fn drop(&mut self) {
+        if self.tty && self.shown.is_some() {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

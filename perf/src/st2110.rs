@@ -425,7 +425,9 @@ fn send(
     let tx = client.create_tx(json).map_err(|e| format!("sender: {e}"))?;
     let cpu0 = engine_pid.map_or(0.0, engine::cpu_seconds);
     let start = Instant::now();
+    let mut progress = report::Progress::new("frames sent", a.frames);
     for i in 0..a.frames {
+        progress.tick(i);
         let due = start + Duration::from_secs_f64(i as f64 / a.fps);
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
