@@ -244,7 +244,7 @@ impl Default for St2110File {
             socket_buffer_bytes: 32 << 20,
             multicast_ttl: 32,
             gso: true,
-            rx_read_interval_us: 100,
+            rx_read_interval_us: 25,
         }
     }
 }

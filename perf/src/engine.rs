@@ -30,6 +30,8 @@ pub struct EngineOptions {
     pub spin_us: u64,
     /// How long before a port's deadline a parked lcore wakes, µs.
     pub wake_margin_us: u64,
+    /// `[st2110] rx_read_interval_us` of the started engine.
+    pub rx_read_interval_us: u32,
 }
 
 /// Command-line options naming the engine a measurement runs against.
@@ -60,6 +62,10 @@ pub struct EngineArgs {
     /// to its work, at the price of late wake-ups.
     #[arg(long, default_value_t = 1000)]
     pub wake_margin_us: u64,
+    /// How long the started engine's ST 2110 rx sessions let datagrams gather after finding
+    /// their socket empty, µs (its `[st2110] rx_read_interval_us`).
+    #[arg(long, default_value_t = 25)]
+    pub rx_read_interval_us: u32,
     /// CPUs this tool, its threads and its receiver processes run on (default: every CPU
     /// not given to the started engine's lcores, so that they never preempt an lcore; all
     /// CPUs when that leaves none, or when attaching with --socket).
@@ -80,6 +86,7 @@ impl EngineArgs {
             idle: self.idle.clone(),
             spin_us: self.spin_us,
             wake_margin_us: self.wake_margin_us,
+            rx_read_interval_us: self.rx_read_interval_us,
         })?;
         let socket = e.socket.clone();
         let online = std::thread::available_parallelism().map_or(1, usize::from);
@@ -134,13 +141,15 @@ impl Engine {
         let config = format!(
             "[lcores]\ncpus = [{}]\nidle = \"{}\"\nspin_us = {}\nwake_margin_us = {}\n\
              [control]\ncpu = {}\n\
-             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n",
+             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n\
+             [st2110]\nrx_read_interval_us = {}\n",
             cpus.join(", "),
             o.idle,
             o.spin_us,
             o.wake_margin_us,
             o.control_cpu,
-            dir.path().join("shm").display()
+            dir.path().join("shm").display(),
+            o.rx_read_interval_us
         );
         let path = dir.path().join("cores.toml");
         std::fs::write(&path, config).map_err(|e| format!("{}: {e}", path.display()))?;
