@@ -262,22 +262,10 @@ impl GroupPort {
         let mut work = 0;
         let start = self.next_sink;
         self.next_sink = (self.next_sink + 1) % MAX_SINKS;
-        // Occupied sinks whose release ring is not quiet (something to release, or a corrupt
-        // index to detect), visited from `start` on (rotated mask).
-        let mut pending = 0u64;
-        let mut mask = self.sink_mask;
-        while mask != 0 {
-            let i = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            if self.sinks[i].as_ref().is_some_and(|s| !s.side.is_quiet()) {
-                pending |= 1 << i;
-            }
-        }
-        if pending == 0 {
-            return 0;
-        }
-        let mut batch = [Descriptor::default(); BATCH];
-        let mut order = pending.rotate_right(start as u32);
+        // Occupied sinks, from `start` on (a rotated mask); a quiet release ring (nothing to
+        // take back, no corrupt index to find) is skipped before the batch is even set up.
+        let mut batch = None;
+        let mut order = self.sink_mask.rotate_right(start as u32);
         while order != 0 {
             let k = order.trailing_zeros() as usize;
             order &= order - 1;
@@ -289,6 +277,10 @@ impl GroupPort {
             if room == 0 {
                 break;
             }
+            if sink.side.is_quiet() {
+                continue;
+            }
+            let batch = batch.get_or_insert([Descriptor::default(); BATCH]);
             let n = sink.side.pop_into(&mut batch[..room]);
             let corrupt = sink.side.is_corrupt();
             let conn = sink.conn;

@@ -11,13 +11,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Engine;
-use mcm_proto::config::ClientConfig;
-use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
-use peer::{Peer, RmemMax, free_port, pattern, wait_file, wait_udp_bound};
+use mcm_sdk::Timeout;
+use peer::{
+    H, Peer, RmemMax, W, audio_json, client, free_port, pattern, recv, send, video_json, wait_file,
+    wait_udp_bound,
+};
 
-const T: Timeout = Timeout::After(Duration::from_secs(10));
-const W: u32 = 1920;
-const H: u32 = 1080;
 /// Bytes of a 1080p 10-bit 4:2:2 frame as RFC 4175 carries it (UYVP in GStreamer).
 const UYVP_BYTES: usize = (W * H * 5 / 2) as usize;
 /// Frame rate of our paced senders in these tests: 43 200 packets/s, which a debug-build engine
@@ -26,41 +25,6 @@ const UYVP_BYTES: usize = (W * H * 5 / 2) as usize;
 const TX_FPS: u32 = 10;
 /// Bytes of a 1080p 8-bit 4:2:2 frame (UYVY).
 const UYVY_BYTES: usize = (W * H * 2) as usize;
-
-fn client(e: &Engine) -> Client {
-    Client::with_unix_socket(&e.unix, ClientConfig::default()).unwrap()
-}
-
-fn video_json(port: u16, pixel: &str, wire: &str, fps: u32) -> String {
-    format!(
-        r#"{{"bufferQueueCapacity": 8,
-            "connection": {{"st2110": {{"transport": "st2110-20", "ipAddr": "127.0.0.1",
-                "port": {port}, "payloadType": 96, "transportPixelFormat": "{wire}"}}}},
-            "payload": {{"video": {{"width": {W}, "height": {H}, "fps": {fps},
-                "pixelFormat": "{pixel}"}}}}}}"#
-    )
-}
-
-fn audio_json(port: u16, channels: u16) -> String {
-    format!(
-        r#"{{"bufferQueueCapacity": 16,
-            "connection": {{"st2110": {{"transport": "st2110-30", "ipAddr": "127.0.0.1",
-                "port": {port}, "payloadType": 97}}}},
-            "payload": {{"audio": {{"channels": {channels}, "sampleRate": 48000,
-                "format": "pcm_s24be", "packetTime": "1ms"}}}}}}"#
-    )
-}
-
-fn send(tx: &TxConnection, frame: &[u8]) {
-    let mut b = tx.get_timeout(T).unwrap();
-    b.payload_mut()[..frame.len()].copy_from_slice(frame);
-    b.set_payload_len(frame.len()).unwrap();
-    b.put().unwrap();
-}
-
-fn recv(rx: &RxConnection) -> Vec<u8> {
-    rx.get_timeout(T).unwrap().payload().to_vec()
-}
 
 fn video_caps(depth: u32, port: u16) -> String {
     format!(

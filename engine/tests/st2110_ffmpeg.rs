@@ -29,19 +29,18 @@ use std::time::Duration;
 
 use common::Engine;
 use mcm_engine::st2110::convert::{PixelFormat, from_rfc4175};
-use mcm_proto::config::ClientConfig;
-use mcm_sdk::{Client, Timeout, TxConnection};
-use peer::{Peer, RmemMax, free_port, pattern, wait_udp_bound, wait_udp_rcvbuf};
+use mcm_sdk::{Timeout, TxConnection};
+use peer::{
+    H, Peer, RmemMax, W, audio_json, client, free_port, pattern, send, video_json, wait_udp_bound,
+    wait_udp_rcvbuf,
+};
 
-const T: Timeout = Timeout::After(Duration::from_secs(10));
 /// Frame rate of the video streams in these tests (ours paced, FFmpeg's at `-re`): one a debug
 /// build keeps up with on a loaded 2-core machine.
 const TX_FPS: u32 = 10;
 /// The engine's socket buffer for these tests: a whole test stream (8 or 10 1080p frames, about
 /// 2 KiB of kernel memory a packet) fits even if the engine reads nothing until its end.
 const SOCKET_BUFFER: &str = "[st2110]\nsocket_buffer_bytes = 134217728\n";
-const W: u32 = 1920;
-const H: u32 = 1080;
 /// Bytes of a 1080p 10-bit 4:2:2 frame in RFC 4175 pgroups.
 const RFC4175_BYTES: usize = (W * H * 5 / 2) as usize;
 /// Bytes of a 1080p 10-bit 4:2:2 planar frame (`yuv422p10le`: 2 bytes a sample).
@@ -52,37 +51,6 @@ const UYVY_BYTES: usize = (W * H * 2) as usize;
 /// An engine with [`SOCKET_BUFFER`].
 fn engine() -> Engine {
     Engine::start_with(|t| t + SOCKET_BUFFER, &[])
-}
-
-fn client(e: &Engine) -> Client {
-    Client::with_unix_socket(&e.unix, ClientConfig::default()).unwrap()
-}
-
-fn video_json(port: u16, pixel: &str, wire: &str, fps: u32) -> String {
-    format!(
-        r#"{{"bufferQueueCapacity": 8,
-            "connection": {{"st2110": {{"transport": "st2110-20", "ipAddr": "127.0.0.1",
-                "port": {port}, "payloadType": 96, "transportPixelFormat": "{wire}"}}}},
-            "payload": {{"video": {{"width": {W}, "height": {H}, "fps": {fps},
-                "pixelFormat": "{pixel}"}}}}}}"#
-    )
-}
-
-fn audio_json(port: u16, channels: u16) -> String {
-    format!(
-        r#"{{"bufferQueueCapacity": 16,
-            "connection": {{"st2110": {{"transport": "st2110-30", "ipAddr": "127.0.0.1",
-                "port": {port}, "payloadType": 97}}}},
-            "payload": {{"audio": {{"channels": {channels}, "sampleRate": 48000,
-                "format": "pcm_s24be", "packetTime": "1ms"}}}}}}"#
-    )
-}
-
-fn send(tx: &TxConnection, frame: &[u8]) {
-    let mut b = tx.get_timeout(T).unwrap();
-    b.payload_mut()[..frame.len()].copy_from_slice(frame);
-    b.set_payload_len(frame.len()).unwrap();
-    b.put().unwrap();
 }
 
 /// The SDP our tx session to `127.0.0.1:port` published, copied to `dir` (FFmpeg reads it

@@ -10,24 +10,16 @@ mod common;
 #[path = "common/peer.rs"]
 mod peer;
 
-use std::time::Duration;
-
 use common::Engine;
-use mcm_proto::config::ClientConfig;
 use mcm_proto::st2110::rfc8331::{self, AncRepr};
 use mcm_proto::st2110::sdp;
-use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
-use peer::{free_port, pattern};
+use mcm_sdk::Client;
+use peer::{client, free_port, pattern, recv, send};
 
-const T: Timeout = Timeout::After(Duration::from_secs(10));
 /// Frame rate of our paced senders here (see `TX_FPS` in `st2110.rs`).
 const TX_FPS: u32 = 10;
 /// The largest codestream of the -22 test (`maxPayloadSize`).
 const MAX_CODESTREAM: usize = 600_000;
-
-fn client(e: &Engine) -> Client {
-    Client::with_unix_socket(&e.unix, ClientConfig::default()).unwrap()
-}
 
 fn jxs_json(port: u16, sdp_file: Option<&str>) -> String {
     // With an sdpFile, the file's payload type (98) wins over the JSON's.
@@ -50,17 +42,6 @@ fn anc_json(port: u16) -> String {
                 "port": {port}, "payloadType": 100}}}},
             "payload": {{"ancillary": {{"fps": {TX_FPS}}}}}}}"#
     )
-}
-
-fn send(tx: &TxConnection, frame: &[u8]) {
-    let mut b = tx.get_timeout(T).unwrap();
-    b.payload_mut()[..frame.len()].copy_from_slice(frame);
-    b.set_payload_len(frame.len()).unwrap();
-    b.put().unwrap();
-}
-
-fn recv(rx: &RxConnection) -> Vec<u8> {
-    rx.get_timeout(T).unwrap().payload().to_vec()
 }
 
 /// The tx and rx bridges' counters.

@@ -20,10 +20,9 @@ use std::time::{Duration, Instant};
 
 use mcm_proto::config::ClientConfig;
 use mcm_proto::sdk::BridgeStats;
-use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
-use peer::{NetnsPair, pattern};
+use mcm_sdk::Client;
+use peer::{NetnsPair, pattern, recv, send};
 
-const T: Timeout = Timeout::After(Duration::from_secs(10));
 const PORT: u16 = 5004;
 
 /// An engine running inside a network namespace (`ip netns exec NS mcm-engine ...`), killed
@@ -128,17 +127,6 @@ fn video_json(group: &str, w: u32, h: u32, fps: u32) -> String {
             "payload": {{"video": {{"width": {w}, "height": {h}, "fps": {fps},
                 "pixelFormat": "yuv422p10rfc4175"}}}}}}"#
     )
-}
-
-fn send(tx: &TxConnection, frame: &[u8]) {
-    let mut b = tx.get_timeout(T).unwrap();
-    b.payload_mut()[..frame.len()].copy_from_slice(frame);
-    b.set_payload_len(frame.len()).unwrap();
-    b.put().unwrap();
-}
-
-fn recv(rx: &RxConnection) -> Vec<u8> {
-    rx.get_timeout(T).unwrap().payload().to_vec()
 }
 
 fn bridge(c: &Client, dir: &str) -> BridgeStats {

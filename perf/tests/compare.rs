@@ -2,75 +2,32 @@
 //! FFmpeg) delivers frames, is charged CPU time, and the ratios are the per-side figures'.
 //! No timing is asserted: the machine running the suite may be loaded.
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
-const PERF: &str = env!("CARGO_BIN_EXE_mcm-perf");
+mod common;
+
+use common::{PERF, engine, f, json_of, u, wait_bounded};
 
 fn run_compare(workload: &str) -> Value {
-    let engine = Path::new(PERF).with_file_name("mcm-engine");
-    assert!(
-        engine.exists(),
-        "{} is missing: build it first (`cargo build -p mcm-engine`, or run the workspace's tests)",
-        engine.display()
-    );
     let child = Command::new(PERF)
         .args(["compare", workload, "--frames", "20", "--fps", "10"])
         .args([
             "--width", "640", "--height", "480", "--rounds", "1", "--json",
         ])
         .arg("--engine")
-        .arg(&engine)
+        .arg(engine())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("mcm-perf starts");
-    let out = wait_bounded(child, Duration::from_secs(240));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "mcm-perf compare {workload} failed ({}):\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON:\n{stdout}"));
-    println!("{line}");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("bad JSON ({e}): {line}"))
-}
-
-fn wait_bounded(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "mcm-perf compare ran past {limit:?}; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn f(v: &Value, key: &str) -> f64 {
-    v[key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("`{key}` is not a number in {v}"))
-}
-
-fn u(v: &Value, key: &str) -> u64 {
-    v[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("`{key}` is not a count in {v}"))
+    let what = format!("mcm-perf compare {workload}");
+    let out = wait_bounded(child, Duration::from_secs(240), &what);
+    let v = json_of(&out, &what);
+    println!("{v}");
+    v
 }
 
 /// The checks every workload shares: `names` are the sides, ours first.

@@ -305,3 +305,52 @@ impl Drop for NetnsPair {
             .status();
     }
 }
+
+// ---- SDK helpers shared by the ST 2110 tests ----
+
+/// How long a test waits for one frame.
+pub const T: mcm_sdk::Timeout = mcm_sdk::Timeout::After(Duration::from_secs(10));
+/// Width of the tests' video.
+pub const W: u32 = 1920;
+/// Height of the tests' video.
+pub const H: u32 = 1080;
+
+/// An SDK client of `e` over its Unix socket.
+pub fn client(e: &crate::common::Engine) -> mcm_sdk::Client {
+    mcm_sdk::Client::with_unix_socket(&e.unix, mcm_proto::config::ClientConfig::default()).unwrap()
+}
+
+/// Sends `frame` as one buffer of its length.
+pub fn send(tx: &mcm_sdk::TxConnection, frame: &[u8]) {
+    let mut b = tx.get_timeout(T).unwrap();
+    b.payload_mut()[..frame.len()].copy_from_slice(frame);
+    b.set_payload_len(frame.len()).unwrap();
+    b.put().unwrap();
+}
+
+/// The next frame's payload.
+pub fn recv(rx: &mcm_sdk::RxConnection) -> Vec<u8> {
+    rx.get_timeout(T).unwrap().payload().to_vec()
+}
+
+/// A 1080p st2110-20 connection to `127.0.0.1:port`.
+pub fn video_json(port: u16, pixel: &str, wire: &str, fps: u32) -> String {
+    format!(
+        r#"{{"bufferQueueCapacity": 8,
+            "connection": {{"st2110": {{"transport": "st2110-20", "ipAddr": "127.0.0.1",
+                "port": {port}, "payloadType": 96, "transportPixelFormat": "{wire}"}}}},
+            "payload": {{"video": {{"width": {W}, "height": {H}, "fps": {fps},
+                "pixelFormat": "{pixel}"}}}}}}"#
+    )
+}
+
+/// A 48 kHz L24 1 ms st2110-30 connection to `127.0.0.1:port`.
+pub fn audio_json(port: u16, channels: u16) -> String {
+    format!(
+        r#"{{"bufferQueueCapacity": 16,
+            "connection": {{"st2110": {{"transport": "st2110-30", "ipAddr": "127.0.0.1",
+                "port": {port}, "payloadType": 97}}}},
+            "payload": {{"audio": {{"channels": {channels}, "sampleRate": 48000,
+                "format": "pcm_s24be", "packetTime": "1ms"}}}}}}"#
+    )
+}
