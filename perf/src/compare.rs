@@ -715,8 +715,12 @@ pub fn run(a: &CompareArgs) -> Result<(), String> {
             a.width, a.height
         ));
     }
-    let rate =
-        FrameRate::from_fps(a.fps).ok_or_else(|| format!("--fps {} is not a rate", a.fps))?;
+    let rate = FrameRate::from_fps(a.fps).ok_or_else(|| {
+        format!(
+            "--fps {} is not a frame rate (allowed: 0.001 to 1000)",
+            a.fps
+        )
+    })?;
     let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
     let s = Stream {
         frames: a.frames,

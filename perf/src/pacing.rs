@@ -93,7 +93,7 @@ impl Stream {
             .ok_or("the SDP has no m=video section with a raw/90000 (ST 2110-20) rtpmap")?;
         let rate = match (v.exactframerate, fps) {
             (_, Some(f)) => FrameRate::from_fps(f)
-                .ok_or_else(|| format!("--fps {f} is not a frame rate (0 < fps <= 1000)"))?,
+                .ok_or_else(|| format!("--fps {f} is not a frame rate (allowed: 0.001 to 1000)"))?,
             (Some(r), None) => r,
             (None, None) => {
                 return Err(

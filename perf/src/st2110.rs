@@ -177,8 +177,12 @@ pub(crate) fn measure(
     if !a.group.is_multicast() {
         return Err(format!("--group {} is not a multicast address", a.group));
     }
-    let rate =
-        FrameRate::from_fps(a.fps).ok_or_else(|| format!("--fps {} is not a rate", a.fps))?;
+    let rate = FrameRate::from_fps(a.fps).ok_or_else(|| {
+        format!(
+            "--fps {} is not a frame rate (allowed: 0.001 to 1000)",
+            a.fps
+        )
+    })?;
     let sender = match a.pacing.as_str() {
         "narrow" => SenderType::Narrow,
         "narrow_linear" => SenderType::NarrowLinear,

@@ -161,8 +161,12 @@ fn video(
         .frame_size()
         .and_then(|n| u32::try_from(n).ok())
         .ok_or_else(|| format!("payload.video {}x{} has no frame size", v.width, v.height))?;
-    let rate = FrameRate::from_fps(v.fps)
-        .ok_or_else(|| format!("payload.video.fps {} is not a frame rate", v.fps))?;
+    let rate = FrameRate::from_fps(v.fps).ok_or_else(|| {
+        format!(
+            "payload.video.fps {} is not a frame rate (allowed: 0.001 to 1000)",
+            v.fps
+        )
+    })?;
     let group = ipv4(st)?;
     let counters = spec.counters.clone();
     let opts = video_opts(settings);
@@ -409,8 +413,12 @@ fn compressed(
     settings: &Settings,
 ) -> Result<(Box<dyn Bridge>, u32), String> {
     let st = &spec.st2110;
-    let rate = FrameRate::from_fps(v.fps)
-        .ok_or_else(|| format!("payload.video.fps {} is not a frame rate", v.fps))?;
+    let rate = FrameRate::from_fps(v.fps).ok_or_else(|| {
+        format!(
+            "payload.video.fps {} is not a frame rate (allowed: 0.001 to 1000)",
+            v.fps
+        )
+    })?;
     let opts = video_opts(settings);
     let counters = spec.counters.clone();
     match spec.direction {
@@ -477,8 +485,12 @@ fn ancillary(
     settings: &Settings,
 ) -> Result<(Box<dyn Bridge>, u32), String> {
     let st = &spec.st2110;
-    let rate = FrameRate::from_fps(a.fps)
-        .ok_or_else(|| format!("payload.ancillary.fps {} is not a frame rate", a.fps))?;
+    let rate = FrameRate::from_fps(a.fps).ok_or_else(|| {
+        format!(
+            "payload.ancillary.fps {} is not a frame rate (allowed: 0.001 to 1000)",
+            a.fps
+        )
+    })?;
     let opts = video_opts(settings);
     let counters = spec.counters.clone();
     match spec.direction {

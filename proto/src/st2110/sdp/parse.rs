@@ -762,7 +762,8 @@ fn frame_rate(value: Option<&str>) -> Result<FrameRate, Problem> {
         .then(|| FrameRate::parse(v))
         .flatten()
         .ok_or_else(|| {
-            "exactframerate must be an integer or a fraction such as 60000/1001, neither part zero"
+            "exactframerate must be an integer or a fraction such as 60000/1001, neither part \
+             zero, from 1/1000 to 1000 frames per second"
                 .to_owned()
         })
 }

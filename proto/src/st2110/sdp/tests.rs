@@ -1126,8 +1126,7 @@ fn raw_video_fmtp_errors() {
         );
     }
     assert_raw_refused("width", "width needs a value (width=...)");
-    let fps =
-        "exactframerate must be an integer or a fraction such as 60000/1001, neither part zero";
+    let fps = "exactframerate must be an integer or a fraction such as 60000/1001, neither part zero, from 1/1000 to 1000 frames per second";
     for r in [
         "60000/0",
         "0",
@@ -1139,6 +1138,9 @@ fn raw_video_fmtp_errors() {
         "30/1/1",
         "+50",
         "4294967296",
+        "1001",
+        "1/1001",
+        "4000000000/1",
     ] {
         assert_raw_refused(&format!("{GEOMETRY}; exactframerate={r}"), fps);
     }
@@ -1255,7 +1257,7 @@ fn jxsv_fmtp_errors_and_defaults() {
     refused("TP=N", "TP must be 2110TPN, 2110TPNL or 2110TPW");
     refused(
         "exactframerate=1/0",
-        "exactframerate must be an integer or a fraction such as 60000/1001, neither part zero",
+        "exactframerate must be an integer or a fraction such as 60000/1001, neither part zero, from 1/1000 to 1000 frames per second",
     );
     let s = Session::parse(&jxsv("packetmode=1; transmode=0; SSN=ST2110-22:2019; x=y")).unwrap();
     let Fmtp::Jxsv(j) = &s.media[0].fmtp else {
