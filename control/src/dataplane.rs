@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mcm_proto::config::Direction;
 use mcm_proto::config::payload::Payload;
-use mcm_proto::config::transport::St2110;
+use mcm_proto::config::transport::{Edge as ConfigEdge, St2110};
 use mcm_proto::shm::conn::{Doorbell, EngineSide};
 use mcm_proto::shm::pool::Pool;
 
@@ -66,10 +66,11 @@ impl ConnCounters {
     }
 }
 
-/// Counters of a bridge (the network end of a group): written by its lcore, read by the control
-/// thread. Relaxed atomics: independent statistics.
+/// Counters of a network edge of a group (an ST 2110 session; later RDMA links): written by
+/// its lcore, read by the control thread. Relaxed atomics: independent statistics. A transport
+/// uses the counters that mean something for it and leaves the others at zero.
 #[derive(Debug, Default)]
-pub struct BridgeCounters {
+pub struct EdgeCounters {
     /// Packets sent (tx) or received and accepted (rx).
     pub packets: AtomicU64,
     /// Bytes of those packets (UDP payload).
@@ -99,9 +100,11 @@ pub struct BridgeCounters {
     pub frames_refused: AtomicU64,
     /// rx: datagrams the kernel dropped because the socket buffer was full.
     pub socket_drops: AtomicU64,
+    /// rx: duplicate packets (a sequence number seen before).
+    pub packets_duplicate: AtomicU64,
 }
 
-impl BridgeCounters {
+impl EdgeCounters {
     /// Adds `n` to `c` (single writer: its lcore).
     pub fn add(c: &AtomicU64, n: u64) {
         // Relaxed: a statistic with one writer, so load + store is not a lost update.
@@ -115,21 +118,88 @@ impl BridgeCounters {
     }
 }
 
-/// The network end of a group, built by the data plane together with the group.
+/// Identifies an edge of a group (an SDK connection's id is its edge id), unique within the
+/// engine's lifetime.
+pub type EdgeId = u64;
+
+/// An ST 2110 session as an edge of a group.
 #[derive(Debug, Clone)]
-pub struct BridgeSpec {
-    /// Tx: the bridge sends the group's frames (it is a sink of the group). Rx: the bridge
-    /// receives frames into the group (it is the group's source).
+pub struct St2110Edge {
+    /// Tx: the session sends the group's frames (a sink of the group). Rx: it receives frames
+    /// into the group (the group's source).
     pub direction: Direction,
-    /// The ST 2110 stream, as the connection that created the group asked for it.
+    /// The stream, as the connection that named the edge asked for it.
     pub st2110: St2110,
     /// What one frame of the group is (format, size).
     pub payload: Payload,
     /// Bytes of one buffer's payload (a pool slot's capacity): for st2110-22 the largest
     /// codestream, for st2110-40 the largest ANC frame.
     pub payload_size: u32,
-    /// Where the bridge counts what it does.
-    pub counters: Arc<BridgeCounters>,
+    /// Where the session counts what it does.
+    pub counters: Arc<EdgeCounters>,
+}
+
+/// What one edge of a group is, transport by transport: the data plane builds the edge from it.
+/// A new transport is one more variant (and its module in the engine); the group, the registry
+/// and this boundary do not change otherwise.
+#[derive(Debug)]
+pub enum EdgeSpec {
+    /// An SDK connection: shared-memory rings with an application.
+    Sdk(Attachment),
+    /// An ST 2110 session on the network.
+    St2110(St2110Edge),
+}
+
+impl EdgeSpec {
+    /// The spec of the network edge `edge` names, for a group of `payload` in slots of
+    /// `payload_size` bytes, counting into `counters`.
+    pub fn network(
+        edge: &ConfigEdge,
+        payload: Payload,
+        payload_size: u32,
+        counters: Arc<EdgeCounters>,
+    ) -> Self {
+        match edge {
+            ConfigEdge::St2110 { direction, stream } => Self::St2110(St2110Edge {
+                direction: *direction,
+                st2110: stream.clone(),
+                payload,
+                payload_size,
+                counters,
+            }),
+        }
+    }
+
+    /// Source (it feeds the group) or sink (it takes the group's frames).
+    pub fn role(&self) -> Role {
+        match self {
+            Self::Sdk(a) => a.role,
+            Self::St2110(s) => match s.direction {
+                Direction::Tx => Role::Sink,
+                Direction::Rx => Role::Source,
+            },
+        }
+    }
+
+    /// What the edge is, for stats and logs, e.g. `"sdk rx"`, `"st2110-20 tx 239.1.1.1:5004"`.
+    pub fn describe(&self) -> String {
+        let dir = |d: Direction| match d {
+            Direction::Tx => "tx",
+            Direction::Rx => "rx",
+        };
+        match self {
+            Self::Sdk(a) => match a.role {
+                Role::Source => "sdk tx".to_owned(),
+                Role::Sink => "sdk rx".to_owned(),
+            },
+            Self::St2110(s) => format!(
+                "{} {} {}",
+                s.st2110.transport.as_str(),
+                dir(s.direction),
+                s.st2110.group_urn()
+            ),
+        }
+    }
 }
 
 /// An activated connection, as handed to its group on the data plane.
@@ -158,8 +228,8 @@ pub enum Command {
         /// When the control thread sent it.
         sent: Instant,
     },
-    /// Start serving a multipoint group whose frames live in `pool`. Its connections wake the
-    /// data plane through `bell` (each connection's block shares it).
+    /// Start serving a multipoint group whose frames live in `pool`, with no edge yet. Its SDK
+    /// connections wake the data plane through `bell` (each connection's block shares it).
     CreateGroup {
         /// The group.
         group: GroupId,
@@ -167,30 +237,130 @@ pub enum Command {
         urn: String,
         /// The frame pool; the data plane owns its free list from now on.
         pool: Pool,
-        /// The doorbell every connection of the group rings.
+        /// The doorbell every SDK connection of the group rings.
         bell: Doorbell,
-        /// The group's network end, if any (an ST 2110 session).
-        bridge: Option<BridgeSpec>,
     },
-    /// Attach an activated connection to its group.
-    Attach {
+    /// Build the edge `spec` describes and attach it to `group`: [`Event::EdgeAttached`] once
+    /// frames published from then on reach it (a sink) or it may publish (a source), or
+    /// [`Event::EdgeFailed`]. A transport that cannot be set up (socket, address, format) is
+    /// refused by `submit` itself with [`DataplaneError::EdgeSetup`].
+    AttachEdge {
         /// The group (created before).
         group: GroupId,
-        /// The connection.
-        member: Attachment,
+        /// The edge's id (an SDK connection's is its connection id).
+        edge: EdgeId,
+        /// What to build.
+        spec: EdgeSpec,
     },
-    /// Detach a connection: frames it holds return to the pool, its block is closed.
-    Detach {
+    /// Detach an edge. A source first publishes every frame it has already accepted (an SDK
+    /// sender's queued puts); a sink first finishes the frames it has taken (an ST 2110 sender
+    /// sends its queue), except an SDK receiver, whose held frames return to the pool at once.
+    /// [`Event::EdgeDetached`] follows.
+    DetachEdge {
         /// The group.
         group: GroupId,
-        /// The connection.
-        conn: ConnId,
+        /// The edge.
+        edge: EdgeId,
     },
-    /// Stop serving a group that has no connection left; frees its pool.
+    /// Stop serving a group: its remaining edges are detached as [`Command::DetachEdge`] does
+    /// (sinks finish what they hold), then its pool is freed, off the lcore.
     DestroyGroup {
         /// The group.
         group: GroupId,
     },
+}
+
+/// Why an edge could not be attached, or was detached by the data plane.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EdgeFailure {
+    /// The group already has a source (a group has one).
+    #[error("the group already has a source (allowed: one source per group)")]
+    SecondSource,
+    /// The group has its most sinks.
+    #[error("the group has {limit} sinks already (allowed: at most {limit})")]
+    TooManySinks {
+        /// The limit.
+        limit: usize,
+    },
+    /// The peer broke the transport's protocol (an SDK client wrote a slot it does not hold,
+    /// corrupted a ring, ...): the edge was detached and its slots reclaimed.
+    #[error("{0}")]
+    Violation(Violation),
+    /// The group is not served (destroyed before the command arrived).
+    #[error("the group is not served by the data plane")]
+    NoGroup,
+}
+
+/// A rule an edge's peer broke, found on the data path: small and `Copy`, formatted only when
+/// the control thread reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    /// A descriptor named another pool.
+    #[error("its descriptor names pool {pool} (allowed: this group's pool {expected})")]
+    ForeignPool {
+        /// The pool named.
+        pool: u32,
+        /// The group's pool.
+        expected: u32,
+    },
+    /// A descriptor named a slot past the pool's end.
+    #[error("its descriptor names slot {slot} (allowed: 0..{count})")]
+    SlotOutOfRange {
+        /// The slot named.
+        slot: u32,
+        /// Slots in the pool.
+        count: u32,
+    },
+    /// A source published a slot it was not lent.
+    #[error("it sent slot {slot}, which was not lent to it")]
+    NotLent {
+        /// The slot.
+        slot: u32,
+    },
+    /// A sink released a slot it does not hold.
+    #[error("it released slot {slot}, which it does not hold")]
+    NotHeld {
+        /// The slot.
+        slot: u32,
+    },
+    /// A frame's lengths exceed the slot.
+    #[error(
+        "slot {slot}: payload_len {payload_len} / metadata_len {metadata_len} (allowed: at most \
+         {payload_capacity} / {metadata_capacity})"
+    )]
+    Lengths {
+        /// The slot.
+        slot: u32,
+        /// Payload bytes claimed.
+        payload_len: u32,
+        /// Metadata bytes claimed.
+        metadata_len: u32,
+        /// The slot's payload capacity.
+        payload_capacity: u32,
+        /// The slot's metadata capacity.
+        metadata_capacity: u32,
+    },
+    /// A ring's indices are impossible.
+    #[error("its {0} ring's indices are corrupt")]
+    CorruptRing(RingName),
+}
+
+/// Which ring of an SDK connection a [`Violation::CorruptRing`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RingName {
+    /// The sender's ring of frames to the engine.
+    Frame,
+    /// The receiver's ring of released slots.
+    Release,
+}
+
+impl std::fmt::Display for RingName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Frame => "frame",
+            Self::Release => "release",
+        })
+    }
 }
 
 /// Something the data plane reports to the control thread.
@@ -205,18 +375,25 @@ pub enum Event {
         /// When the ping was sent.
         sent: Instant,
     },
-    /// A connection was attached to its group: frames sent from now on reach it.
-    Attached {
-        /// The connection.
-        conn: ConnId,
+    /// An edge was attached to its group: frames published from now on reach it (a sink), or
+    /// it may publish (a source).
+    EdgeAttached {
+        /// The edge (an SDK connection's id).
+        edge: EdgeId,
     },
-    /// A client broke the shared-memory protocol: the data plane detached the connection
-    /// (its frames are back in the pool) and the control thread must close the client's session.
-    ConnFailed {
-        /// The connection.
-        conn: ConnId,
-        /// What the client did wrong.
-        reason: String,
+    /// An edge could not be attached, or broke its protocol and was detached: its frames are
+    /// back in the pool; an SDK client's session must be closed.
+    EdgeFailed {
+        /// The edge.
+        edge: EdgeId,
+        /// Why.
+        reason: EdgeFailure,
+    },
+    /// An edge left its group after [`Command::DetachEdge`] (or the group's destruction) and
+    /// finished what it held.
+    EdgeDetached {
+        /// The edge.
+        edge: EdgeId,
     },
 }
 
@@ -246,9 +423,9 @@ pub enum DataplaneError {
         /// CPU of the lcore that could not be reached.
         cpu: usize,
     },
-    /// A group's bridge could not be set up (socket, address, format).
+    /// An edge's transport could not be set up (socket, address, format): what and why.
     #[error("{0}")]
-    Bridge(String),
+    EdgeSetup(String),
     /// A command named a group the data plane does not serve.
     #[error("group {group} is not served by the data plane")]
     UnknownGroup {

@@ -20,7 +20,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcm_proto::config::{ConnectionConfig, Direction, MeshErr, transport::Connection};
+use mcm_proto::config::payload::Payload;
+use mcm_proto::config::transport::Edge as ConfigEdge;
+use mcm_proto::config::{ConnectionConfig, Direction, MeshErr};
 use mcm_proto::sdk::{
     BridgeStats, ConnectionCreated, ConnectionKind, ConnectionStats, CreateConnection, ErrorCode,
     PoolGeometry as WireGeometry, Stats,
@@ -30,11 +32,16 @@ use mcm_proto::shm::map::{HugePages, reopen_readonly};
 use mcm_proto::shm::pool::{Pool, PoolGeometry};
 
 use crate::dataplane::{
-    Attachment, BridgeCounters, BridgeSpec, Command, ConnCounters, ConnId, Dataplane,
-    DataplaneError, GroupId, Role,
+    Attachment, Command, ConnCounters, ConnId, Dataplane, DataplaneError, EdgeCounters,
+    EdgeFailure, EdgeId, EdgeSpec, GroupId, Role,
 };
 use crate::session::{Created, Refusal, Transport};
 
+/// Most network sink edges a group may have besides its SDK receivers (the data plane's
+/// group holds 64 sinks in all).
+pub const MAX_SINK_EDGES: usize = 8;
+/// Most sinks of any kind a group has on the data plane (one bit each in a slot's mask).
+pub const MAX_GROUP_SINKS: usize = 64;
 /// Smallest per-member quota a group is sized for.
 pub const MIN_QUOTA: u32 = 16;
 /// How long a TCP client has to fetch its fds with the one-time token.
@@ -67,10 +74,41 @@ struct Group {
     metadata_size: u32,
     /// The doorbell every connection of the group rings; a handle is given to each block.
     bell: Doorbell,
-    source: Option<ConnId>,
+    /// The group's source: an SDK sender's connection id or a network edge's id.
+    source: Option<EdgeId>,
+    /// SDK receivers.
     sinks: Vec<ConnId>,
-    /// The group's network end: its direction and counters.
-    bridge: Option<(Direction, Arc<BridgeCounters>)>,
+    /// What one frame is (network edges are built for it).
+    payload: Payload,
+    /// Network edges (ST 2110 sessions, ...), each kept while a connection names it.
+    edges: Vec<NetEdge>,
+}
+
+/// A network edge of a group, as the registry knows it.
+#[derive(Debug)]
+struct NetEdge {
+    id: EdgeId,
+    /// The edge as configured: a second connection naming the same edge shares it.
+    config: ConfigEdge,
+    role: Role,
+    /// What it is, for stats and logs.
+    kind: String,
+    counters: Arc<EdgeCounters>,
+    /// Connections that named it; it is detached when the last one leaves.
+    owners: Vec<ConnId>,
+}
+
+impl Group {
+    fn sink_edges(&self) -> usize {
+        self.edges.iter().filter(|e| e.role == Role::Sink).count()
+    }
+
+    fn describe_source(&self, src: EdgeId) -> String {
+        match self.edges.iter().find(|e| e.id == src) {
+            Some(e) => format!("a source edge ({}, edge {src})", e.kind),
+            None => format!("a sender (connection {src})"),
+        }
+    }
 }
 
 /// One SDK connection.
@@ -83,6 +121,8 @@ struct Conn {
     /// The engine's end, until activation hands it to the data plane.
     pending: Option<EngineSide>,
     counters: Arc<ConnCounters>,
+    /// Network edges of its group it named.
+    edges: Vec<EdgeId>,
 }
 
 /// Fds waiting for a TCP client to fetch them.
@@ -102,6 +142,7 @@ pub struct Mesh {
     conns: HashMap<ConnId, Conn>,
     tokens: HashMap<[u8; TOKEN_LEN], Parked>,
     next_group: GroupId,
+    /// Next id of a connection or network edge (one space: an SDK connection is an edge).
     next_conn: ConnId,
 }
 
@@ -161,18 +202,14 @@ impl Mesh {
             mesh_error: Some(e.class),
             message: e.to_string(),
         })?;
-        let (urn, bridge) = match cfg.connection() {
-            Connection::MultipointGroup(g) => (g.urn.clone(), None),
-            Connection::St2110(s) => (st2110_urn(dir, &s.group_urn()), Some(dir)),
-            Connection::Rdma(_) => {
-                return Err(Refusal::new(
-                    ErrorCode::ERROR_CODE_NOT_IMPLEMENTED,
-                    MeshErr::NotImplemented,
-                    "connection.rdma: this engine does not serve rdma connections yet (allowed: \
-                     connection.multipointGroup, connection.st2110)"
-                        .to_owned(),
-                ));
-            }
+        let Some((urn, edges)) = cfg.mesh_group() else {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_IMPLEMENTED,
+                MeshErr::NotImplemented,
+                "connection.rdma: this engine does not serve rdma connections yet (allowed: \
+                 connection.multipointGroup, connection.st2110)"
+                    .to_owned(),
+            ));
         };
         let owned = self.conns.values().filter(|c| c.session == session).count();
         if owned >= self.config.max_conns_per_session {
@@ -187,19 +224,162 @@ impl Mesh {
         }
         let capacity = cfg.buffer_queue_capacity();
         let created_group = if self.groups.contains_key(&urn) {
-            self.check_joinable(&urn, kind, &cfg, bridge)?;
+            self.check_joinable(&urn, kind, &cfg)?;
             None
         } else {
-            Some(self.create_group(dp, &urn, &cfg, bridge)?)
+            Some(self.create_group(dp, &urn, &cfg)?)
         };
-        let result = self.join(session, &urn, kind, capacity, transport, now);
+        let result = self
+            .check_edges(&urn, kind, &edges)
+            .and_then(|()| self.join(session, &urn, kind, capacity, transport, now))
+            .and_then(|created| {
+                let conn = created.0.conn_id;
+                match self.attach_edges(dp, &urn, conn, &edges, cfg.payload_size()) {
+                    Ok(()) => Ok(created),
+                    Err(e) => {
+                        self.remove(dp, conn);
+                        Err(e)
+                    }
+                }
+            });
         if result.is_err()
             && let Some(gid) = created_group
+            && self.groups.get(&urn).is_some_and(|g| g.id == gid)
         {
             self.groups.remove(&urn);
             let _ = dp.submit(Command::DestroyGroup { group: gid });
         }
         result
+    }
+
+    /// Refuses edges that do not fit group `urn` with a connection of `kind`: a second
+    /// source, or more sinks than a group can have. An edge the group has already is shared.
+    fn check_edges(&self, urn: &str, kind: ConnKind, edges: &[ConfigEdge]) -> Result<(), Refusal> {
+        let g = &self.groups[urn];
+        let mut source = g.source.map(|s| g.describe_source(s));
+        if kind == ConnKind::Tx && source.is_none() {
+            source = Some("a sender (this connection)".to_owned());
+        }
+        let mut sinks = g.sinks.len() + g.sink_edges() + usize::from(kind == ConnKind::Rx);
+        for (i, e) in edges.iter().enumerate() {
+            if g.edges.iter().any(|n| n.config == *e) {
+                continue;
+            }
+            let spec_role = edge_role(e);
+            let refuse = |what: String| {
+                Err(Refusal::new(
+                    ErrorCode::ERROR_CODE_LIMIT,
+                    MeshErr::ConnConfigIncompat,
+                    format!(
+                        "connection.multipointGroup.edges[{i}] ({}): {what}",
+                        e.as_str()
+                    ),
+                ))
+            };
+            match spec_role {
+                Role::Source => {
+                    if let Some(src) = &source {
+                        return refuse(format!(
+                            "group {urn:?} already has {src}; a group has at most one source"
+                        ));
+                    }
+                    source = Some(format!("a source edge (edges[{i}])"));
+                }
+                Role::Sink => {
+                    sinks += 1;
+                    let limit = (self.config.max_sinks_per_group as usize + MAX_SINK_EDGES)
+                        .min(MAX_GROUP_SINKS);
+                    if sinks > limit {
+                        return refuse(format!(
+                            "group {urn:?} would have {sinks} sinks (limit {limit}: \
+                             sdk.max_sinks_per_group receivers and {MAX_SINK_EDGES} network \
+                             edges, {MAX_GROUP_SINKS} in all)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Attaches the edges `conn` named: shared with the group's identical edge, or built.
+    fn attach_edges(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        conn: ConnId,
+        edges: &[ConfigEdge],
+        payload_size: u32,
+    ) -> Result<(), Refusal> {
+        for e in edges {
+            let g = self.groups.get_mut(urn).expect("joined above");
+            let id = match g.edges.iter_mut().find(|n| n.config == *e) {
+                Some(n) => {
+                    n.owners.push(conn);
+                    n.id
+                }
+                None => {
+                    let id = self.next_conn;
+                    let counters = Arc::new(EdgeCounters::default());
+                    let spec = EdgeSpec::network(e, g.payload, payload_size, counters.clone());
+                    let (role, kind) = (spec.role(), spec.describe());
+                    dp.submit(Command::AttachEdge {
+                        group: g.id,
+                        edge: id,
+                        spec,
+                    })
+                    .map_err(|err| match err {
+                        DataplaneError::EdgeSetup(why) => Refusal::new(
+                            ErrorCode::ERROR_CODE_CONFIG,
+                            MeshErr::ConnFailed,
+                            format!("group {urn:?}: {why}"),
+                        ),
+                        err => Refusal::new(
+                            ErrorCode::ERROR_CODE_INTERNAL,
+                            MeshErr::ConnFailed,
+                            format!("group {urn:?}: the data plane did not take the edge: {err}"),
+                        ),
+                    })?;
+                    self.next_conn += 1;
+                    tracing::info!("group {urn:?}: edge {id} ({kind}) attached");
+                    if role == Role::Source {
+                        g.source = Some(id);
+                    }
+                    g.edges.push(NetEdge {
+                        id,
+                        config: e.clone(),
+                        role,
+                        kind,
+                        counters,
+                        owners: vec![conn],
+                    });
+                    id
+                }
+            };
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.edges.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// The data plane could not attach network edge `edge`, or detached it: forget it.
+    pub fn edge_failed(&mut self, dp: &mut dyn Dataplane, edge: EdgeId, reason: &EdgeFailure) {
+        for (urn, g) in &mut self.groups {
+            if let Some(i) = g.edges.iter().position(|e| e.id == edge) {
+                let e = g.edges.remove(i);
+                tracing::warn!("group {urn:?}: edge {edge} ({}) failed: {reason}", e.kind);
+                if g.source == Some(edge) {
+                    g.source = None;
+                }
+                for c in self.conns.values_mut() {
+                    c.edges.retain(|&x| x != edge);
+                }
+                let urn = urn.clone();
+                self.destroy_if_empty(dp, &urn);
+                return;
+            }
+        }
     }
 
     /// Refuses a connection that does not fit the existing group `urn`.
@@ -208,26 +388,8 @@ impl Mesh {
         urn: &str,
         kind: ConnKind,
         cfg: &ConnectionConfig,
-        bridge: Option<Direction>,
     ) -> Result<(), Refusal> {
         let g = &self.groups[urn];
-        if g.bridge.as_ref().map(|b| b.0) != bridge {
-            let is = |b: Option<Direction>| match b {
-                None => "a multipoint group",
-                Some(Direction::Tx) => "an ST 2110 tx session",
-                Some(Direction::Rx) => "an ST 2110 rx session",
-            };
-            return Err(Refusal::new(
-                ErrorCode::ERROR_CODE_CONFIG,
-                MeshErr::ConnConfigIncompat,
-                format!(
-                    "group {urn:?} is {}; this connection asks for {} (allowed: connections of \
-                     the same kind)",
-                    is(g.bridge.as_ref().map(|b| b.0)),
-                    is(bridge)
-                ),
-            ));
-        }
         if g.payload_size != cfg.payload_size() || g.metadata_size != cfg.max_metadata_size() {
             return Err(Refusal::new(
                 ErrorCode::ERROR_CODE_CONFIG,
@@ -249,14 +411,16 @@ impl Mesh {
                         ErrorCode::ERROR_CODE_LIMIT,
                         MeshErr::ConnConfigIncompat,
                         format!(
-                            "group {urn:?} already has a sender (connection {src}); a group has at \
-                             most one"
+                            "group {urn:?} already has {}; a group has at most one source",
+                            g.describe_source(src)
                         ),
                     ));
                 }
             }
             ConnKind::Rx => {
-                if g.sinks.len() >= self.config.max_sinks_per_group as usize {
+                if g.sinks.len() >= self.config.max_sinks_per_group as usize
+                    || g.sinks.len() + g.sink_edges() >= MAX_GROUP_SINKS
+                {
                     return Err(Refusal::new(
                         ErrorCode::ERROR_CODE_LIMIT,
                         MeshErr::MaxConn,
@@ -279,7 +443,6 @@ impl Mesh {
         dp: &mut dyn Dataplane,
         urn: &str,
         cfg: &ConnectionConfig,
-        bridge: Option<Direction>,
     ) -> Result<GroupId, Refusal> {
         let internal = |what: String| {
             Refusal::new(
@@ -323,32 +486,13 @@ impl Mesh {
             geometry.metadata_capacity,
             pool.kind()
         );
-        let bridge = match (bridge, cfg.connection()) {
-            (Some(direction), Connection::St2110(st2110)) => Some(BridgeSpec {
-                direction,
-                st2110: st2110.clone(),
-                payload: *cfg.payload(),
-                payload_size: cfg.payload_size(),
-                counters: Arc::new(BridgeCounters::default()),
-            }),
-            _ => None,
-        };
-        let bridge_state = bridge.as_ref().map(|b| (b.direction, b.counters.clone()));
         dp.submit(Command::CreateGroup {
             group: id,
             urn: urn.to_owned(),
             pool,
             bell: dp_bell,
-            bridge,
         })
-        .map_err(|e| match e {
-            DataplaneError::Bridge(why) => Refusal::new(
-                ErrorCode::ERROR_CODE_CONFIG,
-                MeshErr::ConnFailed,
-                format!("group {urn:?}: {why}"),
-            ),
-            e => internal(format!("the data plane did not take the group: {e}")),
-        })?;
+        .map_err(|e| internal(format!("the data plane did not take the group: {e}")))?;
         self.next_group += 1;
         let wire = WireGeometry {
             pool_id,
@@ -369,7 +513,8 @@ impl Mesh {
                 bell,
                 source: None,
                 sinks: Vec::new(),
-                bridge: bridge_state,
+                payload: *cfg.payload(),
+                edges: Vec::new(),
             },
         );
         Ok(id)
@@ -462,6 +607,7 @@ impl Mesh {
                 quota,
                 pending: Some(side),
                 counters: Arc::new(ConnCounters::default()),
+                edges: Vec::new(),
             },
         );
         tracing::info!(
@@ -525,7 +671,13 @@ impl Mesh {
             quota,
             counters,
         };
-        dp.submit(Command::Attach { group, member }).map_err(|e| {
+        let spec = EdgeSpec::Sdk(member);
+        dp.submit(Command::AttachEdge {
+            group,
+            edge: conn,
+            spec,
+        })
+        .map_err(|e| {
             Refusal::new(
                 ErrorCode::ERROR_CODE_INTERNAL,
                 MeshErr::ConnFailed,
@@ -601,8 +753,10 @@ impl Mesh {
         urns.sort();
         urns.dedup();
         for urn in urns {
-            if let Some((dir, c)) = self.groups.get(urn).and_then(|g| g.bridge.as_ref()) {
-                stats.bridges.push(bridge_stats(urn, *dir, c));
+            if let Some(g) = self.groups.get(urn) {
+                for e in &g.edges {
+                    stats.bridges.push(edge_stats(urn, e));
+                }
             }
         }
         stats
@@ -620,7 +774,8 @@ impl Mesh {
     }
 
     /// Removes a connection: detaches it from the data plane (or just drops its block when it
-    /// never became active) and destroys its group when it was the last member.
+    /// never became active), detaches the network edges only it named, and destroys its group
+    /// when nothing is left in it.
     fn remove(&mut self, dp: &mut dyn Dataplane, conn: ConnId) {
         let Some(c) = self.conns.remove(&conn) else {
             return;
@@ -630,7 +785,10 @@ impl Mesh {
             return;
         };
         if c.pending.is_none()
-            && let Err(e) = dp.submit(Command::Detach { group: g.id, conn })
+            && let Err(e) = dp.submit(Command::DetachEdge {
+                group: g.id,
+                edge: conn,
+            })
         {
             tracing::error!("connection {conn}: detach not delivered to the data plane: {e}");
         }
@@ -638,22 +796,59 @@ impl Mesh {
             g.source = None;
         }
         g.sinks.retain(|&s| s != conn);
+        for id in &c.edges {
+            let Some(i) = g.edges.iter().position(|e| e.id == *id) else {
+                continue;
+            };
+            g.edges[i].owners.retain(|&o| o != conn);
+            if g.edges[i].owners.is_empty() {
+                let e = g.edges.remove(i);
+                if g.source == Some(e.id) {
+                    g.source = None;
+                }
+                if let Err(err) = dp.submit(Command::DetachEdge {
+                    group: g.id,
+                    edge: e.id,
+                }) {
+                    tracing::error!(
+                        "edge {}: detach not delivered to the data plane: {err}",
+                        e.id
+                    );
+                }
+                tracing::info!("group {:?}: edge {} ({}) detached", c.urn, e.id, e.kind);
+            }
+        }
         tracing::info!(
             session = c.session,
             "connection {conn}: deleted from group {:?}",
             c.urn
         );
-        if g.source.is_none() && g.sinks.is_empty() {
-            let id = g.id;
-            self.groups.remove(&c.urn);
-            if let Err(e) = dp.submit(Command::DestroyGroup { group: id }) {
-                tracing::error!(
-                    "group {:?}: destroy not delivered to the data plane: {e}",
-                    c.urn
-                );
-            }
-            tracing::info!("group {:?}: destroyed (no members left)", c.urn);
+        self.destroy_if_empty(dp, &c.urn);
+    }
+
+    /// Destroys group `urn` when no connection and no network edge is left in it.
+    fn destroy_if_empty(&mut self, dp: &mut dyn Dataplane, urn: &str) {
+        let Some(g) = self.groups.get(urn) else {
+            return;
+        };
+        let members = self.conns.values().any(|c| c.urn == urn);
+        if members || !g.edges.is_empty() {
+            return;
         }
+        let id = g.id;
+        self.groups.remove(urn);
+        if let Err(e) = dp.submit(Command::DestroyGroup { group: id }) {
+            tracing::error!("group {urn:?}: destroy not delivered to the data plane: {e}");
+        }
+        tracing::info!("group {urn:?}: destroyed (no members left)");
+    }
+}
+
+/// What a configured edge is to its group.
+fn edge_role(e: &ConfigEdge) -> Role {
+    match e.direction() {
+        Direction::Tx => Role::Sink,
+        Direction::Rx => Role::Source,
     }
 }
 
@@ -664,24 +859,19 @@ fn random_token() -> std::io::Result<[u8; TOKEN_LEN]> {
     Ok(token)
 }
 
-/// The registry key of an ST 2110 connection's group: the session direction and `ip:port`, so
-/// one engine can send and receive the same stream (over loopback, say) in two groups.
-pub fn st2110_urn(dir: Direction, addr: &str) -> String {
-    match dir {
-        Direction::Tx => format!("st2110-tx://{addr}"),
-        Direction::Rx => format!("st2110-rx://{addr}"),
-    }
-}
-
-fn bridge_stats(urn: &str, dir: Direction, c: &BridgeCounters) -> BridgeStats {
-    let get = BridgeCounters::get;
+fn edge_stats(urn: &str, e: &NetEdge) -> BridgeStats {
+    let get = EdgeCounters::get;
+    let c = &e.counters;
     BridgeStats {
         group: urn.to_owned(),
-        kind: match dir {
-            Direction::Tx => ConnectionKind::CONNECTION_KIND_TX,
-            Direction::Rx => ConnectionKind::CONNECTION_KIND_RX,
+        kind: match e.role {
+            Role::Sink => ConnectionKind::CONNECTION_KIND_TX,
+            Role::Source => ConnectionKind::CONNECTION_KIND_RX,
         }
         .into(),
+        edge_id: e.id,
+        edge_kind: e.kind.clone(),
+        packets_duplicate: get(&c.packets_duplicate),
         packets: get(&c.packets),
         bytes: get(&c.bytes),
         frames: get(&c.frames),
@@ -722,11 +912,18 @@ mod tests {
                     pool.geometry().slot_count,
                     pool.geometry().payload_capacity
                 ),
-                Command::Attach { group, member } => format!(
-                    "attach {group} {} {:?} quota={}",
-                    member.conn, member.role, member.quota
+                Command::AttachEdge {
+                    group,
+                    edge,
+                    spec: EdgeSpec::Sdk(member),
+                } => format!(
+                    "attach {group} {edge} {:?} quota={}",
+                    member.role, member.quota
                 ),
-                Command::Detach { group, conn } => format!("detach {group} {conn}"),
+                Command::AttachEdge { group, edge, spec } => {
+                    format!("attach {group} {edge} {}", spec.describe())
+                }
+                Command::DetachEdge { group, edge } => format!("detach {group} {edge}"),
                 Command::DestroyGroup { group } => format!("destroy {group}"),
             });
             Ok(())
@@ -880,5 +1077,84 @@ mod tests {
             "expired and dropped"
         );
         assert!(m.fetch_fds(b"short", now).is_err());
+    }
+
+    fn with_edges(kind: ConnectionKind, urn: &str, edges: &[(&str, u16)]) -> CreateConnection {
+        let edges: Vec<String> = edges
+            .iter()
+            .map(|(dir, port)| {
+                format!(
+                    r#"{{"st2110": {{"direction": "{dir}", "ipAddr": "239.1.1.1", "port": {port}}}}}"#
+                )
+            })
+            .collect();
+        CreateConnection {
+            kind: kind.into(),
+            config_json: format!(
+                r#"{{"connection": {{"multipointGroup": {{"urn": "{urn}", "edges": [{}]}}}},
+                    "payload": {{"video": {{"width": 64, "height": 32}}}}}}"#,
+                edges.join(",")
+            ),
+            ..CreateConnection::new()
+        }
+    }
+
+    #[test]
+    fn edges_are_shared_by_spec_detached_with_their_last_owner_and_one_source_only() {
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        let (a, _) = m
+            .create(
+                &mut dp,
+                1,
+                &with_edges(RX, "g", &[("rx", 5000), ("tx", 6000)]),
+                Transport::Unix,
+                now,
+            )
+            .unwrap();
+        // The same tx edge again, and a second source: the source is refused, whole.
+        let e = m
+            .create(
+                &mut dp,
+                2,
+                &with_edges(RX, "g", &[("tx", 6000), ("rx", 5002)]),
+                Transport::Unix,
+                now,
+            )
+            .unwrap_err();
+        assert!(e.message.contains("edges[1]"), "{e:?}");
+        assert!(e.message.contains("already has a source edge"), "{e:?}");
+        let e = m
+            .create(&mut dp, 2, &with_edges(TX, "g", &[]), Transport::Unix, now)
+            .unwrap_err();
+        assert!(
+            e.message
+                .contains("already has a source edge (st2110-20 rx"),
+            "{e:?}"
+        );
+        let (b, _) = m
+            .create(
+                &mut dp,
+                2,
+                &with_edges(RX, "g", &[("tx", 6000)]),
+                Transport::Unix,
+                now,
+            )
+            .unwrap();
+        m.delete(&mut dp, 1, a.conn_id).unwrap();
+        assert_eq!(m.groups(), 1, "b and the tx edge keep the group");
+        m.delete(&mut dp, 2, b.conn_id).unwrap();
+        assert_eq!(m.groups(), 0);
+        assert_eq!(
+            dp.commands,
+            [
+                "create 1 g slots=64 payload=8192",
+                "attach 1 2 st2110-20 rx 239.1.1.1:5000",
+                "attach 1 3 st2110-20 tx 239.1.1.1:6000",
+                "detach 1 2",
+                "detach 1 3",
+                "destroy 1"
+            ],
+            "one tx edge for both owners; each edge detached when its last owner left"
+        );
     }
 }

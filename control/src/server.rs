@@ -463,15 +463,20 @@ impl ControlServer {
         let stats = &mut self.stats;
         let mut failed = Vec::new();
         let mut attached = Vec::new();
+        let mut detached = Vec::new();
         self.dataplane.drain_events(&mut |ev| match ev {
             Event::Pong { cpu, token, sent } => {
                 if let Some(s) = stats.as_mut() {
                     s.answered.insert(cpu, (token, sent.elapsed()));
                 }
             }
-            Event::Attached { conn } => attached.push(conn),
-            Event::ConnFailed { conn, reason } => failed.push((conn, reason)),
+            Event::EdgeAttached { edge } => attached.push(edge),
+            Event::EdgeFailed { edge, reason } => failed.push((edge, reason)),
+            Event::EdgeDetached { edge } => detached.push(edge),
         });
+        for edge in detached {
+            tracing::debug!("edge {edge}: detached by the data plane");
+        }
         for conn in attached {
             let Some(token) = self.token_of(conn) else {
                 continue;
@@ -485,6 +490,9 @@ impl ControlServer {
         }
         for (conn, reason) in failed {
             let Some(token) = self.token_of(conn) else {
+                // Not an SDK connection: a network edge.
+                self.mesh
+                    .edge_failed(self.dataplane.as_mut(), conn, &reason);
                 continue;
             };
             let Some(c) = self.conns.get_mut(&token) else {

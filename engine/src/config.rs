@@ -297,7 +297,7 @@ pub struct EngineConfig {
     /// Huge page policy.
     pub huge_pages: HugePagesName,
     /// ST 2110 sessions.
-    pub st2110: crate::st2110::Settings,
+    pub st2110: crate::transport::st2110::Settings,
 }
 
 /// Parses TOML text into the file types; errors name the key and the line.
@@ -515,7 +515,10 @@ impl EngineConfig {
     }
 }
 
-fn validate_st2110(f: &St2110File, shm_dir: &Path) -> Result<crate::st2110::Settings, ConfigError> {
+fn validate_st2110(
+    f: &St2110File,
+    shm_dir: &Path,
+) -> Result<crate::transport::st2110::Settings, ConfigError> {
     if f.backend != "kernel" {
         let msg = format!(
             "`{}` is not a backend of this build (allowed: \"kernel\")",
@@ -556,7 +559,7 @@ fn validate_st2110(f: &St2110File, shm_dir: &Path) -> Result<crate::st2110::Sett
         0,
         1000,
     )?;
-    Ok(crate::st2110::Settings {
+    Ok(crate::transport::st2110::Settings {
         interface: f.interface.clone(),
         local_ip,
         tx_ports: port_range("st2110.tx_ports", &f.tx_ports)?,

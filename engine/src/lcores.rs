@@ -15,7 +15,8 @@ use mcm_control::dataplane::{
 
 use crate::config::{EngineConfig, IdlePolicy};
 use crate::group::{GroupMsg, GroupPort, Reporter};
-use crate::lcore::{Command, Parker, Port, PortId, SharedCounters, Worker};
+use crate::lcore::{Command, Garbage, Parker, Port, PortId, SharedCounters, Worker};
+use crate::transport;
 
 /// Most ports one lcore polls; its port table is allocated once at this size.
 pub const MAX_PORTS_PER_LCORE: usize = 1024;
@@ -58,12 +59,15 @@ pub struct Lcores {
     events: Receiver<Event>,
     event_tx: Sender<Event>,
     notifier: Option<Notifier>,
-    /// Which lcore (index) serves each group.
-    groups: HashMap<GroupId, usize>,
+    /// Removed ports and edges, handed back by the lcores to be dropped here.
+    garbage: Receiver<Garbage>,
+    garbage_tx: Sender<Garbage>,
+    /// Which lcore (index) serves each group, and the group's pool id.
+    groups: HashMap<GroupId, (usize, u32)>,
     /// Payload bytes copied by any port (format conversions); the local path adds nothing.
     copied: Arc<AtomicU64>,
-    /// How ST 2110 bridges are built.
-    st2110: crate::st2110::Settings,
+    /// How ST 2110 sessions are built.
+    st2110: transport::st2110::Settings,
 }
 
 impl Lcores {
@@ -71,6 +75,7 @@ impl Lcores {
     /// and has passed the start barrier, or an error after every started worker has exited.
     pub fn start(cfg: &EngineConfig) -> Result<Self, StartError> {
         let (event_tx, events) = crossbeam_channel::unbounded();
+        let (garbage_tx, garbage) = crossbeam_channel::unbounded();
         let n = cfg.lcore_cpus.len();
         let barrier = Arc::new(Barrier::new(n + 1));
         let abort = Arc::new(AtomicBool::new(false));
@@ -92,7 +97,8 @@ impl Lcores {
                 MAX_PORTS_PER_LCORE,
             )
             .map_err(|source| StartError::Spawn { cpu, source })?
-            .with_wake_margin(cfg.wake_margin);
+            .with_wake_margin(cfg.wake_margin)
+            .with_garbage(garbage_tx.clone());
             let start = StartGate {
                 cpu,
                 barrier: barrier.clone(),
@@ -137,6 +143,8 @@ impl Lcores {
             events,
             event_tx,
             notifier: None,
+            garbage,
+            garbage_tx,
             groups: HashMap::new(),
             copied: Arc::new(AtomicU64::new(0)),
             st2110: cfg.st2110.clone(),
@@ -170,17 +178,25 @@ impl Lcores {
     /// The lcore serving the fewest groups (the first such in configuration order).
     fn least_loaded(&self) -> usize {
         let mut load = vec![0usize; self.lcores.len()];
-        for &i in self.groups.values() {
+        for &(i, _) in self.groups.values() {
             load[i] += 1;
         }
         (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0)
     }
 
-    fn group_lcore(&self, group: GroupId) -> Result<usize, DataplaneError> {
+    fn group_lcore(&self, group: GroupId) -> Result<(usize, u32), DataplaneError> {
         self.groups
             .get(&group)
             .copied()
             .ok_or(DataplaneError::UnknownGroup { group })
+    }
+
+    /// Drops what the lcores handed back (removed ports and edges), here on the control
+    /// thread.
+    fn collect_garbage(&mut self) {
+        while let Ok(g) = self.garbage.try_recv() {
+            drop(g);
+        }
     }
 
     /// Queues `cmd` for the lcore at `index` without blocking. A command that does not fit its
@@ -292,42 +308,43 @@ impl Dataplane for Lcores {
                 urn,
                 pool,
                 bell,
-                bridge,
             } => {
                 let index = self.least_loaded();
                 let reporter = Reporter {
                     events: self.event_tx.clone(),
                     notifier: self.notifier.clone(),
+                    garbage: self.garbage_tx.clone(),
                 };
-                let mut port = GroupPort::new(&urn, pool, bell, reporter);
-                if let Some(spec) = bridge {
-                    let (bridge, quota) =
-                        crate::st2110::session::build(&spec, &self.st2110, self.copied.clone())
-                            .map_err(DataplaneError::Bridge)?;
-                    port = port.with_bridge(bridge, quota).map_err(|e| {
-                        DataplaneError::Bridge(format!("cannot watch the session's socket: {e}"))
-                    })?;
-                }
+                let pool_id = pool.id();
+                let port = GroupPort::new(&urn, pool, bell, reporter).map_err(|e| {
+                    DataplaneError::EdgeSetup(format!("cannot watch the group's doorbell: {e}"))
+                })?;
                 self.add_port(index, PortId(group), Box::new(port))?;
                 tracing::info!(
                     "group {urn:?} runs on the lcore on CPU {}",
                     self.lcores[index].cpu
                 );
-                self.groups.insert(group, index);
+                self.groups.insert(group, (index, pool_id));
                 Ok(())
             }
-            dataplane::Command::Attach { group, member } => {
-                let index = self.group_lcore(group)?;
-                let msg = GroupMsg::Attach(member);
+            dataplane::Command::AttachEdge { group, edge, spec } => {
+                let (index, pool_id) = self.group_lcore(group)?;
+                let cx = transport::Context {
+                    st2110: &self.st2110,
+                    copied: &self.copied,
+                    pool_id,
+                };
+                let part = transport::build(spec, &cx).map_err(DataplaneError::EdgeSetup)?;
+                let msg = GroupMsg::Attach { edge, part };
                 self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
             }
-            dataplane::Command::Detach { group, conn } => {
-                let index = self.group_lcore(group)?;
-                let msg = GroupMsg::Detach { conn };
+            dataplane::Command::DetachEdge { group, edge } => {
+                let (index, _) = self.group_lcore(group)?;
+                let msg = GroupMsg::Detach { edge };
                 self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
             }
             dataplane::Command::DestroyGroup { group } => {
-                let index = self.group_lcore(group)?;
+                let (index, _) = self.group_lcore(group)?;
                 self.remove_port(index, PortId(group))?;
                 self.groups.remove(&group);
                 Ok(())
@@ -336,6 +353,7 @@ impl Dataplane for Lcores {
     }
 
     fn drain_events(&mut self, sink: &mut dyn FnMut(Event)) {
+        self.collect_garbage();
         while let Ok(ev) = self.events.try_recv() {
             sink(ev);
         }
@@ -365,6 +383,7 @@ impl Dataplane for Lcores {
     fn shutdown(&mut self) {
         let t = Instant::now();
         self.stop_all();
+        self.collect_garbage();
         for c in self.counters() {
             tracing::info!(
                 "lcore cpu={} stopped after {} iterations ({} busy, {} work items, {} parks) in {:?}",

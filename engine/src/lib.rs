@@ -1,10 +1,13 @@
 //! mcm-engine: the data plane of the mcm media mesh.
 //!
 //! - [`config`]: the configuration file, flags, and validation.
-//! - [`group`]: a local multipoint group as an lcore port (zero-copy fan-out).
+//! - [`group`]: a multipoint group as an lcore port (zero-copy fan-out from one source edge to
+//!   any number of sink edges) and the edge roles every transport implements.
 //! - [`lcore`]: one pinned poll-mode worker — ports, the poll loop, parking.
 //! - [`lcores`]: the set of workers, implementing the control thread's `Dataplane`.
 //! - [`runtime`]: start-up and shutdown of the whole engine.
+//! - [`transport`]: the edges' transports — SDK connections over shared memory, ST 2110
+//!   sessions — and building an edge from its spec.
 
 pub mod cli;
 pub mod config;
@@ -12,4 +15,4 @@ pub mod group;
 pub mod lcore;
 pub mod lcores;
 pub mod runtime;
-pub mod st2110;
+pub mod transport;

@@ -28,7 +28,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::Engine;
-use mcm_engine::st2110::convert::{PixelFormat, from_rfc4175};
+use mcm_engine::transport::st2110::convert::{PixelFormat, from_rfc4175};
 use mcm_sdk::{Timeout, TxConnection};
 use peer::{
     H, Peer, RmemMax, W, audio_json, client, free_port, pattern, send, video_json, wait_udp_bound,
@@ -237,7 +237,7 @@ fn ffmpeg_bitpacked_frames_reach_an_sdk_receiver_bit_exact() {
                 f.clone()
             } else {
                 let mut wire = vec![0u8; RFC4175_BYTES];
-                mcm_engine::st2110::convert::to_rfc4175(
+                mcm_engine::transport::st2110::convert::to_rfc4175(
                     PixelFormat::Yuv422p10le,
                     W,
                     H,

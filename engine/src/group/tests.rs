@@ -1,10 +1,13 @@
 //! The group port over real shared memory: clients attach through fds as an SDK would.
 
 use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, unbounded};
-use mcm_proto::shm::conn::{ClientSide, ConnKind, ConnLayout};
+use mcm_control::dataplane::{Attachment, ConnCounters, ConnId, Role};
+use mcm_proto::shm::conn::{ClientSide, ConnKind, ConnLayout, EngineSide};
+use mcm_proto::shm::desc::Descriptor;
 use mcm_proto::shm::map::{Access, HugePages};
 use mcm_proto::shm::pool::{PoolGeometry, PoolView};
 
@@ -27,6 +30,8 @@ struct Rig {
 struct Client {
     side: ClientSide,
     counters: Arc<ConnCounters>,
+    /// The engine side's mapping of the connection block (to corrupt it as a client could).
+    engine_block: *mut u8,
 }
 
 fn rig() -> Rig {
@@ -34,11 +39,13 @@ fn rig() -> Rig {
     let view = PoolView::attach(pool.fd(), GEOMETRY, Access::ReadOnly).unwrap();
     let bell = Doorbell::new().unwrap();
     let (tx, events) = unbounded();
+    let (garbage, _) = unbounded();
     let reporter = Reporter {
         events: tx,
         notifier: None,
+        garbage,
     };
-    let port = GroupPort::new("test", pool, bell.try_clone().unwrap(), reporter);
+    let port = GroupPort::new("test", pool, bell.try_clone().unwrap(), reporter).unwrap();
     Rig {
         port,
         bell,
@@ -68,23 +75,37 @@ impl Rig {
         let eb = side.engine_bell().fd().try_clone_to_owned().unwrap();
         let client = ClientSide::attach(fd.as_fd(), cb, eb, kind).unwrap();
         let counters = Arc::new(ConnCounters::default());
-        self.port.message(Box::new(GroupMsg::Attach(Attachment {
-            conn,
-            role,
-            side,
-            quota,
-            counters: counters.clone(),
-        })));
-        assert!(
-            self.events
-                .try_iter()
-                .any(|e| e == Event::Attached { conn }),
-            "an attached connection is reported"
+        let engine_block = side.region().as_ptr();
+        let part = crate::transport::shm::build(
+            Attachment {
+                conn,
+                role,
+                side,
+                quota,
+                counters: counters.clone(),
+            },
+            POOL_ID,
         );
+        self.attach(conn, part);
         Client {
             side: client,
             counters,
+            engine_block,
         }
+    }
+
+    fn attach(&mut self, edge: EdgeId, part: Part) {
+        self.send(GroupMsg::Attach { edge, part });
+        assert!(
+            self.events
+                .try_iter()
+                .any(|e| e == Event::EdgeAttached { edge }),
+            "an attached edge is reported"
+        );
+    }
+
+    fn send(&mut self, msg: GroupMsg) {
+        self.port.message(Box::new(msg), Instant::now());
     }
 
     fn poll(&mut self) -> u32 {
@@ -95,8 +116,8 @@ impl Rig {
         self.events
             .try_iter()
             .filter_map(|e| match e {
-                Event::ConnFailed { conn, reason } => Some((conn, reason)),
-                Event::Attached { .. } => None,
+                Event::EdgeFailed { edge, reason } => Some((edge, reason.to_string())),
+                Event::EdgeAttached { .. } | Event::EdgeDetached { .. } => None,
                 other => panic!("unexpected event {other:?}"),
             })
             .collect()
@@ -218,9 +239,9 @@ fn leaving_sinks_and_sources_give_back_every_slot() {
     r.poll();
     assert_eq!(sink.pop_all().len(), 3);
     assert!(r.port.free_slots() < 16);
-    r.port.message(Box::new(GroupMsg::Detach { conn: 1 }));
+    r.send(GroupMsg::Detach { edge: 1 });
     assert!(sink.side.is_closed(), "a detached connection is closed");
-    r.port.message(Box::new(GroupMsg::Detach { conn: 2 }));
+    r.send(GroupMsg::Detach { edge: 2 });
     assert!(src.side.is_closed());
     assert_eq!(r.port.free_slots(), 16);
     // A late joiner starts a fresh stream on the same group.
@@ -301,17 +322,19 @@ fn corrupt_ring_indices_detach_the_client() {
     let mut r = rig();
     let src = r.join(1, Role::Source, 4, 4);
     let _sink = r.join(2, Role::Sink, 4, 4);
+    let engine_block = src.engine_block;
+    let src = Client {
+        engine_block,
+        ..src
+    };
     // Scribble an impossible producer index into the source's frame ring.
     let (_inbox, outbox) = src.side.into_split();
     let layout = ConnLayout::new(ConnKind::Tx, 4).unwrap();
-    let port_src = r.port.source.as_ref().unwrap();
     let tail = layout.to_engine_offset() + mcm_proto::shm::ring::TAIL_OFFSET;
-    // SAFETY: the offset lies inside the connection block the engine side maps, 8-aligned.
+    // SAFETY: the offset lies inside the connection block the engine side maps (still mapped:
+    // the edge holds it), 8-aligned.
     unsafe {
-        port_src
-            .side
-            .region()
-            .as_ptr()
+        src.engine_block
             .add(tail)
             .cast::<u64>()
             .write_volatile(1 << 40)
@@ -365,17 +388,13 @@ struct Script {
     refused: Vec<u32>,
 }
 
-struct TestBridge {
-    role: Role,
+struct TestEdge {
     script: Arc<std::sync::Mutex<Script>>,
 }
 
-impl Bridge for TestBridge {
+impl Sink for TestEdge {
     fn name(&self) -> &str {
-        "test bridge"
-    }
-    fn role(&self) -> Role {
-        self.role
+        "test sink"
     }
     fn offer(&mut self, frame: Frame) -> bool {
         let mut s = self.script.lock().unwrap();
@@ -386,7 +405,8 @@ impl Bridge for TestBridge {
         s.offered.push((frame, 0));
         true
     }
-    fn poll(&mut self, _now: Instant, _budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn missed(&mut self, _frame: Frame) {}
+    fn poll(&mut self, _now: Instant, _budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         let mut s = self.script.lock().unwrap();
         let mut work = 0;
         for i in 0..s.offered.len() {
@@ -401,6 +421,25 @@ impl Bridge for TestBridge {
             }
             work += 1;
         }
+        // Slots it never held are refused.
+        assert!(io.payload(u32::MAX).is_none());
+        assert!(!io.release(u32::MAX));
+        Ok(work)
+    }
+}
+
+impl Source for TestEdge {
+    fn name(&self) -> &str {
+        "test source"
+    }
+    fn poll(
+        &mut self,
+        _now: Instant,
+        _budget: u32,
+        io: &mut SourceIo<'_>,
+    ) -> Result<u32, Violation> {
+        let mut s = self.script.lock().unwrap();
+        let mut work = 0;
         for (byte, len) in std::mem::take(&mut s.receive) {
             let Some(slot) = io.alloc() else {
                 s.starved += 1;
@@ -415,31 +454,32 @@ impl Bridge for TestBridge {
             let frame = Frame {
                 slot,
                 payload_len: len,
+                metadata_len: 0,
                 timestamp_ns: u64::from(byte),
                 seq: 0,
             };
             assert!(io.publish(frame));
             assert!(
                 !io.publish(frame),
-                "a published slot is no longer the bridge's"
+                "a published slot is no longer the source's"
             );
             work += 1;
         }
-        // Slots it never held are refused.
-        assert!(io.payload(u32::MAX).is_none());
-        assert!(!io.release(u32::MAX));
-        work
+        Ok(work)
     }
 }
 
 fn bridged(role: Role, quota: u32) -> (Rig, Arc<std::sync::Mutex<Script>>) {
     let mut r = rig();
     let script = Arc::new(std::sync::Mutex::new(Script::default()));
-    let bridge = TestBridge {
-        role,
+    let edge = TestEdge {
         script: script.clone(),
     };
-    r.port = r.port.with_bridge(Box::new(bridge), quota).unwrap();
+    let part = match role {
+        Role::Sink => Part::Sink(Box::new(edge), quota),
+        Role::Source => Part::Source(Box::new(edge), quota),
+    };
+    r.attach(100, part);
     (r, script)
 }
 

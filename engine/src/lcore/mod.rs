@@ -63,15 +63,32 @@ pub trait Port: Send {
     /// The lcore is awake again (after [`prepare_park`](Self::prepare_park)).
     fn end_park(&mut self) {}
     /// When the port must be polled next even if no fd wakes the lcore (a paced sender's next
-    /// packet, say). A parked lcore sleeps no later than the earliest deadline of its ports.
-    fn next_deadline(&self) -> Option<Instant> {
+    /// packet, say); `now` is the lcore's clock. A parked lcore sleeps no later than the
+    /// earliest deadline of its ports.
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let _ = now;
         None
     }
-    /// A message from the control side for this port (see [`Command::ToPort`]).
-    fn message(&mut self, msg: PortMsg) {
-        drop(msg);
+    /// A message from the control side for this port (see [`Command::ToPort`]); `now` is the
+    /// lcore's clock.
+    fn message(&mut self, msg: PortMsg, now: Instant) {
+        let _ = (msg, now);
+    }
+    /// The port is being removed ([`Command::RemovePort`]): finish what must not be lost
+    /// (frames accepted but not yet sent). The lcore keeps polling it until
+    /// [`is_closed`](Self::is_closed), then hands it back to the control thread to drop.
+    fn close(&mut self, now: Instant) {
+        let _ = now;
+    }
+    /// Whether a closing port is done.
+    fn is_closed(&self) -> bool {
+        true
     }
 }
+
+/// Something an lcore hands back to the control thread to drop there: a removed port or edge
+/// (its pool's `munmap`, its sockets' `close` and its files' `unlink` never run on an lcore).
+pub type Garbage = Box<dyn std::any::Any + Send>;
 
 /// A message for one port; the port downcasts it to the type it expects.
 pub type PortMsg = Box<dyn std::any::Any + Send>;
@@ -84,7 +101,7 @@ pub struct PortId(pub u64);
 pub enum Command {
     /// Start polling `port`.
     AddPort(PortId, Box<dyn Port>),
-    /// Stop polling and drop the port.
+    /// Close the port; once it is closed, stop polling it and hand it back to be dropped.
     RemovePort(PortId),
     /// Hand `PortMsg` to the port (dropped when no such port).
     ToPort(PortId, PortMsg),
@@ -157,8 +174,12 @@ pub struct Worker {
     idle: IdlePolicy,
     budget: u32,
     ports: Vec<(PortId, Box<dyn Port>)>,
+    /// Ports being closed (capacity reserved at creation).
+    closing: Vec<PortId>,
     commands: Receiver<Command>,
     events: Sender<Event>,
+    /// Where removed ports go to be dropped off the lcore.
+    garbage: Option<Sender<Garbage>>,
     notifier: Option<Notifier>,
     waits: WaitSet,
     park_timeout: Duration,
@@ -196,8 +217,10 @@ impl Worker {
             idle,
             budget,
             ports: Vec::with_capacity(max_ports),
+            closing: Vec::with_capacity(max_ports),
             commands,
             events,
+            garbage: None,
             notifier: None,
             waits: WaitSet::new(parker)?,
             park_timeout: PARK_TIMEOUT,
@@ -206,6 +229,13 @@ impl Worker {
             shared,
             local: Local::default(),
         })
+    }
+
+    /// Hands removed ports to `garbage` (the control thread drops them) instead of dropping
+    /// them on the lcore.
+    pub fn with_garbage(mut self, garbage: Sender<Garbage>) -> Self {
+        self.garbage = Some(garbage);
+        self
     }
 
     /// Replaces [`PARK_TIMEOUT`] (tests use a very long one, so only a wake-up ends a nap).
@@ -226,12 +256,16 @@ impl Worker {
     pub fn run(mut self) {
         let mut idle_since: Option<Instant> = None;
         loop {
-            let (flow, commands) = self.drain_commands();
+            // The one clock read of an iteration: every command and port uses it.
+            let now = Instant::now();
+            let (flow, commands) = self.drain_commands(now);
             if flow == Flow::Stop {
                 break;
             }
-            let now = Instant::now();
             let work = commands + self.poll_ports(now);
+            if !self.closing.is_empty() {
+                self.reap_closed();
+            }
             self.publish(work);
             if work > 0 {
                 idle_since = None;
@@ -243,7 +277,7 @@ impl Worker {
                     let since = *idle_since.get_or_insert(now);
                     let near = self.spin_until.is_some_and(|t| now < t);
                     if now.duration_since(since) >= spin && !near {
-                        self.park();
+                        self.park(now);
                     } else {
                         std::hint::spin_loop();
                     }
@@ -253,13 +287,13 @@ impl Worker {
         self.publish(0);
     }
 
-    fn drain_commands(&mut self) -> (Flow, u32) {
+    fn drain_commands(&mut self, now: Instant) -> (Flow, u32) {
         let mut n = 0;
         loop {
             match self.commands.try_recv() {
                 Ok(cmd) => {
                     n += 1;
-                    if self.handle(cmd) == Flow::Stop {
+                    if self.handle(cmd, now) == Flow::Stop {
                         return (Flow::Stop, n);
                     }
                 }
@@ -270,15 +304,14 @@ impl Worker {
         }
     }
 
-    fn handle(&mut self, cmd: Command) -> Flow {
+    fn handle(&mut self, cmd: Command, now: Instant) -> Flow {
         match cmd {
             Command::AddPort(id, port) => self.add_port(id, port),
-            Command::RemovePort(id) => self.remove_port(id),
-            Command::ToPort(id, msg) => {
-                if let Some((_, port)) = self.ports.iter_mut().find(|(p, _)| *p == id) {
-                    port.message(msg);
-                }
-            }
+            Command::RemovePort(id) => self.remove_port(id, now),
+            Command::ToPort(id, msg) => match self.ports.iter_mut().find(|(p, _)| *p == id) {
+                Some((_, port)) => port.message(msg, now),
+                None => self.discard(msg),
+            },
             Command::Ping { token, sent } => self.emit(Event::Pong {
                 cpu: self.cpu,
                 token,
@@ -308,12 +341,55 @@ impl Worker {
         self.ports.push((id, port));
     }
 
-    fn remove_port(&mut self, id: PortId) {
+    /// Closes port `id`; it is dropped (off the lcore) once closed.
+    fn remove_port(&mut self, id: PortId, now: Instant) {
         if let Some(i) = self.ports.iter().position(|(p, _)| *p == id) {
-            let (_, port) = self.ports.swap_remove(i);
-            if let Some(fd) = port.wake_fd() {
-                self.waits.unwatch(fd);
+            self.ports[i].1.close(now);
+            if self.ports[i].1.is_closed() {
+                self.drop_port(i);
+            } else if !self.closing.contains(&id) {
+                self.closing.push(id);
             }
+        }
+    }
+
+    /// Drops the closing ports that are done.
+    fn reap_closed(&mut self) {
+        let mut k = 0;
+        while k < self.closing.len() {
+            let id = self.closing[k];
+            match self.ports.iter().position(|(p, _)| *p == id) {
+                Some(i) if !self.ports[i].1.is_closed() => k += 1,
+                found => {
+                    self.closing.swap_remove(k);
+                    if let Some(i) = found {
+                        self.drop_port(i);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drop_port(&mut self, i: usize) {
+        let (_, port) = self.ports.swap_remove(i);
+        if let Some(fd) = port.wake_fd() {
+            self.waits.unwatch(fd);
+        }
+        self.discard(Box::new(port));
+    }
+
+    /// Hands `g` to the control thread to drop (or drops it here when there is none: tests,
+    /// and shutdown).
+    fn discard(&self, g: Garbage) {
+        match &self.garbage {
+            Some(tx) => {
+                if tx.send(g).is_ok()
+                    && let Some(n) = &self.notifier
+                {
+                    n.notify();
+                }
+            }
+            None => drop(g),
         }
     }
 
@@ -352,12 +428,11 @@ impl Worker {
             .store(l.work_items, Ordering::Relaxed);
     }
 
-    fn park(&mut self) {
+    fn park(&mut self, now: Instant) {
         let mut timeout = self.park_timeout;
-        let now = Instant::now();
         let mut earliest: Option<Instant> = None;
         for (_, port) in &self.ports {
-            if let Some(at) = port.next_deadline() {
+            if let Some(at) = port.next_deadline(now) {
                 let wait = at.saturating_duration_since(now);
                 // Zero (spin on) when the deadline is within the wake margin.
                 timeout = timeout.min(wait.saturating_sub(self.wake_margin));
@@ -628,8 +703,8 @@ mod tests {
             self.polls.fetch_add(1, Ordering::Relaxed);
             Progress::Idle
         }
-        fn next_deadline(&self) -> Option<Instant> {
-            Some(Instant::now() + self.ahead)
+        fn next_deadline(&self, now: Instant) -> Option<Instant> {
+            Some(now + self.ahead)
         }
     }
 

@@ -28,7 +28,9 @@ use std::time::Duration;
 
 use super::json::{self, Obj};
 use super::payload::{self, Payload};
-use super::transport::{Connection, RdmaOptions, parse_connection, parse_rdma_options};
+use super::transport::{
+    Connection, Edge, RdmaOptions, St2110, parse_connection, parse_rdma_options,
+};
 use super::{ConfigError, MeshErr};
 use crate::shm::pool;
 
@@ -150,26 +152,72 @@ impl ConnectionConfig {
         }
     }
 
+    /// The group the engine's registry files the connection under, and the network edges the
+    /// connection brings to it: a multipoint group's URN and its `edges`; for an `st2110`
+    /// connection `st2110-tx://<ipAddr>:<port>` or `st2110-rx://...` (so one engine can send and
+    /// receive the same stream in two groups) with the session as its one edge. `None` for RDMA.
+    pub fn mesh_group(&self) -> Option<(String, Vec<Edge>)> {
+        match &self.connection {
+            Connection::MultipointGroup(g) => Some((g.urn.clone(), g.edges.clone())),
+            Connection::St2110(s) => {
+                let dir = match self.direction {
+                    Direction::Tx => "tx",
+                    Direction::Rx => "rx",
+                };
+                let edge = Edge::St2110 {
+                    direction: self.direction,
+                    stream: s.clone(),
+                };
+                Some((format!("st2110-{dir}://{}", s.group_urn()), vec![edge]))
+            }
+            Connection::Rdma(_) => None,
+        }
+    }
+
     fn check_transport_fits_payload(&self, root: &Obj<'_>) -> Result<(), ConfigError> {
-        let Connection::St2110(st) = &self.connection else {
-            return Ok(());
+        let streams: Vec<(String, &St2110)> = match &self.connection {
+            Connection::St2110(st) => vec![("connection.st2110.transport".to_owned(), st)],
+            Connection::MultipointGroup(g) => g
+                .edges
+                .iter()
+                .enumerate()
+                .map(|(i, e)| match e {
+                    Edge::St2110 { stream, .. } => (
+                        format!("connection.multipointGroup.edges[{i}].st2110.transport"),
+                        stream,
+                    ),
+                })
+                .collect(),
+            Connection::Rdma(_) => return Ok(()),
         };
         if self.payload == Payload::Blob {
+            if let Some((path, _)) = streams.first()
+                && matches!(self.connection, Connection::MultipointGroup(_))
+            {
+                return Err(root.err_of(
+                    INCOMPAT,
+                    path,
+                    "an ST 2110 edge carries video, audio or ancillary data, but the payload is \
+                     blob",
+                ));
+            }
             return Ok(()); // refused with its own message by `blob_payload_size`
         }
-        let wants = st.transport.payload_kind();
-        if self.payload.as_str() == wants {
-            return Ok(());
+        for (path, st) in streams {
+            let wants = st.transport.payload_kind();
+            if self.payload.as_str() != wants {
+                return Err(root.err_of(
+                    INCOMPAT,
+                    &path,
+                    format_args!(
+                        "{:?} carries {wants}, but the payload is {}",
+                        st.transport.as_str(),
+                        self.payload.as_str()
+                    ),
+                ));
+            }
         }
-        Err(root.err_of(
-            INCOMPAT,
-            "connection.st2110.transport",
-            format_args!(
-                "{:?} carries {wants}, but the payload is {}",
-                st.transport.as_str(),
-                self.payload.as_str()
-            ),
-        ))
+        Ok(())
     }
 
     fn resolve_payload_size(&self, root: &Obj<'_>) -> Result<u32, ConfigError> {
@@ -179,8 +227,13 @@ impl ConnectionConfig {
         };
         let needed =
             u32::try_from(needed).expect("payload::parse bounds sizes by MAX_PAYLOAD_SIZE");
-        let sizes_vary =
-            matches!(&self.connection, Connection::St2110(s) if s.transport.sizes_vary());
+        let sizes_vary = match &self.connection {
+            Connection::St2110(s) => s.transport.sizes_vary(),
+            Connection::MultipointGroup(g) => g.edges.iter().any(|e| match e {
+                Edge::St2110 { stream, .. } => stream.transport.sizes_vary(),
+            }),
+            Connection::Rdma(_) => false,
+        };
         match max {
             0 => Ok(needed),
             _ if sizes_vary => Ok(max),

@@ -121,6 +121,29 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// Field `key` as an array of objects (element `i` has the path `key[i]`), `None` when
+    /// absent.
+    pub(super) fn objs(&self, key: &str) -> Result<Option<Vec<Obj<'a>>>, ConfigError> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        let Value::Array(items) = v else {
+            return Err(self.type_err(key, "an array of objects", v));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            match item {
+                Value::Object(map) => out.push(Obj {
+                    map,
+                    path: format!("{}[{i}]", self.path_of(key)),
+                    class: self.class,
+                }),
+                other => return Err(self.type_err(&format!("{key}[{i}]"), "an object", other)),
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// Field `key` as a string, `None` when absent.
     pub(super) fn str(&self, key: &str) -> Result<Option<&'a str>, ConfigError> {
         match self.get(key) {

@@ -3,8 +3,12 @@
 //!
 //! `connection` holds exactly one of:
 //!
-//! - `multipointGroup`: `{ "urn" }`, a non-empty string of at most [`MAX_URN_LEN`] bytes without
-//!   control characters.
+//! - `multipointGroup`: `{ "urn", "edges" }`: `urn` is a non-empty string of at most
+//!   [`MAX_URN_LEN`] bytes without control characters. `edges` (an mcm extension, at most
+//!   [`MAX_EDGES`]) lists network ends the group gains while this connection lives: each is
+//!   `{ "st2110": { ...the st2110 fields below..., "direction": "tx" | "rx" } }`, where `tx`
+//!   sends the group's frames as an ST 2110 stream (a sink of the group) and `rx` receives one
+//!   into it (the group's source).
 //! - `st2110`: `{ "transport" ("st2110-20" default, "st2110-22", "st2110-30", "st2110-40" (an mcm
 //!   extension: ST 2110-40 ancillary data)), "ipAddr" (required),
 //!   "port" (required, 1..=65535), "multicastSourceIpAddr", "pacing", "payloadType" (0..=127,
@@ -21,6 +25,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use super::connection::Direction;
 use super::json::{Obj, list, quote};
 use super::{ConfigError, MeshErr};
 
@@ -32,6 +37,8 @@ pub const DEFAULT_PAYLOAD_TYPE: u8 = 112;
 pub const MAX_PAYLOAD_TYPE: u8 = 127;
 /// Default `transportPixelFormat` of an st2110-20 stream.
 pub const DEFAULT_TRANSPORT_PIXEL_FORMAT: &str = "yuv422p10rfc4175";
+/// Most network edges one connection may name in `multipointGroup.edges`.
+pub const MAX_EDGES: usize = 8;
 /// Most RDMA endpoints.
 pub const MAX_RDMA_ENDPOINTS: u8 = 8;
 
@@ -65,6 +72,38 @@ impl Connection {
 pub struct MultipointGroup {
     /// The group id: non-empty, at most [`MAX_URN_LEN`] bytes, no control characters.
     pub urn: String,
+    /// Network ends the group gains while the connection lives (`edges`, an mcm extension).
+    pub edges: Vec<Edge>,
+}
+
+/// A network end of a group, as a connection names it (`multipointGroup.edges[i]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Edge {
+    /// An ST 2110 session.
+    St2110 {
+        /// `Tx`: the engine sends the group's frames (a sink of the group). `Rx`: it receives
+        /// the stream into the group (the group's source).
+        direction: Direction,
+        /// The stream.
+        stream: St2110,
+    },
+}
+
+impl Edge {
+    /// The transport's key in the JSON (`"st2110"`).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            Self::St2110 { .. } => "st2110",
+        }
+    }
+
+    /// `Tx`: the edge takes the group's frames out (a sink). `Rx`: it brings frames in (the
+    /// group's source).
+    pub const fn direction(&self) -> Direction {
+        match self {
+            Self::St2110 { direction, .. } => *direction,
+        }
+    }
 }
 
 /// `connection.st2110`.
@@ -230,7 +269,38 @@ fn parse_group(obj: &Obj<'_>) -> Result<MultipointGroup, ConfigError> {
             ),
         ));
     }
-    Ok(MultipointGroup { urn: urn.into() })
+    let mut edges = Vec::new();
+    for e in obj.objs("edges")?.unwrap_or_default() {
+        if edges.len() == MAX_EDGES {
+            return Err(obj.err(
+                "edges",
+                format_args!("at most {MAX_EDGES} edges are allowed"),
+            ));
+        }
+        edges.push(parse_edge(&e)?);
+    }
+    Ok(MultipointGroup {
+        urn: urn.into(),
+        edges,
+    })
+}
+
+/// One `multipointGroup.edges[i]`: exactly one transport key.
+fn parse_edge(obj: &Obj<'_>) -> Result<Edge, ConfigError> {
+    const EDGE_KINDS: [&str; 1] = ["st2110"];
+    let given: Vec<_> = EDGE_KINDS.into_iter().filter(|k| obj.has(k)).collect();
+    let (Some(body), 1) = (obj.obj("st2110")?, given.len()) else {
+        return Err(obj.err_here(CLASS, "exactly one transport is required (allowed: st2110)"));
+    };
+    let dirs = [("tx", Direction::Tx), ("rx", Direction::Rx)];
+    if !body.has("direction") {
+        return Err(body.err("direction", "required: \"tx\" or \"rx\""));
+    }
+    let direction = body.choice("direction", &dirs, Direction::Tx)?;
+    Ok(Edge::St2110 {
+        direction,
+        stream: parse_st2110(&body)?,
+    })
 }
 
 fn parse_st2110(obj: &Obj<'_>) -> Result<St2110, ConfigError> {
@@ -327,6 +397,59 @@ mod tests {
     }
 
     #[test]
+    fn group_edges_are_st2110_sessions_with_a_direction() {
+        let c = conn(json!({"multipointGroup": {"urn": "g", "edges": [
+            {"st2110": {"direction": "rx", "ipAddr": "239.1.1.1", "port": 5000}},
+            {"st2110": {"direction": "tx", "ipAddr": "239.1.1.2", "port": 6000,
+                        "transport": "st2110-30"}}]}}))
+        .unwrap();
+        let Connection::MultipointGroup(g) = c else {
+            panic!("{c:?}")
+        };
+        assert_eq!(g.edges.len(), 2);
+        assert_eq!(g.edges[0].direction(), Direction::Rx);
+        let Edge::St2110 { direction, stream } = &g.edges[1];
+        assert_eq!((*direction, stream.port), (Direction::Tx, 6000));
+        assert_eq!(stream.transport, Transport::St2110_30);
+        let bad = |edges: Value| {
+            inval(conn(
+                json!({"multipointGroup": {"urn": "g", "edges": edges}}),
+            ))
+        };
+        assert_eq!(
+            bad(json!([{"st2110": {"ipAddr": "239.1.1.1", "port": 5000}}])),
+            "connection.multipointGroup.edges[0].st2110.direction: required: \"tx\" or \"rx\""
+        );
+        assert_eq!(
+            bad(json!([{"st2110": {"direction": "up", "ipAddr": "239.1.1.1", "port": 5000}}])),
+            "connection.multipointGroup.edges[0].st2110.direction: \"up\" is not supported, \
+             allowed: \"tx\", \"rx\""
+        );
+        assert_eq!(
+            bad(json!([{"rdma": {}}])),
+            "connection.multipointGroup.edges[0]: exactly one transport is required (allowed: \
+             st2110)"
+        );
+        assert_eq!(
+            bad(json!("st2110")),
+            "connection.multipointGroup.edges: expected an array of objects, got string \"st2110\""
+        );
+        assert_eq!(
+            bad(json!([1])),
+            "connection.multipointGroup.edges[0]: expected an object, got integer 1"
+        );
+        let nine: Vec<Value> = (0..9)
+            .map(
+                |p| json!({"st2110": {"direction": "tx", "ipAddr": "239.1.1.1", "port": 5000 + p}}),
+            )
+            .collect();
+        assert_eq!(
+            bad(json!(nine)),
+            "connection.multipointGroup.edges: at most 8 edges are allowed"
+        );
+    }
+
+    #[test]
     fn exactly_one_connection_kind() {
         let v = json!({});
         assert_eq!(
@@ -364,7 +487,13 @@ mod tests {
     fn multipoint_group_urn_bounds() {
         let max = "u".repeat(MAX_URN_LEN);
         let c = conn(json!({"multipointGroup": {"urn": max}})).unwrap();
-        assert_eq!(c, Connection::MultipointGroup(MultipointGroup { urn: max }));
+        assert_eq!(
+            c,
+            Connection::MultipointGroup(MultipointGroup {
+                urn: max,
+                edges: vec![]
+            })
+        );
         let one = conn(json!({"multipointGroup": {"urn": "x"}})).unwrap();
         assert_eq!(one.as_str(), "multipointGroup");
         let err = inval(conn(json!({"multipointGroup": {"urn": "u".repeat(257)}})));

@@ -11,14 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st30::{self, Continuity};
 
 use super::clock::Clock;
+use super::session::SdpFile;
 use super::udp::{Datagram, RX_MESSAGES, UdpRx, UdpTx};
-use crate::group::bridge::FrameQueue;
-use crate::group::{Bridge, BridgeIo, Frame};
+use crate::group::{Frame, FrameQueue, Sink, SinkIo, Source, SourceIo};
 
 /// The packet run a tx session is in.
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +41,11 @@ pub struct St30Tx {
     seq: u16,
     queue: FrameQueue,
     run: Option<Run>,
-    counters: Arc<BridgeCounters>,
-    sdp_file: Option<std::path::PathBuf>,
-}
-
-impl Drop for St30Tx {
-    fn drop(&mut self) {
-        if let Some(p) = &self.sdp_file {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    counters: Arc<EdgeCounters>,
+    /// The SDP file published for this session; removed when the session is dropped.
+    sdp_file: Option<SdpFile>,
+    /// The lcore's time and TAI at the last poll (deadlines are computed from them).
+    anchor: (Instant, u64),
 }
 
 impl St30Tx {
@@ -61,7 +56,7 @@ impl St30Tx {
         format: st30::Format,
         payload_type: u8,
         ssrc: u32,
-        counters: Arc<BridgeCounters>,
+        counters: Arc<EdgeCounters>,
         clock: Clock,
     ) -> Self {
         Self {
@@ -76,12 +71,13 @@ impl St30Tx {
             run: None,
             counters,
             sdp_file: None,
+            anchor: (Instant::now(), 0),
         }
     }
 
     /// Removes `path` (the session's published SDP) when the session ends.
-    pub fn with_sdp_file(mut self, path: std::path::PathBuf) -> Self {
-        self.sdp_file = Some(path);
+    pub fn with_sdp_file(mut self, file: SdpFile) -> Self {
+        self.sdp_file = Some(file);
         self
     }
 
@@ -100,7 +96,7 @@ impl St30Tx {
         (run.t0 + run.k * ptime, run)
     }
 
-    fn send_one(&mut self, io: &mut BridgeIo<'_>, run: Run) {
+    fn send_one(&mut self, io: &mut SinkIo<'_>, run: Run) {
         let Some(frame) = self.queue.front() else {
             return;
         };
@@ -124,7 +120,7 @@ impl St30Tx {
             }
             _ => {
                 // Not one packet's worth of samples: the buffer is refused, not sent short.
-                BridgeCounters::add(&self.counters.frames_refused, 1);
+                EdgeCounters::add(&self.counters.frames_refused, 1);
                 self.queue.pop();
                 io.release(frame.slot);
                 return;
@@ -142,8 +138,8 @@ impl St30Tx {
             ..run
         });
         let c = &self.counters;
-        BridgeCounters::add(&c.packets, 1);
-        BridgeCounters::add(&c.frames, 1);
+        EdgeCounters::add(&c.packets, 1);
+        EdgeCounters::add(&c.frames, 1);
         let u = self.udp.counters();
         // Relaxed: statistics mirrored from the socket (one writer).
         c.bytes.store(u.bytes, Ordering::Relaxed);
@@ -151,21 +147,30 @@ impl St30Tx {
     }
 }
 
-impl Bridge for St30Tx {
+impl Sink for St30Tx {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn role(&self) -> Role {
-        Role::Sink
     }
 
     fn offer(&mut self, frame: Frame) -> bool {
         super::video::offer_counted(&mut self.queue, frame, &self.counters)
     }
 
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn missed(&mut self, _frame: Frame) {
+        EdgeCounters::add(&self.counters.frames_dropped, 1);
+    }
+
+    fn pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    fn paces_source(&self) -> bool {
+        true
+    }
+
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         let mut work = 0;
+        self.anchor = (now, self.clock.now_ns());
         while work < budget && !self.queue.is_empty() {
             let now_ns = self.clock.now_ns();
             let (at, run) = self.due_at(now_ns);
@@ -179,20 +184,20 @@ impl Bridge for St30Tx {
             }
             work += 1;
         }
-        work
+        Ok(work)
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
         if self.queue.is_empty() {
             return None;
         }
-        let now = Instant::now();
         let Some(r) = self.run else {
             return Some(now);
         };
         let at = r.t0 + r.k * self.format.packet_duration_ns();
-        let now_ns = self.clock.now_ns();
-        Some(now + Duration::from_nanos(at.saturating_sub(now_ns)))
+        // The schedule is TAI; the last poll saw both clocks, so no clock is read here.
+        let (polled, polled_ns) = self.anchor;
+        Some(polled + Duration::from_nanos(at.saturating_sub(polled_ns)))
     }
 }
 
@@ -205,7 +210,7 @@ pub struct St30Rx {
     continuity: st30::Receiver,
     seq: rtp::SeqExtender,
     clock: Clock,
-    counters: Arc<BridgeCounters>,
+    counters: Arc<EdgeCounters>,
     source_filter: Option<std::net::Ipv4Addr>,
     malformed: u64,
     lost: u64,
@@ -220,7 +225,7 @@ impl St30Rx {
         udp: UdpRx,
         format: st30::Format,
         payload_type: u8,
-        counters: Arc<BridgeCounters>,
+        counters: Arc<EdgeCounters>,
         clock: Clock,
     ) -> Self {
         Self {
@@ -247,20 +252,17 @@ impl St30Rx {
     }
 }
 
-impl Bridge for St30Rx {
+impl Source for St30Rx {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn role(&self) -> Role {
-        Role::Source
-    }
-
-    fn offer(&mut self, _frame: Frame) -> bool {
-        false
-    }
-
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn poll(
+        &mut self,
+        _now: Instant,
+        budget: u32,
+        io: &mut SourceIo<'_>,
+    ) -> Result<u32, Violation> {
         let Self {
             udp,
             format,
@@ -303,7 +305,7 @@ impl Bridge for St30Rx {
                 }
                 let _: Continuity = continuity.push(p.timestamp());
                 let Some(slot) = io.alloc() else {
-                    BridgeCounters::add(&counters.frames_dropped, 1);
+                    EdgeCounters::add(&counters.frames_dropped, 1);
                     return;
                 };
                 if let Some(dst) = io.payload_mut(slot) {
@@ -312,11 +314,12 @@ impl Bridge for St30Rx {
                 let frame = Frame {
                     slot,
                     payload_len: want as u32,
+                    metadata_len: 0,
                     timestamp_ns: clock.sampling_instant_ns(p.timestamp(), rate),
                     seq: 0,
                 };
                 if io.publish(frame) {
-                    BridgeCounters::add(&counters.frames, 1);
+                    EdgeCounters::add(&counters.frames, 1);
                 } else {
                     io.abandon(slot);
                 }
@@ -333,14 +336,14 @@ impl Bridge for St30Rx {
         c.packets_lost.store(self.lost, Ordering::Relaxed);
         c.packets_reordered.store(self.reordered, Ordering::Relaxed);
         c.packets_malformed.store(self.malformed, Ordering::Relaxed);
-        work
+        Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.udp.fd())
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self, _now: Instant) -> Option<Instant> {
         self.udp.next_read()
     }
 }
@@ -348,7 +351,7 @@ impl Bridge for St30Rx {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::st2110::paced::tests::{Rig, published, rtp_packet, sockets};
+    use crate::transport::st2110::paced::tests::{Rig, published, rtp_packet, sockets};
 
     #[test]
     fn rx_counts_a_gap_as_lost_and_nothing_as_reordered_in_order() {
@@ -359,7 +362,7 @@ mod tests {
         let (_, udp) = sockets();
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.connect(udp.local().unwrap()).unwrap();
-        let counters = Arc::new(BridgeCounters::default());
+        let counters = Arc::new(EdgeCounters::default());
         let mut rx = St30Rx::new("r".into(), udp, format, 98, counters.clone(), Clock::Tai);
         let bytes = format.packet_bytes();
         for seq in [0u16, 1, 3] {
@@ -370,7 +373,7 @@ mod tests {
         let got = published(&mut rig, &mut rx, 3);
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], vec![3u8; bytes]);
-        let get = |c: &std::sync::atomic::AtomicU64| BridgeCounters::get(c);
+        let get = |c: &std::sync::atomic::AtomicU64| EdgeCounters::get(c);
         assert_eq!(get(&counters.packets_lost), 1);
         assert_eq!(
             get(&counters.packets_reordered),

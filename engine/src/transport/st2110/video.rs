@@ -13,15 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rfc4175::{Depacketizer, FrameReport, FrameSink, Packetizer};
 
 use super::clock::Clock;
 use super::convert::{self, PixelFormat};
 use super::paced::{PacedTx, Packetize};
 use super::udp::UdpRx;
-use crate::group::bridge::FrameQueue;
-use crate::group::{Bridge, BridgeIo, Frame};
+use crate::group::{Frame, FrameQueue, Source, SourceIo};
 
 /// The application's frames against the wire's, and the buffer a conversion goes through.
 #[derive(Debug)]
@@ -52,8 +51,8 @@ impl Conversion {
         }
     }
 
-    fn count(&self, counters: &BridgeCounters, bytes: usize) {
-        BridgeCounters::add(&counters.bytes_converted, bytes as u64);
+    fn count(&self, counters: &EdgeCounters, bytes: usize) {
+        EdgeCounters::add(&counters.bytes_converted, bytes as u64);
         // Relaxed: a statistic.
         self.copied.fetch_add(bytes as u64, Ordering::Relaxed);
     }
@@ -64,7 +63,7 @@ impl Conversion {
 pub struct Rfc4175Frames {
     packetizer: Packetizer,
     conversion: Option<Conversion>,
-    counters: Arc<BridgeCounters>,
+    counters: Arc<EdgeCounters>,
 }
 
 impl Rfc4175Frames {
@@ -73,7 +72,7 @@ impl Rfc4175Frames {
     pub fn new(
         packetizer: Packetizer,
         conversion: Option<Conversion>,
-        counters: Arc<BridgeCounters>,
+        counters: Arc<EdgeCounters>,
     ) -> Self {
         Self {
             packetizer,
@@ -119,11 +118,11 @@ struct Receiving {
 }
 
 /// Where received packets go: the group's pool through `io`.
-struct Sink<'s, 'io, 'p> {
-    io: &'s mut BridgeIo<'io>,
+struct FrameWriter<'s, 'io, 'p> {
+    io: &'s mut SourceIo<'io>,
     current: &'s mut Option<Receiving>,
     conversion: &'s mut Option<Conversion>,
-    counters: &'s BridgeCounters,
+    counters: &'s EdgeCounters,
     frame_bytes: usize,
     app_bytes: u32,
     clock: &'p Clock,
@@ -131,7 +130,7 @@ struct Sink<'s, 'io, 'p> {
     nowhere: [u8; 0],
 }
 
-impl FrameSink for Sink<'_, '_, '_> {
+impl FrameSink for FrameWriter<'_, '_, '_> {
     fn begin(&mut self, rtp_timestamp: u32) -> bool {
         match self.io.alloc() {
             Some(slot) => {
@@ -142,7 +141,7 @@ impl FrameSink for Sink<'_, '_, '_> {
                 true
             }
             None => {
-                BridgeCounters::add(&self.counters.frames_dropped, 1);
+                EdgeCounters::add(&self.counters.frames_dropped, 1);
                 false
             }
         }
@@ -169,7 +168,7 @@ impl FrameSink for Sink<'_, '_, '_> {
             return;
         };
         if !report.complete {
-            BridgeCounters::add(&self.counters.frames_incomplete, 1);
+            EdgeCounters::add(&self.counters.frames_incomplete, 1);
             self.io.abandon(r.slot);
             return;
         }
@@ -187,11 +186,12 @@ impl FrameSink for Sink<'_, '_, '_> {
         let frame = Frame {
             slot: r.slot,
             payload_len: self.app_bytes,
+            metadata_len: 0,
             timestamp_ns: self.clock.sampling_instant_ns(r.rtp_timestamp, 90_000),
             seq: 0,
         };
         if self.io.publish(frame) {
-            BridgeCounters::add(&self.counters.frames, 1);
+            EdgeCounters::add(&self.counters.frames, 1);
         } else {
             self.io.abandon(r.slot);
         }
@@ -214,7 +214,7 @@ pub struct St20Rx {
     depacketizer: Depacketizer,
     current: Option<Receiving>,
     conversion: Option<Conversion>,
-    counters: Arc<BridgeCounters>,
+    counters: Arc<EdgeCounters>,
     frame_bytes: usize,
     app_bytes: u32,
     clock: Clock,
@@ -244,7 +244,7 @@ impl St20Rx {
         depacketizer: Depacketizer,
         conversion: Option<Conversion>,
         app_bytes: u32,
-        counters: Arc<BridgeCounters>,
+        counters: Arc<EdgeCounters>,
         clock: Clock,
     ) -> Self {
         let frame_bytes = depacketizer.format().frame_bytes();
@@ -292,20 +292,12 @@ impl St20Rx {
     }
 }
 
-impl Bridge for St20Rx {
+impl Source for St20Rx {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn role(&self) -> Role {
-        Role::Source
-    }
-
-    fn offer(&mut self, _frame: Frame) -> bool {
-        false
-    }
-
-    fn poll(&mut self, now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut SourceIo<'_>) -> Result<u32, Violation> {
         let Self {
             udp,
             depacketizer,
@@ -324,7 +316,7 @@ impl Bridge for St20Rx {
         let filter = *source_filter;
         let pt = *payload_type;
         let mut foreign = 0u64;
-        let mut sink = Sink {
+        let mut sink = FrameWriter {
             io,
             current,
             conversion,
@@ -362,14 +354,14 @@ impl Bridge for St20Rx {
         }
         self.foreign += foreign;
         self.publish_counters();
-        work
+        Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.udp.fd())
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
+    fn next_deadline(&self, _now: Instant) -> Option<Instant> {
         // The end of a read rest, or, for a frame in progress, when it goes stale.
         let stale = self
             .current
@@ -383,14 +375,10 @@ impl Bridge for St20Rx {
 }
 
 /// Queues a frame offered to a tx session; a full queue drops it and counts the drop.
-pub(super) fn offer_counted(
-    queue: &mut FrameQueue,
-    frame: Frame,
-    counters: &BridgeCounters,
-) -> bool {
+pub(super) fn offer_counted(queue: &mut FrameQueue, frame: Frame, counters: &EdgeCounters) -> bool {
     let taken = queue.push(frame);
     if !taken {
-        BridgeCounters::add(&counters.frames_dropped, 1);
+        EdgeCounters::add(&counters.frames_dropped, 1);
     }
     taken
 }
@@ -406,7 +394,7 @@ mod tests {
     use mcm_proto::st2110::{Depth, Sampling};
 
     use super::*;
-    use crate::st2110::udp::{RxAddr, SocketOptions};
+    use crate::transport::st2110::udp::{RxAddr, SocketOptions};
 
     const STALE: Duration = Duration::from_millis(100);
     /// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
@@ -417,7 +405,7 @@ mod tests {
         pool: Pool,
         held: Vec<bool>,
         count: u32,
-        counters: Arc<BridgeCounters>,
+        counters: Arc<EdgeCounters>,
         packetizer: Packetizer,
         peer: UdpSocket,
         seq: u16,
@@ -439,7 +427,7 @@ mod tests {
         let udp = UdpRx::open(at, &SocketOptions::default()).unwrap();
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         peer.connect(udp.local().unwrap()).unwrap();
-        let counters = Arc::new(BridgeCounters::default());
+        let counters = Arc::new(EdgeCounters::default());
         let bytes = format.frame_bytes() as u32;
         let rx = St20Rx::new(
             "test".into(),
@@ -493,8 +481,8 @@ mod tests {
 
         /// One poll at `now`; returns the frames published.
         fn poll(&mut self, now: Instant) -> usize {
-            let mut io = BridgeIo::new(&mut self.pool, &mut self.held, &mut self.count, 2);
-            self.rx.poll(now, 64, &mut io);
+            let mut io = SourceIo::new(&mut self.pool, &mut self.held, &mut self.count, 2);
+            self.rx.poll(now, 64, &mut io).unwrap();
             io.published().len()
         }
 
@@ -524,7 +512,7 @@ mod tests {
         assert_eq!(r.poll_until(t0, u64::from(total)), 1);
         assert_eq!(r.counters.frames.load(Ordering::Relaxed), 1);
         assert_eq!(
-            r.rx.next_deadline(),
+            r.rx.next_deadline(Instant::now()),
             None,
             "nothing in progress to time out"
         );
@@ -539,13 +527,13 @@ mod tests {
         let t0 = Instant::now();
         assert_eq!(r.poll_until(t0, u64::from(2 * total - 1)), 1);
         assert_eq!(r.count, 1, "the open frame holds a slot");
-        assert_eq!(r.rx.next_deadline(), Some(t0 + STALE));
+        assert_eq!(r.rx.next_deadline(Instant::now()), Some(t0 + STALE));
         assert_eq!(r.poll(t0 + STALE / 2), 0);
         assert_eq!(r.counters.frames_incomplete.load(Ordering::Relaxed), 0);
         assert_eq!(r.poll(t0 + STALE), 0);
         assert_eq!(r.counters.frames_incomplete.load(Ordering::Relaxed), 1);
         assert_eq!(r.count, 0, "its slot went back to the pool");
-        assert_eq!(r.rx.next_deadline(), None);
+        assert_eq!(r.rx.next_deadline(Instant::now()), None);
         // The lost tail arriving later is late, not a new frame.
         r.send(6000, total - 1..total);
         let mut polls = 0;

@@ -13,12 +13,12 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rfc9134::{self, Depacketizer, FrameInfo, PacketError};
 
 use super::clock::Clock;
 use super::paced::{Packetize, RtpRx};
-use crate::group::{Bridge, BridgeIo, Frame};
+use crate::group::{Frame, Source, SourceIo};
 
 #[cfg(doc)]
 use super::paced::PacedTx;
@@ -96,12 +96,12 @@ pub struct St22Rx {
     /// The slot the codestream in progress is written into.
     slot: Option<u32>,
     clock: Clock,
-    counters: Arc<BridgeCounters>,
+    counters: Arc<EdgeCounters>,
 }
 
 impl St22Rx {
     /// A receiver of codestreams from `rtp`.
-    pub fn new(name: String, rtp: RtpRx, counters: Arc<BridgeCounters>, clock: Clock) -> Self {
+    pub fn new(name: String, rtp: RtpRx, counters: Arc<EdgeCounters>, clock: Clock) -> Self {
         Self {
             name,
             rtp,
@@ -116,47 +116,45 @@ impl St22Rx {
     fn ended(
         slot: &mut Option<u32>,
         info: &FrameInfo,
-        io: &mut BridgeIo<'_>,
-        counters: &BridgeCounters,
+        io: &mut SourceIo<'_>,
+        counters: &EdgeCounters,
         clock: &Clock,
     ) {
         let Some(s) = *slot else {
             // No slot was free when it began: its bytes went nowhere.
-            BridgeCounters::add(&counters.frames_dropped, 1);
+            EdgeCounters::add(&counters.frames_dropped, 1);
             return;
         };
         if !info.complete {
             // The slot stays for the next codestream.
-            BridgeCounters::add(&counters.frames_incomplete, 1);
+            EdgeCounters::add(&counters.frames_incomplete, 1);
             return;
         }
         let frame = Frame {
             slot: s,
             payload_len: info.len as u32,
+            metadata_len: 0,
             timestamp_ns: clock.sampling_instant_ns(info.timestamp, 90_000),
             seq: 0,
         };
         if io.publish(frame) {
             *slot = None;
-            BridgeCounters::add(&counters.frames, 1);
+            EdgeCounters::add(&counters.frames, 1);
         }
     }
 }
 
-impl Bridge for St22Rx {
+impl Source for St22Rx {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn role(&self) -> Role {
-        Role::Source
-    }
-
-    fn offer(&mut self, _frame: Frame) -> bool {
-        false
-    }
-
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn poll(
+        &mut self,
+        _now: Instant,
+        budget: u32,
+        io: &mut SourceIo<'_>,
+    ) -> Result<u32, Violation> {
         let Self {
             rtp,
             depacketizer,
@@ -190,28 +188,24 @@ impl Bridge for St22Rx {
             ok
         });
         self.rtp.publish(&self.counters);
-        work
+        Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.rtp.fd())
-    }
-
-    fn stop(&mut self) {
-        self.slot = None;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::st2110::paced::tests::{Rig, published, rtp_packet, rtp_pair};
+    use crate::transport::st2110::paced::tests::{Rig, published, rtp_packet, rtp_pair};
 
     #[test]
     fn rx_delivers_whole_codestreams_and_counts_an_incomplete_one() {
         let mut rig = Rig::new(4, 10_000);
         let (sock, rtp) = rtp_pair();
-        let counters = Arc::new(BridgeCounters::default());
+        let counters = Arc::new(EdgeCounters::default());
         let mut rx = St22Rx::new("r".into(), rtp, counters.clone(), Clock::Tai);
         let mut c = Codestream::new(104).unwrap(); // 100 bytes per packet
         let frames: Vec<Vec<u8>> = [250usize, 300, 120, 1]
@@ -240,7 +234,7 @@ mod tests {
             got,
             vec![frames[0].clone(), frames[2].clone(), frames[3].clone()]
         );
-        let get = |c: &std::sync::atomic::AtomicU64| BridgeCounters::get(c);
+        let get = |c: &std::sync::atomic::AtomicU64| EdgeCounters::get(c);
         assert_eq!(get(&counters.frames), 3);
         assert_eq!(get(&counters.frames_incomplete), 1);
         assert_eq!(get(&counters.packets_lost), 1);

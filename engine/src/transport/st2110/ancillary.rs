@@ -26,13 +26,13 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rfc8331::{self, AncError, HEADER_LEN, MAX_ANC};
 use mcm_proto::st2110::rtp;
 
 use super::clock::Clock;
 use super::paced::{Packetize, RtpRx};
-use crate::group::{Bridge, BridgeIo, Frame};
+use crate::group::{Frame, Source, SourceIo};
 
 #[cfg(doc)]
 use super::paced::PacedTx;
@@ -184,12 +184,12 @@ pub struct St40Rx {
     /// A slot kept from a frame that was not delivered, for the next one.
     spare: Option<u32>,
     clock: Clock,
-    counters: Arc<BridgeCounters>,
+    counters: Arc<EdgeCounters>,
 }
 
 impl St40Rx {
     /// A receiver of ANC frames from `rtp`.
-    pub fn new(name: String, rtp: RtpRx, counters: Arc<BridgeCounters>, clock: Clock) -> Self {
+    pub fn new(name: String, rtp: RtpRx, counters: Arc<EdgeCounters>, clock: Clock) -> Self {
         Self {
             name,
             rtp,
@@ -203,10 +203,10 @@ impl St40Rx {
 
 /// What one poll of an [`St40Rx`] works with.
 struct Gather<'s, 'io> {
-    io: &'s mut BridgeIo<'io>,
+    io: &'s mut SourceIo<'io>,
     current: &'s mut Option<Gathering>,
     spare: &'s mut Option<u32>,
-    counters: &'s BridgeCounters,
+    counters: &'s EdgeCounters,
     clock: &'s Clock,
 }
 
@@ -240,7 +240,7 @@ impl Gather<'_, '_> {
     fn start(&mut self, rtp_timestamp: u32, gap: bool) -> Gathering {
         let slot = self.spare.take().or_else(|| self.io.alloc());
         if slot.is_none() {
-            BridgeCounters::add(&self.counters.frames_dropped, 1);
+            EdgeCounters::add(&self.counters.frames_dropped, 1);
         }
         Gathering {
             slot,
@@ -278,7 +278,7 @@ impl Gather<'_, '_> {
             return; // counted as dropped when it began
         };
         if !marked || g.broken {
-            BridgeCounters::add(&self.counters.frames_incomplete, 1);
+            EdgeCounters::add(&self.counters.frames_incomplete, 1);
             *self.spare = Some(slot);
             return;
         }
@@ -292,31 +292,29 @@ impl Gather<'_, '_> {
         let frame = Frame {
             slot,
             payload_len: (HEADER_LEN + g.len) as u32,
+            metadata_len: 0,
             timestamp_ns: self.clock.sampling_instant_ns(g.rtp_timestamp, 90_000),
             seq: 0,
         };
         if self.io.publish(frame) {
-            BridgeCounters::add(&self.counters.frames, 1);
+            EdgeCounters::add(&self.counters.frames, 1);
         } else {
             *self.spare = Some(slot);
         }
     }
 }
 
-impl Bridge for St40Rx {
+impl Source for St40Rx {
     fn name(&self) -> &str {
         &self.name
     }
 
-    fn role(&self) -> Role {
-        Role::Source
-    }
-
-    fn offer(&mut self, _frame: Frame) -> bool {
-        false
-    }
-
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn poll(
+        &mut self,
+        _now: Instant,
+        budget: u32,
+        io: &mut SourceIo<'_>,
+    ) -> Result<u32, Violation> {
         let mut g = Gather {
             io,
             current: &mut self.current,
@@ -326,30 +324,25 @@ impl Bridge for St40Rx {
         };
         let work = self.rtp.recv(budget, |p, gap| g.push(p, gap));
         self.rtp.publish(&self.counters);
-        work
+        Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         Some(self.rtp.fd())
-    }
-
-    fn stop(&mut self) {
-        self.current = None;
-        self.spare = None;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::st2110::paced::tests::{Rig, published, rtp_packet, rtp_pair};
+    use crate::transport::st2110::paced::tests::{Rig, published, rtp_packet, rtp_pair};
     use rfc8331::AncRepr;
 
     #[test]
     fn rx_gathers_frames_and_drops_those_with_a_lost_or_bad_packet() {
         let mut rig = Rig::new(4, 8 + 65_535);
         let (sock, rtp) = rtp_pair();
-        let counters = Arc::new(BridgeCounters::default());
+        let counters = Arc::new(EdgeCounters::default());
         let mut rx = St40Rx::new("r".into(), rtp, counters.clone(), Clock::Tai);
         let words: Vec<u16> = (0..255).map(|i| 0x100 | i).collect();
         let many: Vec<AncRepr<'_>> = (0..6).map(|i| anc(0x40 + i, &words)).collect();
@@ -376,7 +369,7 @@ mod tests {
         }
         let got = published(&mut rig, &mut rx, 2);
         assert_eq!(got, vec![frames[0].clone(), frames[3].clone()]);
-        let get = |c: &std::sync::atomic::AtomicU64| BridgeCounters::get(c);
+        let get = |c: &std::sync::atomic::AtomicU64| EdgeCounters::get(c);
         assert_eq!(get(&counters.frames), 2);
         assert_eq!(get(&counters.frames_incomplete), 2);
         assert_eq!(get(&counters.packets_lost), 1);

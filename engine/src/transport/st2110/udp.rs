@@ -513,7 +513,7 @@ impl UdpRx {
     }
 
     /// Mirrors the socket's bytes and kernel drops into an rx session's counters.
-    pub fn publish(&self, c: &mcm_control::dataplane::BridgeCounters) {
+    pub fn publish(&self, c: &mcm_control::dataplane::EdgeCounters) {
         // Relaxed stores: statistics with one writer (the lcore).
         c.bytes.store(self.counters.bytes, Ordering::Relaxed);
         c.socket_drops
@@ -919,10 +919,10 @@ mod tests {
         one(&mut tx, 0xff);
         assert_eq!(drain(&mut rx, 1).len(), 1);
         assert_eq!(rx.counters().kernel_drops, (SENT - got) as u64);
-        let c = mcm_control::dataplane::BridgeCounters::default();
+        let c = mcm_control::dataplane::EdgeCounters::default();
         rx.publish(&c);
         assert_eq!(
-            mcm_control::dataplane::BridgeCounters::get(&c.socket_drops),
+            mcm_control::dataplane::EdgeCounters::get(&c.socket_drops),
             (SENT - got) as u64
         );
     }

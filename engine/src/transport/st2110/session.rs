@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
-use mcm_control::dataplane::BridgeSpec;
+use mcm_control::dataplane::St2110Edge;
 use mcm_proto::config::Direction;
 use mcm_proto::config::payload::{Ancillary, Audio, AudioFormat, Payload, Video};
 use mcm_proto::config::transport::{St2110, Transport};
@@ -27,8 +27,7 @@ use super::convert::PixelFormat;
 use super::paced::{PacedTx, RtpRx, Stream};
 use super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
 use super::video::{Conversion, Rfc4175Frames, St20Rx, St20Tx};
-use crate::group::Bridge;
-use crate::group::bridge::SINK_QUEUE;
+use crate::group::{Part, SINK_QUEUE};
 
 /// Pixel bytes per RFC 4175 packet: 1080p 10-bit 4:2:2 lines split into 4 packets, 4320 per
 /// frame, as ST 2110 senders commonly do; datagrams stay under a 1500-byte MTU.
@@ -42,10 +41,10 @@ const RX_QUOTA: u32 = 2;
 /// A message naming what is wrong with the stream's configuration or why its socket could not
 /// be opened.
 pub fn build(
-    spec: &BridgeSpec,
+    spec: &St2110Edge,
     settings: &Settings,
     copied: Arc<AtomicU64>,
-) -> Result<(Box<dyn Bridge>, u32), String> {
+) -> Result<Part, String> {
     let st = &spec.st2110;
     match (st.transport, &spec.payload) {
         (Transport::St2110_20, Payload::Video(v)) => video(spec, v, settings, copied),
@@ -101,11 +100,11 @@ fn ipv4(st: &St2110) -> Result<Ipv4Addr, String> {
 }
 
 fn video(
-    spec: &BridgeSpec,
+    spec: &St2110Edge,
     v: &Video,
     settings: &Settings,
     copied: Arc<AtomicU64>,
-) -> Result<(Box<dyn Bridge>, u32), String> {
+) -> Result<Part, String> {
     let st = &spec.st2110;
     let from_sdp = stream_from_sdp(spec)?;
     let wire_name = match &from_sdp {
@@ -208,7 +207,7 @@ fn video(
                 v.height,
                 timing.packets()
             );
-            Ok((Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
         }
         Direction::Rx => {
             let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
@@ -232,16 +231,12 @@ fn video(
             )
             .with_source_filter(filter)
             .with_payload_type(payload_type);
-            Ok((Box::new(rx), RX_QUOTA))
+            Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
     }
 }
 
-fn audio(
-    spec: &BridgeSpec,
-    a: &Audio,
-    settings: &Settings,
-) -> Result<(Box<dyn Bridge>, u32), String> {
+fn audio(spec: &St2110Edge, a: &Audio, settings: &Settings) -> Result<Part, String> {
     let st = &spec.st2110;
     let encoding = match a.format {
         AudioFormat::PcmS24be => st30::Encoding::L24,
@@ -315,7 +310,7 @@ fn audio(
                 Clock::Tai,
             )
             .with_sdp_file(sdp_path);
-            Ok((Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
         }
         Direction::Rx => {
             let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
@@ -323,7 +318,7 @@ fn audio(
             let name = format!("st2110-30 rx {}:{}", at.addr, at.port);
             let rx = St30Rx::new(name, udp, format, payload_type, counters, Clock::Tai)
                 .with_source_filter(filter);
-            Ok((Box::new(rx), RX_QUOTA))
+            Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
     }
 }
@@ -407,11 +402,7 @@ fn check_encoding(from_sdp: Option<&SdpStream>, encoding: &str) -> Result<(), St
 
 /// An ST 2110-22 session: JPEG XS codestreams of at most `payload_size` bytes (the buffer's
 /// size: `maxPayloadSize`, or the uncompressed frame size when it is 0).
-fn compressed(
-    spec: &BridgeSpec,
-    v: &Video,
-    settings: &Settings,
-) -> Result<(Box<dyn Bridge>, u32), String> {
+fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part, String> {
     let st = &spec.st2110;
     let rate = FrameRate::from_fps(v.fps).ok_or_else(|| {
         format!(
@@ -456,7 +447,7 @@ fn compressed(
             let name = format!("st2110-22 tx {}", tx.dest);
             let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
                 .with_sdp_file(sdp_path);
-            Ok((Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
         }
         Direction::Rx => {
             let from_sdp = stream_from_sdp(spec)?;
@@ -472,18 +463,14 @@ fn compressed(
             }
             let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts)?;
             let rx = St22Rx::new(name, rtp, counters, Clock::Tai);
-            Ok((Box::new(rx), RX_QUOTA))
+            Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
     }
 }
 
 /// An ST 2110-40 session: one buffer of ANC packets per frame period (see
 /// [`ancillary`](super::ancillary) for the in-slot format).
-fn ancillary(
-    spec: &BridgeSpec,
-    a: &Ancillary,
-    settings: &Settings,
-) -> Result<(Box<dyn Bridge>, u32), String> {
+fn ancillary(spec: &St2110Edge, a: &Ancillary, settings: &Settings) -> Result<Part, String> {
     let st = &spec.st2110;
     let rate = FrameRate::from_fps(a.fps).ok_or_else(|| {
         format!(
@@ -517,14 +504,14 @@ fn ancillary(
             let format = AncFrame::new(ancillary::MAX_RTP_PAYLOAD);
             let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
                 .with_sdp_file(sdp_path);
-            Ok((Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
         }
         Direction::Rx => {
             let from_sdp = stream_from_sdp(spec)?;
             check_encoding(from_sdp.as_ref(), "smpte291")?;
             let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts)?;
             let rx = St40Rx::new(name, rtp, counters, Clock::Tai);
-            Ok((Box::new(rx), RX_QUOTA))
+            Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
     }
 }
@@ -553,7 +540,7 @@ struct SdpStream {
 
 /// Reads the connection's `sdpFile`, if any: the media section on `ipAddr:port` (its `c=` or
 /// the session's), checked against the connection.
-fn stream_from_sdp(spec: &BridgeSpec) -> Result<Option<SdpStream>, String> {
+fn stream_from_sdp(spec: &St2110Edge) -> Result<Option<SdpStream>, String> {
     let st = &spec.st2110;
     let Some(path) = &st.sdp_file else {
         return Ok(None);
@@ -723,18 +710,45 @@ fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: Sende
     sdp::Session::st2110_20(tx, fmtp).to_string()
 }
 
+/// A tx session's published SDP file, removed when the session is dropped — unless a newer
+/// session of the same stream has replaced it meanwhile (a session that finishes its queue after
+/// its group was destroyed is dropped later, on the control thread).
+#[derive(Debug)]
+pub struct SdpFile {
+    path: PathBuf,
+    text: String,
+}
+
+impl SdpFile {
+    /// Where it is.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for SdpFile {
+    fn drop(&mut self) {
+        if std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.text) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// Writes `text` to `<sdp_dir>/st2110-<dir>-<ip>-<port>.sdp`.
 fn write_sdp(
     settings: &Settings,
     dir: &str,
     dest: SocketAddrV4,
     text: &str,
-) -> Result<PathBuf, String> {
+) -> Result<SdpFile, String> {
     let path = settings
         .sdp_dir
         .join(format!("st2110-{dir}-{}-{}.sdp", dest.ip(), dest.port()));
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    Ok(path)
+    Ok(SdpFile {
+        path,
+        text: text.to_owned(),
+    })
 }
 
 /// A random SSRC (RFC 3550 wants it random).
@@ -752,8 +766,8 @@ mod tests {
     use super::*;
     use mcm_proto::config::payload::Payload;
 
-    fn spec(direction: Direction, sdp_file: Option<String>) -> BridgeSpec {
-        BridgeSpec {
+    fn spec(direction: Direction, sdp_file: Option<String>) -> St2110Edge {
+        St2110Edge {
             direction,
             st2110: St2110 {
                 transport: Transport::St2110_20,

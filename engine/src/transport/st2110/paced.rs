@@ -20,20 +20,19 @@
 use std::fmt::Display;
 use std::net::Ipv4Addr;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use mcm_control::dataplane::{BridgeCounters, Role};
+use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st21::{Budget, Pacer, SenderType, Timing};
 use mcm_proto::st2110::{FrameRate, rfc4175};
 
 use super::clock::Clock;
+use super::session::SdpFile;
 use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
-use crate::group::bridge::FrameQueue;
-use crate::group::{Bridge, BridgeIo, Frame};
+use crate::group::{Frame, FrameQueue, Sink, SinkIo};
 
 /// Most bytes of a payload header after the RTP header that a [`Packetize`] format writes (the
 /// largest: RFC 4175's ESN and three SRD headers).
@@ -126,18 +125,12 @@ pub struct PacedTx<P: Packetize> {
     sending: Option<Sending>,
     /// The last frame period used, so two frames never share an epoch.
     last_epoch: Option<u64>,
-    counters: Arc<BridgeCounters>,
+    counters: Arc<EdgeCounters>,
     refusals: LogLimit,
     /// The SDP file published for this session; removed when the session ends.
-    sdp_file: Option<PathBuf>,
-}
-
-impl<P: Packetize> Drop for PacedTx<P> {
-    fn drop(&mut self) {
-        if let Some(p) = &self.sdp_file {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    sdp_file: Option<SdpFile>,
+    /// The lcore's time and TAI at the last poll (deadlines are computed from them).
+    anchor: (Instant, u64),
 }
 
 impl<P: Packetize> PacedTx<P> {
@@ -147,7 +140,7 @@ impl<P: Packetize> PacedTx<P> {
         udp: UdpTx,
         format: P,
         stream: Stream,
-        counters: Arc<BridgeCounters>,
+        counters: Arc<EdgeCounters>,
         clock: Clock,
     ) -> Self {
         let timing = Self::timing(&stream, 1);
@@ -166,12 +159,13 @@ impl<P: Packetize> PacedTx<P> {
             counters,
             refusals: LogLimit::default(),
             sdp_file: None,
+            anchor: (Instant::now(), 0),
         }
     }
 
     /// Removes `path` (the session's published SDP) when the session ends.
-    pub fn with_sdp_file(mut self, path: PathBuf) -> Self {
-        self.sdp_file = Some(path);
+    pub fn with_sdp_file(mut self, file: SdpFile) -> Self {
+        self.sdp_file = Some(file);
         self
     }
 
@@ -188,7 +182,7 @@ impl<P: Packetize> PacedTx<P> {
     }
 
     /// Starts the oldest queued frame at the next free frame epoch, or refuses it.
-    fn start_next(&mut self, now_ns: u64, io: &mut BridgeIo<'_>) {
+    fn start_next(&mut self, now_ns: u64, io: &mut SinkIo<'_>) {
         let Some(frame) = self.queue.pop() else {
             return;
         };
@@ -199,7 +193,7 @@ impl<P: Packetize> PacedTx<P> {
         let total = match self.format.begin(data) {
             Ok(n) => n.max(1),
             Err(e) => {
-                BridgeCounters::add(&self.counters.frames_refused, 1);
+                EdgeCounters::add(&self.counters.frames_refused, 1);
                 if self.refusals.allow(now_ns) {
                     tracing::warn!("{}: frame refused, not sent: {e}", self.name);
                 }
@@ -226,7 +220,7 @@ impl<P: Packetize> PacedTx<P> {
     }
 
     /// Sends what the pacer allows now; returns packets sent.
-    fn send_due(&mut self, now_ns: u64, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn send_due(&mut self, now_ns: u64, budget: u32, io: &mut SinkIo<'_>) -> u32 {
         let Some(mut s) = self.sending else {
             return 0;
         };
@@ -307,13 +301,13 @@ impl<P: Packetize> PacedTx<P> {
 
     fn account_late(&mut self) {
         let late = self.pacer.stats().packets_late;
-        BridgeCounters::add(&self.counters.packets_late, late - self.late_seen);
+        EdgeCounters::add(&self.counters.packets_late, late - self.late_seen);
         self.late_seen = late;
     }
 
     fn account(&mut self, sent: usize) {
         let c = &self.counters;
-        BridgeCounters::add(&c.packets, sent as u64);
+        EdgeCounters::add(&c.packets, sent as u64);
         let io = self.udp.counters();
         // Relaxed: statistics mirrored from the socket (one writer).
         c.bytes.store(io.bytes, Ordering::Relaxed);
@@ -321,7 +315,7 @@ impl<P: Packetize> PacedTx<P> {
         self.account_late();
     }
 
-    fn finish(&mut self, io: &mut BridgeIo<'_>, whole: bool) {
+    fn finish(&mut self, io: &mut SinkIo<'_>, whole: bool) {
         if let Some(s) = self.sending.take() {
             io.release(s.frame.slot);
             let c = if whole {
@@ -329,41 +323,50 @@ impl<P: Packetize> PacedTx<P> {
             } else {
                 &self.counters.frames_dropped
             };
-            BridgeCounters::add(c, 1);
+            EdgeCounters::add(c, 1);
         }
         self.pacer.frame_done();
     }
 }
 
-impl<P: Packetize> Bridge for PacedTx<P> {
+impl<P: Packetize> Sink for PacedTx<P> {
     fn name(&self) -> &str {
         &self.name
-    }
-
-    fn role(&self) -> Role {
-        Role::Sink
     }
 
     fn offer(&mut self, frame: Frame) -> bool {
         super::video::offer_counted(&mut self.queue, frame, &self.counters)
     }
 
-    fn poll(&mut self, _now: Instant, budget: u32, io: &mut BridgeIo<'_>) -> u32 {
+    fn missed(&mut self, _frame: Frame) {
+        EdgeCounters::add(&self.counters.frames_dropped, 1);
+    }
+
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         let now_ns = self.clock.now_ns();
+        self.anchor = (now, now_ns);
         if self.sending.is_none() {
             self.start_next(now_ns, io);
         }
-        self.send_due(now_ns, budget, io)
+        Ok(self.send_due(now_ns, budget, io))
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let now = Instant::now();
+    fn pending(&self) -> bool {
+        self.sending.is_some() || !self.queue.is_empty()
+    }
+
+    fn paces_source(&self) -> bool {
+        true
+    }
+
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
         if self.sending.is_none() {
             return (!self.queue.is_empty()).then_some(now);
         }
+        // The pacer's time is TAI; the last poll saw both clocks, so no clock is read here.
         let at = self.pacer.next_deadline()?;
-        let now_ns = self.clock.now_ns();
-        Some(now + Duration::from_nanos(at.saturating_sub(now_ns)))
+        let (polled, polled_ns) = self.anchor;
+        Some(polled + Duration::from_nanos(at.saturating_sub(polled_ns)))
     }
 }
 
@@ -458,7 +461,7 @@ impl RtpRx {
     }
 
     /// Mirrors the counters into `c`.
-    pub fn publish(&self, c: &BridgeCounters) {
+    pub fn publish(&self, c: &EdgeCounters) {
         let n = self.counts;
         // Relaxed stores: statistics (one writer).
         c.packets.store(n.packets, Ordering::Relaxed);
@@ -487,15 +490,19 @@ pub(super) mod tests {
     use mcm_proto::shm::map::HugePages;
     use mcm_proto::shm::pool::{Pool, PoolGeometry};
 
+    use crate::group::{Source, SourceIo};
+
     use super::*;
-    use crate::st2110::compressed::Codestream;
-    use crate::st2110::udp::{RxAddr, SocketOptions};
+    use crate::transport::st2110::compressed::Codestream;
+    use crate::transport::st2110::udp::{RxAddr, SocketOptions};
 
     /// A pool a bridge works on, with the slots it holds.
     pub struct Rig {
         pub pool: Pool,
         pub held: Vec<bool>,
         pub count: u32,
+        /// Per slot, bit 1: held by the sink under test.
+        pub masks: Vec<u64>,
     }
 
     impl Rig {
@@ -509,24 +516,30 @@ pub(super) mod tests {
                 pool: Pool::create(3, "mcm-test-paced", geometry, HugePages::Off).unwrap(),
                 held: vec![false; slots as usize],
                 count: 0,
+                masks: vec![0; slots as usize],
             }
         }
 
-        /// A context for one poll.
-        pub fn io(&mut self) -> BridgeIo<'_> {
+        /// A source's context for one poll.
+        pub fn source_io(&mut self) -> SourceIo<'_> {
             let n = self.held.len() as u32;
-            BridgeIo::new(&mut self.pool, &mut self.held, &mut self.count, n)
+            SourceIo::new(&mut self.pool, &mut self.held, &mut self.count, n)
+        }
+
+        /// A sink's context for one poll (the sink's bit is 1).
+        pub fn sink_io(&mut self) -> SinkIo<'_> {
+            SinkIo::new(&self.pool, &mut self.masks, 1)
         }
 
         /// A slot holding `data`, offered to a sink bridge as the group would.
         pub fn frame(&mut self, data: &[u8]) -> Frame {
             let slot = self.pool.alloc().unwrap();
             self.pool.payload_mut(slot).unwrap()[..data.len()].copy_from_slice(data);
-            self.held[slot as usize] = true;
-            self.count += 1;
+            self.masks[slot as usize] |= 1;
             Frame {
                 slot,
                 payload_len: data.len() as u32,
+                metadata_len: 0,
                 timestamp_ns: 0,
                 seq: 0,
             }
@@ -570,13 +583,13 @@ pub(super) mod tests {
     }
 
     /// Polls `bridge` until `want` frames were published or 2 s passed; returns their bytes.
-    pub fn published(rig: &mut Rig, bridge: &mut dyn Bridge, want: usize) -> Vec<Vec<u8>> {
+    pub fn published(rig: &mut Rig, bridge: &mut dyn Source, want: usize) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(2);
         while out.len() < want && Instant::now() < deadline {
             let frames = {
-                let mut io = rig.io();
-                bridge.poll(Instant::now(), 64, &mut io);
+                let mut io = rig.source_io();
+                bridge.poll(Instant::now(), 64, &mut io).unwrap();
                 io.published().to_vec()
             };
             for f in frames {
@@ -606,7 +619,7 @@ pub(super) mod tests {
         let mut rig = Rig::new(4, 200_000);
         let (udp, mut rx) = sockets();
         let now = Arc::new(AtomicU64::new(START_NS));
-        let counters = Arc::new(BridgeCounters::default());
+        let counters = Arc::new(EdgeCounters::default());
         let format = Codestream::new(1448).unwrap();
         let mut tx = PacedTx::new(
             "t".into(),
@@ -630,8 +643,8 @@ pub(super) mod tests {
         // 100 us steps through the frame period and a bit more (bounded).
         for _ in 0..2_500 {
             now.store(t, Ordering::Relaxed);
-            let mut io = rig.io();
-            let sent = tx.poll(Instant::now(), 1000, &mut io);
+            let mut io = rig.sink_io();
+            let sent = tx.poll(Instant::now(), 1000, &mut io).unwrap();
             released |= io.released().contains(&frame.slot);
             assert!(sent <= 4, "a burst of {sent} packets");
             if sent > 0 {
@@ -654,8 +667,8 @@ pub(super) mod tests {
             codestream.extend_from_slice(&p.payload()[4..]);
         }
         assert!(codestream == data);
-        assert_eq!(BridgeCounters::get(&counters.frames), 1);
-        assert_eq!(BridgeCounters::get(&counters.packets), 100);
+        assert_eq!(EdgeCounters::get(&counters.frames), 1);
+        assert_eq!(EdgeCounters::get(&counters.packets), 100);
     }
 
     #[test]
@@ -663,7 +676,7 @@ pub(super) mod tests {
         let mut rig = Rig::new(4, 1000);
         let (udp, mut rx) = sockets();
         let now = Arc::new(AtomicU64::new(START_NS));
-        let counters = Arc::new(BridgeCounters::default());
+        let counters = Arc::new(EdgeCounters::default());
         let format = Codestream::new(1448).unwrap();
         let mut tx = PacedTx::new(
             "t".into(),
@@ -676,22 +689,22 @@ pub(super) mod tests {
         let empty = rig.frame(&[]);
         let one = rig.frame(&[9; 10]);
         assert!(tx.offer(empty) && tx.offer(one));
-        let mut io = rig.io();
-        assert_eq!(tx.poll(Instant::now(), 100, &mut io), 0);
+        let mut io = rig.sink_io();
+        assert_eq!(tx.poll(Instant::now(), 100, &mut io).unwrap(), 0);
         assert_eq!(io.released(), &[empty.slot]);
-        assert_eq!(BridgeCounters::get(&counters.frames_refused), 1);
+        assert_eq!(EdgeCounters::get(&counters.frames_refused), 1);
         // The next frame starts on the next poll and goes at its TVD.
         let mut got = 0;
         for i in 0..3 {
             if i > 0 {
                 now.store(START_NS + 200_000_000, Ordering::Relaxed);
             }
-            let mut io = rig.io();
-            tx.poll(Instant::now(), 100, &mut io);
+            let mut io = rig.sink_io();
+            tx.poll(Instant::now(), 100, &mut io).unwrap();
             rx.recv(|_, _| got += 1);
         }
         assert_eq!(got, 1);
-        assert_eq!(BridgeCounters::get(&counters.frames), 1);
+        assert_eq!(EdgeCounters::get(&counters.frames), 1);
     }
 
     #[test]
