@@ -3,6 +3,8 @@
 //! - [`config`]: the configuration file, flags, and validation.
 //! - [`group`]: a multipoint group as an lcore port (zero-copy fan-out from one source edge to
 //!   any number of sink edges) and the edge roles every transport implements.
+//! - [`io`]: packet I/O — the trait transports send and receive datagrams through, the kernel
+//!   UDP backend, and test wrappers that inject faults or write pcap files.
 //! - [`lcore`]: one pinned poll-mode worker — ports, the poll loop, parking.
 //! - [`lcores`]: the set of workers, implementing the control thread's `Dataplane`.
 //! - [`runtime`]: start-up and shutdown of the whole engine.
@@ -12,6 +14,7 @@
 pub mod cli;
 pub mod config;
 pub mod group;
+pub mod io;
 pub mod lcore;
 pub mod lcores;
 pub mod runtime;

@@ -309,12 +309,7 @@ impl Source for St40Rx {
         &self.name
     }
 
-    fn poll(
-        &mut self,
-        _now: Instant,
-        budget: u32,
-        io: &mut SourceIo<'_>,
-    ) -> Result<u32, Violation> {
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut SourceIo<'_>) -> Result<u32, Violation> {
         let mut g = Gather {
             io,
             current: &mut self.current,
@@ -322,13 +317,17 @@ impl Source for St40Rx {
             counters: &self.counters,
             clock: &self.clock,
         };
-        let work = self.rtp.recv(budget, |p, gap| g.push(p, gap));
+        let work = self.rtp.recv(now, budget, |p, gap| g.push(p, gap));
         self.rtp.publish(&self.counters);
         Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        Some(self.rtp.fd())
+        self.rtp.wake_fd()
+    }
+
+    fn prepare_park(&mut self) -> bool {
+        self.rtp.has_pending()
     }
 }
 

@@ -17,8 +17,8 @@ use mcm_proto::st2110::st30::{self, Continuity};
 
 use super::clock::Clock;
 use super::session::SdpFile;
-use super::udp::{Datagram, RX_MESSAGES, UdpRx, UdpTx};
 use crate::group::{Frame, FrameQueue, Sink, SinkIo, Source, SourceIo};
+use crate::io::{Datagram, PacketRx, PacketTx, publish_rx};
 
 /// The packet run a tx session is in.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ struct Run {
 /// An ST 2110-30 transmitter: a sink bridge of its group.
 pub struct St30Tx {
     name: String,
-    udp: UdpTx,
+    udp: Box<dyn PacketTx>,
     format: st30::Format,
     clock: Clock,
     payload_type: u8,
@@ -52,7 +52,7 @@ impl St30Tx {
     /// A transmitter of `format` packets through `udp`.
     pub fn new(
         name: String,
-        udp: UdpTx,
+        udp: impl PacketTx + 'static,
         format: st30::Format,
         payload_type: u8,
         ssrc: u32,
@@ -61,7 +61,7 @@ impl St30Tx {
     ) -> Self {
         Self {
             name,
-            udp,
+            udp: Box::new(udp),
             format,
             clock,
             payload_type,
@@ -204,7 +204,7 @@ impl Sink for St30Tx {
 /// An ST 2110-30 receiver: the source bridge of its group.
 pub struct St30Rx {
     name: String,
-    udp: UdpRx,
+    udp: Box<dyn PacketRx>,
     format: st30::Format,
     payload_type: u8,
     continuity: st30::Receiver,
@@ -222,7 +222,7 @@ impl St30Rx {
     /// A receiver of `format` packets (payload type `payload_type`) from `udp`.
     pub fn new(
         name: String,
-        udp: UdpRx,
+        udp: impl PacketRx + 'static,
         format: st30::Format,
         payload_type: u8,
         counters: Arc<EdgeCounters>,
@@ -230,7 +230,7 @@ impl St30Rx {
     ) -> Self {
         Self {
             name,
-            udp,
+            udp: Box::new(udp),
             continuity: st30::Receiver::new(&format),
             format,
             payload_type,
@@ -257,12 +257,7 @@ impl Source for St30Rx {
         &self.name
     }
 
-    fn poll(
-        &mut self,
-        _now: Instant,
-        budget: u32,
-        io: &mut SourceIo<'_>,
-    ) -> Result<u32, Violation> {
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut SourceIo<'_>) -> Result<u32, Violation> {
         let Self {
             udp,
             format,
@@ -281,10 +276,10 @@ impl Source for St30Rx {
         let want = format.packet_bytes();
         let rate = format.sample_rate();
         let mut work = 0;
-        // The socket has GRO off, so one receive yields at most RX_MESSAGES packets, each of
-        // which needs a publication.
-        while work < budget && io.room() >= RX_MESSAGES {
-            let n = udp.recv(|d, meta| {
+        // Each packet needs a publication: no more packets than this poll can publish.
+        while work < budget && io.room() > 0 {
+            let max = ((budget - work) as usize).min(io.room());
+            let n = udp.recv(max, now, &mut |d, meta| {
                 if source_filter.is_some_and(|f| *meta.source.ip() != f) {
                     *malformed += 1;
                     return;
@@ -332,7 +327,7 @@ impl Source for St30Rx {
         let c = &self.counters;
         // Relaxed stores: statistics (one writer).
         c.packets.store(self.packets, Ordering::Relaxed);
-        self.udp.publish(c);
+        publish_rx(self.udp.counters(), c);
         c.packets_lost.store(self.lost, Ordering::Relaxed);
         c.packets_reordered.store(self.reordered, Ordering::Relaxed);
         c.packets_malformed.store(self.malformed, Ordering::Relaxed);
@@ -340,7 +335,11 @@ impl Source for St30Rx {
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        Some(self.udp.fd())
+        self.udp.wake_fd()
+    }
+
+    fn prepare_park(&mut self) -> bool {
+        self.udp.has_pending()
     }
 
     fn next_deadline(&self, _now: Instant) -> Option<Instant> {

@@ -149,12 +149,7 @@ impl Source for St22Rx {
         &self.name
     }
 
-    fn poll(
-        &mut self,
-        _now: Instant,
-        budget: u32,
-        io: &mut SourceIo<'_>,
-    ) -> Result<u32, Violation> {
+    fn poll(&mut self, now: Instant, budget: u32, io: &mut SourceIo<'_>) -> Result<u32, Violation> {
         let Self {
             rtp,
             depacketizer,
@@ -164,7 +159,7 @@ impl Source for St22Rx {
             ..
         } = self;
         let mut empty = [0u8; 0];
-        let work = rtp.recv(budget, |p, _gap| {
+        let work = rtp.recv(now, budget, |p, _gap| {
             if slot.is_none() && io.room() > 0 {
                 *slot = io.alloc();
             }
@@ -192,7 +187,11 @@ impl Source for St22Rx {
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        Some(self.rtp.fd())
+        self.rtp.wake_fd()
+    }
+
+    fn prepare_park(&mut self) -> bool {
+        self.rtp.has_pending()
     }
 }
 

@@ -1,5 +1,5 @@
-//! ST 2110 sessions on the lcores: the kernel UDP backend, tx and rx ports, and the pixel-format
-//! conversion at the SDK edge. Wire formats, SDP and -21 timing live in [`mcm_proto::st2110`].
+//! ST 2110 sessions on the lcores: tx and rx edges over any packet I/O backend ([`crate::io`]),
+//! and the pixel-format conversion at the SDK edge. Wire formats, SDP and -21 timing live in [`mcm_proto::st2110`].
 
 pub mod ancillary;
 pub mod audio;
@@ -8,7 +8,6 @@ pub mod compressed;
 pub mod convert;
 pub mod paced;
 pub mod session;
-pub mod udp;
 pub mod video;
 
 use std::net::Ipv4Addr;

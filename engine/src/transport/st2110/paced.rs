@@ -31,8 +31,9 @@ use mcm_proto::st2110::{FrameRate, rfc4175};
 
 use super::clock::Clock;
 use super::session::SdpFile;
-use super::udp::{Datagram, MAX_BATCH, UdpRx, UdpTx};
 use crate::group::{Frame, FrameQueue, Sink, SinkIo};
+use crate::io::udp::MAX_BATCH;
+use crate::io::{Datagram, PacketRx, PacketTx, publish_rx};
 
 /// Most bytes of a payload header after the RTP header that a [`Packetize`] format writes (the
 /// largest: RFC 4175's ESN and three SRD headers).
@@ -112,7 +113,7 @@ struct Sending {
 /// A paced transmitter of frames cut by `P`: a sink bridge of its group.
 pub struct PacedTx<P: Packetize> {
     name: String,
-    udp: UdpTx,
+    udp: Box<dyn PacketTx>,
     format: P,
     stream: Stream,
     pacer: Pacer,
@@ -137,7 +138,7 @@ impl<P: Packetize> PacedTx<P> {
     /// A transmitter of `format`'s packets of `stream` through `udp`.
     pub fn new(
         name: String,
-        udp: UdpTx,
+        udp: impl PacketTx + 'static,
         format: P,
         stream: Stream,
         counters: Arc<EdgeCounters>,
@@ -146,7 +147,7 @@ impl<P: Packetize> PacedTx<P> {
         let timing = Self::timing(&stream, 1);
         Self {
             name,
-            udp,
+            udp: Box::new(udp),
             format,
             stream,
             pacer: Pacer::new(timing),
@@ -385,7 +386,7 @@ pub struct RxCounts {
 
 /// The socket end of a receiver: datagrams from one sender and payload type, as RTP packets.
 pub struct RtpRx {
-    udp: UdpRx,
+    udp: Box<dyn PacketRx>,
     payload_type: u8,
     /// Unicast: the only sender accepted.
     source_filter: Option<Ipv4Addr>,
@@ -395,9 +396,9 @@ pub struct RtpRx {
 
 impl RtpRx {
     /// Packets of `payload_type` from `udp`, from `source` only when given.
-    pub fn new(udp: UdpRx, payload_type: u8, source: Option<Ipv4Addr>) -> Self {
+    pub fn new(udp: impl PacketRx + 'static, payload_type: u8, source: Option<Ipv4Addr>) -> Self {
         Self {
-            udp,
+            udp: Box::new(udp),
             payload_type,
             source_filter: source,
             seq: rtp::SeqExtender::new(),
@@ -405,11 +406,12 @@ impl RtpRx {
         }
     }
 
-    /// Receives up to `budget` datagrams (in whole receive calls) and lends each RTP packet of
+    /// Receives up to `budget` datagrams (`now`: the lcore's clock) and lends each RTP packet of
     /// the stream to `f` with whether a sequence gap came just before it. `f` returns false
     /// for a payload it refuses (counted as malformed). Returns the datagrams received.
     pub fn recv(
         &mut self,
+        now: Instant,
         budget: u32,
         mut f: impl FnMut(&rtp::Packet<&[u8]>, bool) -> bool,
     ) -> u32 {
@@ -422,7 +424,7 @@ impl RtpRx {
         } = self;
         let mut work = 0;
         while work < budget {
-            let n = udp.recv(|d, meta| {
+            let n = udp.recv((budget - work) as usize, now, &mut |d, meta| {
                 if source_filter.is_some_and(|s| *meta.source.ip() != s) {
                     counts.malformed += 1;
                     return;
@@ -465,7 +467,7 @@ impl RtpRx {
         let n = self.counts;
         // Relaxed stores: statistics (one writer).
         c.packets.store(n.packets, Ordering::Relaxed);
-        self.udp.publish(c);
+        publish_rx(self.udp.counters(), c);
         c.packets_lost.store(n.lost, Ordering::Relaxed);
         c.packets_reordered.store(n.reordered, Ordering::Relaxed);
         c.packets_malformed.store(n.malformed, Ordering::Relaxed);
@@ -477,8 +479,13 @@ impl RtpRx {
     }
 
     /// The socket, readable when datagrams wait.
-    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.udp.fd()
+    pub fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.udp.wake_fd()
+    }
+
+    /// Whether datagrams already read wait (the lcore must not park).
+    pub fn has_pending(&self) -> bool {
+        self.udp.has_pending()
     }
 }
 
@@ -493,8 +500,8 @@ pub(super) mod tests {
     use crate::group::{Source, SourceIo};
 
     use super::*;
+    use crate::io::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
     use crate::transport::st2110::compressed::Codestream;
-    use crate::transport::st2110::udp::{RxAddr, SocketOptions};
 
     /// A pool a bridge works on, with the slots it holds.
     pub struct Rig {
@@ -650,7 +657,7 @@ pub(super) mod tests {
             if sent > 0 {
                 assert!(t >= tvd, "a packet before the frame's TVD");
             }
-            rx.recv(|d, _| got.push(d.to_vec()));
+            rx.recv(usize::MAX, Instant::now(), &mut |d, _| got.push(d.to_vec()));
             if t < tvd + 48_000_000 {
                 assert!(got.len() <= 51, "{} packets by TVD + 48 ms", got.len());
             }
@@ -701,7 +708,7 @@ pub(super) mod tests {
             }
             let mut io = rig.sink_io();
             tx.poll(Instant::now(), 100, &mut io).unwrap();
-            rx.recv(|_, _| got += 1);
+            rx.recv(usize::MAX, Instant::now(), &mut |_, _| got += 1);
         }
         assert_eq!(got, 1);
         assert_eq!(EdgeCounters::get(&counters.frames), 1);

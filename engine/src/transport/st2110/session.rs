@@ -25,9 +25,9 @@ use super::clock::Clock;
 use super::compressed::{Codestream, St22Rx};
 use super::convert::PixelFormat;
 use super::paced::{PacedTx, RtpRx, Stream};
-use super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
 use super::video::{Conversion, Rfc4175Frames, St20Rx, St20Tx};
 use crate::group::{Part, SINK_QUEUE};
+use crate::io::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
 
 /// Pixel bytes per RFC 4175 packet: 1080p 10-bit 4:2:2 lines split into 4 packets, 4320 per
 /// frame, as ST 2110 senders commonly do; datagrams stay under a 1500-byte MTU.

@@ -19,8 +19,8 @@ use mcm_proto::st2110::rfc4175::{Depacketizer, FrameReport, FrameSink, Packetize
 use super::clock::Clock;
 use super::convert::{self, PixelFormat};
 use super::paced::{PacedTx, Packetize};
-use super::udp::UdpRx;
 use crate::group::{Frame, FrameQueue, Source, SourceIo};
+use crate::io::{PacketRx, publish_rx};
 
 /// The application's frames against the wire's, and the buffer a conversion goes through.
 #[derive(Debug)]
@@ -210,7 +210,7 @@ pub const STALE_FRAME: Duration = Duration::from_millis(200);
 /// ([`St20Rx::with_stale_after`]), so it is counted and its slot freed.
 pub struct St20Rx {
     name: String,
-    udp: UdpRx,
+    udp: Box<dyn PacketRx>,
     depacketizer: Depacketizer,
     current: Option<Receiving>,
     conversion: Option<Conversion>,
@@ -240,7 +240,7 @@ impl St20Rx {
     /// A receiver of `depacketizer`'s format from `udp`; frames of `app_bytes` go to the group.
     pub fn new(
         name: String,
-        udp: UdpRx,
+        udp: impl PacketRx + 'static,
         depacketizer: Depacketizer,
         conversion: Option<Conversion>,
         app_bytes: u32,
@@ -250,7 +250,7 @@ impl St20Rx {
         let frame_bytes = depacketizer.format().frame_bytes();
         Self {
             name,
-            udp,
+            udp: Box::new(udp),
             depacketizer,
             current: None,
             conversion,
@@ -283,7 +283,8 @@ impl St20Rx {
         let c = &self.counters;
         // Relaxed stores: statistics mirrored from the depacketizer (one writer).
         c.packets.store(d.packets, Ordering::Relaxed);
-        self.udp.publish(c);
+        publish_rx(self.udp.counters(), c);
+        c.packets_duplicate.store(d.duplicates, Ordering::Relaxed);
         c.packets_lost.store(d.lost, Ordering::Relaxed);
         c.packets_reordered
             .store(d.reordered + d.late, Ordering::Relaxed);
@@ -328,7 +329,7 @@ impl Source for St20Rx {
         };
         let (mut work, mut taken, mut drained) = (0, 0u32, false);
         while work < budget {
-            let n = udp.recv(|packet, meta| {
+            let n = udp.recv((budget - work) as usize, now, &mut |packet, meta| {
                 // Byte 1 of an RTP header: marker bit and payload type.
                 let wrong_pt = pt.is_some_and(|pt| packet.get(1).is_some_and(|b| b & 0x7f != pt));
                 if filter.is_some_and(|f| *meta.source.ip() != f) || wrong_pt {
@@ -358,7 +359,11 @@ impl Source for St20Rx {
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        Some(self.udp.fd())
+        self.udp.wake_fd()
+    }
+
+    fn prepare_park(&mut self) -> bool {
+        self.udp.has_pending()
     }
 
     fn next_deadline(&self, _now: Instant) -> Option<Instant> {
@@ -394,7 +399,8 @@ mod tests {
     use mcm_proto::st2110::{Depth, Sampling};
 
     use super::*;
-    use crate::transport::st2110::udp::{RxAddr, SocketOptions};
+    use crate::io::fault::{FaultPlan, FaultyRx};
+    use crate::io::udp::{RxAddr, SocketOptions, UdpRx};
 
     const STALE: Duration = Duration::from_millis(100);
     /// Bytes of one datagram's headers: RTP, then the RFC 4175 ESN and SRD headers.
@@ -412,6 +418,11 @@ mod tests {
     }
 
     fn rig() -> Rig {
+        rig_with(|udp| Box::new(udp))
+    }
+
+    /// A rig whose receiver reads through `wrap(socket)`.
+    fn rig_with(wrap: impl FnOnce(UdpRx) -> Box<dyn PacketRx>) -> Rig {
         let format = Format::new(Sampling::YCbCr422, Depth::D10, 8, 4).unwrap();
         let geometry = PoolGeometry {
             slot_count: 4,
@@ -431,7 +442,7 @@ mod tests {
         let bytes = format.frame_bytes() as u32;
         let rx = St20Rx::new(
             "test".into(),
-            udp,
+            wrap(udp),
             Depacketizer::new(format),
             None,
             bytes,
@@ -544,5 +555,89 @@ mod tests {
         }
         assert_eq!(r.rx.depacketizer.counters().late, 1);
         assert_eq!(r.counters.frames.load(Ordering::Relaxed), 1);
+    }
+
+    /// Through a network that loses 5 % of the packets, duplicates 3 % and reorders 3 % within
+    /// a window of 2: the receiver's counters equal what was injected, every frame is delivered
+    /// whole or counted incomplete, and what is delivered is bit-exact.
+    #[test]
+    fn injected_faults_are_counted_as_injected_and_frames_are_whole_or_incomplete() {
+        const FRAMES: u32 = 300;
+        let mut report = None;
+        let mut r = rig_with(|udp| {
+            let rx = FaultyRx::new(
+                udp,
+                FaultPlan {
+                    seed: 2110,
+                    loss_ppm: 50_000,
+                    duplicate_ppm: 30_000,
+                    reorder_ppm: 30_000,
+                    reorder_window: 2,
+                    // Not in the last frame: a loss there would show only if more came.
+                    limit: Some(u64::from(FRAMES - 1) * 4),
+                    ..FaultPlan::default()
+                },
+            );
+            report = Some(rx.report());
+            Box::new(rx)
+        });
+        let report = report.unwrap();
+        let total = r.packetizer.packets_per_frame();
+        assert_eq!(total, 4);
+        let want: Vec<u8> = (0..r.packetizer.format().frame_bytes())
+            .map(|i| i as u8)
+            .collect();
+        let mut whole = 0;
+        let t0 = Instant::now();
+        for k in 0..FRAMES {
+            r.send(3000 * (k + 1), 0..total);
+            // Poll until the wrapper has read and passed on all of it (bounded).
+            for _ in 0..2000 {
+                let mut io = SourceIo::new(&mut r.pool, &mut r.held, &mut r.count, 2);
+                r.rx.poll(t0, 64, &mut io).unwrap();
+                let frames: Vec<Frame> = io.published().to_vec();
+                for f in frames {
+                    let got = &r.pool.payload(f.slot).unwrap()[..f.payload_len as usize];
+                    assert!(got == &want[..], "frame {k} published with wrong bytes");
+                    r.pool.free(f.slot).unwrap();
+                    whole += 1;
+                }
+                // Held-back packets go out as later ones pass them (or at the end).
+                if report.lock().unwrap().seen == u64::from((k + 1) * total) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        // The last frame ends the stream; a frame still open is ended by the stale time.
+        for step in 0..50u32 {
+            let mut io = SourceIo::new(&mut r.pool, &mut r.held, &mut r.count, 2);
+            r.rx.poll(t0 + STALE * step, 64, &mut io).unwrap();
+            let frames: Vec<Frame> = io.published().to_vec();
+            for f in frames {
+                r.pool.free(f.slot).unwrap();
+                whole += 1;
+            }
+        }
+        let inj = *report.lock().unwrap();
+        let d = r.rx.depacketizer.counters();
+        let c = &r.counters;
+        assert!(
+            inj.lost > 20 && inj.duplicated > 10 && inj.reordered > 5,
+            "{inj:?}"
+        );
+        assert_eq!(d.lost, inj.lost, "lost: {d:?} {inj:?}");
+        assert_eq!(d.duplicates, inj.duplicated, "duplicates: {d:?} {inj:?}");
+        assert_eq!(
+            d.reordered + d.late,
+            inj.reordered,
+            "reordered: {d:?} {inj:?}"
+        );
+        let incomplete = c.frames_incomplete.load(Ordering::Relaxed);
+        assert_eq!(whole + incomplete, u64::from(FRAMES), "{d:?} {inj:?}");
+        assert_eq!(c.frames.load(Ordering::Relaxed), whole);
+        assert_eq!(c.packets_lost.load(Ordering::Relaxed), inj.lost);
+        assert_eq!(c.packets_duplicate.load(Ordering::Relaxed), inj.duplicated);
+        assert_eq!(r.count, 0, "no slot left held");
     }
 }

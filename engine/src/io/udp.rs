@@ -1,4 +1,5 @@
-//! The kernel UDP packet I/O backend of ST 2110 sessions.
+//! The kernel UDP backend of [packet I/O](super): [`UdpTx`] implements
+//! [`PacketTx`](super::PacketTx), [`UdpRx`] [`PacketRx`](super::PacketRx).
 //!
 //! - **tx**: a connected UDP socket. A batch of datagrams goes out in as few system calls as
 //!   possible: runs of equal-sized datagrams as one `sendmsg` with UDP GSO (`UDP_SEGMENT`), the
@@ -7,7 +8,9 @@
 //!   the frame is never copied in user space.
 //! - **rx**: `recvmmsg` into a buffer owned by the session with UDP GRO (`UDP_GRO`), so one
 //!   message may carry many datagrams of one size; the datagrams are lent to a closure one by one
-//!   with their source address and (optionally) their software receive timestamp.
+//!   with their source address and (optionally) their software receive timestamp — at most as
+//!   many as the caller asks for: what one `recvmmsg` brought beyond that (a GRO train can hold
+//!   dozens) is handed out by the next calls before the socket is read again.
 //! - **setup**: unicast or multicast (IGMP join on the configured interface, source-specific when
 //!   a source is given), DSCP marking, large socket buffers (`SO_SNDBUFFORCE`/`SO_RCVBUFFORCE`
 //!   when permitted, the ordinary options capped by `net.core.*mem_max` otherwise).
@@ -19,7 +22,6 @@ use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 /// Most datagrams one [`UdpTx::send`] takes.
@@ -444,6 +446,23 @@ pub struct RxMeta {
     pub timestamp_ns: Option<u64>,
 }
 
+impl Default for RxMeta {
+    fn default() -> Self {
+        Self {
+            source: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+            timestamp_ns: None,
+        }
+    }
+}
+
+/// One message of the last `recvmmsg`: its length, GRO segment size and metadata.
+#[derive(Debug, Clone, Copy, Default)]
+struct Message {
+    len: usize,
+    seg: usize,
+    meta: RxMeta,
+}
+
 /// An rx session's socket with its receive buffers.
 pub struct UdpRx {
     fd: OwnedFd,
@@ -455,6 +474,12 @@ pub struct UdpRx {
     read_interval: Duration,
     /// No `recvmmsg` before this instant (the socket was empty at the last read).
     rest_until: Option<Instant>,
+    /// The messages of the last `recvmmsg`, and where handing them out stopped: message
+    /// `next_msg`, byte `next_off` of it (`next_msg == n_msgs`: all handed out).
+    msgs: [Message; RX_MESSAGES],
+    n_msgs: usize,
+    next_msg: usize,
+    next_off: usize,
 }
 
 impl std::fmt::Debug for UdpRx {
@@ -499,6 +524,10 @@ impl UdpRx {
             counters: IoCounters::default(),
             read_interval: Duration::ZERO,
             rest_until: None,
+            msgs: [Message::default(); RX_MESSAGES],
+            n_msgs: 0,
+            next_msg: 0,
+            next_off: 0,
         })
     }
 
@@ -510,14 +539,6 @@ impl UdpRx {
     pub fn with_read_interval(mut self, interval: Duration) -> Self {
         self.read_interval = interval;
         self
-    }
-
-    /// Mirrors the socket's bytes and kernel drops into an rx session's counters.
-    pub fn publish(&self, c: &mcm_control::dataplane::EdgeCounters) {
-        // Relaxed stores: statistics with one writer (the lcore).
-        c.bytes.store(self.counters.bytes, Ordering::Relaxed);
-        c.socket_drops
-            .store(self.counters.kernel_drops, Ordering::Relaxed);
     }
 
     /// When a skipped read is next allowed (`None`: reads are not being skipped).
@@ -550,20 +571,54 @@ impl UdpRx {
         self.fd.as_fd()
     }
 
-    /// Receives what is waiting (one `recvmmsg`, up to 16 messages) and lends each datagram to
-    /// `f`. Returns the number of datagrams; 0 when none waited.
-    /// Makes no system call and returns 0 while resting (see [`UdpRx::with_read_interval`]).
-    pub fn recv(&mut self, mut f: impl FnMut(&[u8], RxMeta)) -> usize {
-        let now = if self.read_interval.is_zero() {
-            None
-        } else {
-            let now = Instant::now();
-            if self.rest_until.is_some_and(|t| now < t) {
-                return 0;
+    /// Lends at most `max` received datagrams to `f`, oldest first: first what the last
+    /// `recvmmsg` brought and was not handed out yet, then — if that was all — what one new
+    /// `recvmmsg` (up to 16 messages) brings. Returns the number of datagrams; 0 when none
+    /// waited. Makes no system call while resting (see [`UdpRx::with_read_interval`]; `now` is
+    /// the caller's clock).
+    pub fn recv(&mut self, max: usize, now: Instant, f: &mut dyn FnMut(&[u8], RxMeta)) -> usize {
+        let mut count = self.hand_out(max, f);
+        if count < max && self.next_msg == self.n_msgs && self.read(now) > 0 {
+            count += self.hand_out(max - count, f);
+        }
+        count
+    }
+
+    /// Whether datagrams already read wait to be handed out (the socket's readiness does not
+    /// show them: a port with these must not park).
+    pub fn has_pending(&self) -> bool {
+        self.next_msg < self.n_msgs
+    }
+
+    /// Hands out up to `max` datagrams of the messages read.
+    fn hand_out(&mut self, max: usize, f: &mut dyn FnMut(&[u8], RxMeta)) -> usize {
+        let mut count = 0;
+        while count < max && self.next_msg < self.n_msgs {
+            let m = self.msgs[self.next_msg];
+            let start = self.next_msg * RX_MESSAGE_BYTES + self.next_off;
+            let len = m.seg.min(m.len - self.next_off);
+            f(&self.data[start..start + len], m.meta);
+            self.counters.bytes += len as u64;
+            count += 1;
+            self.next_off += len;
+            if self.next_off >= m.len {
+                self.next_msg += 1;
+                self.next_off = 0;
             }
-            Some(now)
-        };
+        }
+        self.counters.datagrams += count as u64;
+        count
+    }
+
+    /// One `recvmmsg` into the message buffers (all handed out before); returns the messages.
+    fn read(&mut self, now: Instant) -> usize {
+        if !self.read_interval.is_zero() && self.rest_until.is_some_and(|t| now < t) {
+            return 0;
+        }
         self.rest_until = None;
+        self.n_msgs = 0;
+        self.next_msg = 0;
+        self.next_off = 0;
         // SAFETY: these are plain old data; all zeroes is a valid value.
         let mut msgs: [libc::mmsghdr; RX_MESSAGES] = unsafe { zeroed() };
         // SAFETY: as above.
@@ -600,9 +655,9 @@ impl UdpRx {
                 std::ptr::null_mut(),
             )
         };
-        if rc < RX_MESSAGES as i32 {
+        if rc < RX_MESSAGES as i32 && !self.read_interval.is_zero() {
             // The socket is (or was just) empty: let datagrams gather before the next read.
-            self.rest_until = now.map(|t| t + self.read_interval);
+            self.rest_until = Some(now + self.read_interval);
         }
         if rc < 0 {
             let e = last_error();
@@ -614,7 +669,6 @@ impl UdpRx {
             }
             return 0;
         }
-        let mut count = 0;
         for i in 0..rc as usize {
             let len = (msgs[i].msg_len as usize).min(RX_MESSAGE_BYTES);
             let (seg, ts, drops) = read_cmsgs(&msgs[i].msg_hdr);
@@ -625,20 +679,18 @@ impl UdpRx {
                 Ipv4Addr::from(u32::from_be(addrs[i].sin_addr.s_addr)),
                 u16::from_be(addrs[i].sin_port),
             );
-            let meta = RxMeta {
-                source,
-                timestamp_ns: ts,
+            self.msgs[i] = Message {
+                len,
+                // Without GRO a message is one datagram (an empty one is handed out empty).
+                seg: if seg == 0 { len.max(1) } else { seg },
+                meta: RxMeta {
+                    source,
+                    timestamp_ns: ts,
+                },
             };
-            let buf = &self.data[i * RX_MESSAGE_BYTES..i * RX_MESSAGE_BYTES + len];
-            let seg = if seg == 0 { len.max(1) } else { seg };
-            for d in buf.chunks(seg) {
-                self.counters.bytes += d.len() as u64;
-                f(d, meta);
-                count += 1;
-            }
         }
-        self.counters.datagrams += count as u64;
-        count
+        self.n_msgs = rc as usize;
+        self.n_msgs
     }
 }
 
@@ -726,7 +778,10 @@ mod tests {
         let mut got = Vec::new();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
         while got.len() < want && std::time::Instant::now() < deadline {
-            if rx.recv(|d, m| got.push((d.to_vec(), m))) == 0 {
+            if rx.recv(usize::MAX, Instant::now(), &mut |d, m| {
+                got.push((d.to_vec(), m))
+            }) == 0
+            {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
@@ -854,7 +909,12 @@ mod tests {
     #[test]
     fn an_empty_socket_receives_nothing_without_blocking() {
         let (_tx, mut rx) = loopback_pair(&SocketOptions::default());
-        assert_eq!(rx.recv(|_, _| panic!("no datagram expected")), 0);
+        assert_eq!(
+            rx.recv(usize::MAX, Instant::now(), &mut |_, _| panic!(
+                "no datagram expected"
+            )),
+            0
+        );
         assert_eq!(rx.counters().would_block, 1);
         assert_eq!(rx.next_read(), None, "no read interval: never resting");
     }
@@ -880,7 +940,12 @@ mod tests {
         assert!(resting > Instant::now() + Duration::from_secs(3000));
         one(&mut tx, 2);
         one(&mut tx, 3);
-        assert_eq!(rx.recv(|_, _| panic!("a read while resting")), 0);
+        assert_eq!(
+            rx.recv(usize::MAX, Instant::now(), &mut |_, _| panic!(
+                "a read while resting"
+            )),
+            0
+        );
         assert_eq!(rx.counters().syscalls, calls, "no recvmmsg while resting");
 
         // A short interval: once it has passed, one read takes both waiting datagrams.
@@ -888,7 +953,10 @@ mod tests {
         rx.rest_until = Some(Instant::now() + Duration::from_millis(1));
         std::thread::sleep(Duration::from_millis(5));
         let mut got = Vec::new();
-        assert_eq!(rx.recv(|d, _| got.push(d[0])), 2);
+        assert_eq!(
+            rx.recv(usize::MAX, Instant::now(), &mut |d, _| got.push(d[0])),
+            2
+        );
         assert_eq!(got, [2, 3]);
         assert_eq!(rx.counters().syscalls, calls + 1);
         assert!(rx.next_read().is_some(), "the read emptied the socket");
@@ -913,14 +981,14 @@ mod tests {
             assert_eq!(tx.send(&d), 1);
         }
         let mut got = 0;
-        while rx.recv(|_, _| got += 1) > 0 {}
+        while rx.recv(usize::MAX, Instant::now(), &mut |_, _| got += 1) > 0 {}
         assert!(got > 0 && got < SENT, "{got} of {SENT} fit");
         // The drops so far ride on the next datagram queued.
         one(&mut tx, 0xff);
         assert_eq!(drain(&mut rx, 1).len(), 1);
         assert_eq!(rx.counters().kernel_drops, (SENT - got) as u64);
         let c = mcm_control::dataplane::EdgeCounters::default();
-        rx.publish(&c);
+        crate::io::publish_rx(rx.counters(), &c);
         assert_eq!(
             mcm_control::dataplane::EdgeCounters::get(&c.socket_drops),
             (SENT - got) as u64
@@ -939,10 +1007,51 @@ mod tests {
             one(&mut tx, i as u8);
         }
         std::thread::sleep(Duration::from_millis(20));
-        assert_eq!(rx.recv(|_, _| {}), RX_MESSAGES);
+        assert_eq!(
+            rx.recv(usize::MAX, Instant::now(), &mut |_, _| {}),
+            RX_MESSAGES
+        );
         assert_eq!(rx.next_read(), None);
         let mut last = None;
-        assert_eq!(rx.recv(|d, _| last = Some(d[0])), 1);
+        assert_eq!(
+            rx.recv(usize::MAX, Instant::now(), &mut |d, _| last = Some(d[0])),
+            1
+        );
         assert_eq!(last, Some(RX_MESSAGES as u8));
+    }
+
+    /// A GRO train of 40 datagrams read by one `recvmmsg` is handed out at most `max` at a time,
+    /// the rest on later calls without another system call, in order.
+    #[test]
+    fn a_receive_never_hands_out_more_than_asked() {
+        let (mut tx, mut rx) = loopback_pair(&SocketOptions::default());
+        let (headers, data) = datagrams(&[1000; 40]);
+        let dgrams: Vec<Datagram<'_>> = headers
+            .iter()
+            .zip(&data)
+            .map(|(h, d)| Datagram { header: h, data: d })
+            .collect();
+        assert_eq!(tx.send(&dgrams), 40);
+        std::thread::sleep(Duration::from_millis(20));
+        let mut got = Vec::new();
+        let mut calls = Vec::new();
+        for _ in 0..100 {
+            let n = rx.recv(3, Instant::now(), &mut |d, _| {
+                got.push(u32::from_be_bytes(d[..4].try_into().unwrap()))
+            });
+            assert!(n <= 3, "{n} datagrams for a max of 3");
+            calls.push(rx.counters().syscalls);
+            if got.len() == 40 {
+                break;
+            }
+        }
+        assert_eq!(got, (0..40).collect::<Vec<_>>());
+        if rx.gro() {
+            assert!(
+                *calls.last().unwrap() < 14,
+                "whole GRO trains are read once: {calls:?}"
+            );
+        }
+        assert!(!rx.has_pending());
     }
 }
