@@ -667,6 +667,7 @@ fn ours_st2110(a: &CompareArgs, s: &Stream) -> Result<(Round, Hist), String> {
         capacity: 8,
         target: a.target.clone(),
         no_grade: true,
+        flood: 0,
         json: true,
         out: OutputArgs::default(),
     };

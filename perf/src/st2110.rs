@@ -69,6 +69,12 @@ pub struct St2110Args {
     /// machine it competes with the engine).
     #[arg(long)]
     pub(crate) no_grade: bool,
+    /// Datagrams to flood a second rx session of the same engine with while the stream runs
+    /// (an unpaced RFC 4175 stream of the same format, sent as fast as one socket can, to
+    /// 127.0.0.1 on another port; 0: no flood). With `--lcores 1` the flooded session shares
+    /// the sender's lcore.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) flood: u64,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -79,14 +85,98 @@ pub struct St2110Args {
 }
 
 fn connection_json(a: &St2110Args, port: u16) -> String {
+    stream_json(a, &a.group.to_string(), port)
+}
+
+fn stream_json(a: &St2110Args, addr: &str, port: u16) -> String {
     format!(
         r#"{{"bufferQueueCapacity": {}, "connection": {{"st2110": {{"transport": "st2110-20",
-            "ipAddr": "{}", "port": {port}, "payloadType": 96, "pacing": "{}",
+            "ipAddr": "{addr}", "port": {port}, "payloadType": 96, "pacing": "{}",
             "transportPixelFormat": "{}"}}}},
             "payload": {{"video": {{"width": {}, "height": {}, "fps": {},
             "pixelFormat": "{}"}}}}}}"#,
-        a.capacity, a.group, a.pacing, a.pixel_format, a.width, a.height, a.fps, a.pixel_format
+        a.capacity, a.pacing, a.pixel_format, a.width, a.height, a.fps, a.pixel_format
     )
+}
+
+/// The flood of `--flood`: a second rx session of the engine on 127.0.0.1:`port` (kept open
+/// by `_rx`) and the socket that floods it.
+struct Flood {
+    _client: Client,
+    _rx: mcm_sdk::RxConnection,
+    sock: UdpSocket,
+    packets: Vec<Vec<u8>>,
+}
+
+impl Flood {
+    /// Opens the flooded session (a unicast rx connection) and builds one frame's packets.
+    fn open(a: &St2110Args, socket: &std::path::Path) -> Result<Flood, String> {
+        use mcm_proto::st2110::rfc4175::{Format, Packetizer, PackingMode};
+        use mcm_proto::st2110::{Depth, Sampling, rtp};
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map_err(|e| format!("free port: {e}"))?
+            .port();
+        let client = Client::with_unix_socket(socket, ClientConfig::default())
+            .map_err(|e| format!("flood: {e}"))?;
+        let rx = client
+            .create_rx(&stream_json(a, "127.0.0.1", port))
+            .map_err(|e| format!("flood rx: {e}"))?;
+        let depth = if a.pixel_format == "uyvy" {
+            Depth::D8
+        } else {
+            Depth::D10
+        };
+        let format = Format::new(Sampling::YCbCr422, depth, a.width, a.height)
+            .map_err(|e| format!("flood: {e}"))?;
+        let p = Packetizer::new(format, PackingMode::Gpm, 1200).map_err(|e| format!("{e}"))?;
+        let frame = vec![0x5au8; format.frame_bytes()];
+        let total = p.packets_per_frame();
+        let packets = (0..total)
+            .map(|i| {
+                let mut out = vec![0u8; rtp::HEADER_LEN + 64];
+                rtp::Header {
+                    marker: i + 1 == total,
+                    payload_type: 96,
+                    sequence_number: i as u16,
+                    timestamp: 0,
+                    ssrc: 0xF100D,
+                }
+                .emit((&mut out[..rtp::HEADER_LEN]).try_into().expect("header"));
+                let len = rtp::HEADER_LEN + p.headers(i, i, &mut out[rtp::HEADER_LEN..]);
+                out.truncate(len);
+                out.extend_from_slice(&frame[p.data(i)]);
+                out
+            })
+            .collect();
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("flood socket: {e}"))?;
+        sock.connect(("127.0.0.1", port))
+            .map_err(|e| format!("flood socket: {e}"))?;
+        Ok(Flood {
+            _client: client,
+            _rx: rx,
+            sock,
+            packets,
+        })
+    }
+
+    /// Sends up to `n` datagrams, frame after frame, until `stop`; returns how many left.
+    fn run(&self, n: u64, stop: &std::sync::atomic::AtomicBool) -> u64 {
+        let mut sent = 0;
+        'frames: loop {
+            for p in &self.packets {
+                // Relaxed: a stop request; nothing else depends on it.
+                if sent >= n || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break 'frames;
+                }
+                // A full socket buffer refuses the datagram: the flood counts only what left.
+                if self.sock.send(p).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+        sent
+    }
 }
 
 /// What one SDK receiver measured.
@@ -153,6 +243,8 @@ pub(crate) struct Measured {
     pub(crate) cpu_self: f64,
     /// The tx and rx sessions' counters.
     bridges: Vec<BridgeStats>,
+    /// Datagrams the `--flood` socket sent.
+    pub(crate) flooded: u64,
     grades: Vec<mcm_proto::st2110::st21::FrameGrade>,
     meter: Meter,
     grader_malformed: u64,
@@ -215,9 +307,12 @@ pub(crate) fn measure(
     let wait = Timeout::After(IDLE);
     let idle = IDLE;
     let ready = Barrier::new(a.receivers + 1);
+    let flood = (a.flood > 0).then(|| Flood::open(a, socket)).transpose()?;
+    let stop_flood = std::sync::atomic::AtomicBool::new(false);
     let cpu_self_0 = engine::self_cpu_seconds();
 
-    let (rx_results, tx_out, grades) = std::thread::scope(|sc| {
+    let (rx_results, tx_out, grades, flooded) = std::thread::scope(|sc| {
+        let flooding = sc.spawn(|| flood.as_ref().map_or(0, |f| f.run(a.flood, &stop_flood)));
         let grading = sc.spawn(|| {
             if a.no_grade {
                 return Ok(Vec::new());
@@ -269,12 +364,15 @@ pub(crate) fn measure(
             .collect();
         ready.wait();
         let tx_out = send(a, socket, &json, engine_pid, wait);
+        // Relaxed: a stop request; the join below waits for the thread.
+        stop_flood.store(true, std::sync::atomic::Ordering::Relaxed);
+        let flooded = flooding.join().expect("flood thread");
         let rx_results: Vec<_> = rx_threads
             .into_iter()
             .map(|t| t.join().expect("receiver thread"))
             .collect();
         let grades = grading.join().expect("grader thread");
-        (rx_results, tx_out, grades)
+        (rx_results, tx_out, grades, flooded)
     });
     let cpu_self = engine::self_cpu_seconds() - cpu_self_0;
     let (cpu_engine, mut bridges) = tx_out?;
@@ -305,6 +403,7 @@ pub(crate) fn measure(
         cpu_engine,
         cpu_self,
         bridges,
+        flooded,
         grades,
         meter,
         grader_malformed: grader.malformed,
@@ -323,6 +422,7 @@ fn print(a: &St2110Args, m: &Measured) -> Result<(), String> {
         ref hist,
         cpu_engine,
         ref bridges,
+        flooded,
         ref grades,
         ref meter,
         grader_malformed,
@@ -342,6 +442,7 @@ fn print(a: &St2110Args, m: &Measured) -> Result<(), String> {
                     "p99": lat.p99, "p99_9": lat.p999, "max": lat.max},
                 "engine_cpu_s_per_stream_s": cpu_engine / stream_s,
                 "bridges": bridges.iter().map(bridge_json).collect::<Vec<_>>(),
+                "flood_datagrams": flooded,
                 "pacing": pacing::summary_json(&summary, meter.timing()),
                 "pacing_violations": pacing::violations_json(grades),
                 "pacing_frames": grades.iter().map(pacing::grade_json).collect::<Vec<_>>(),
@@ -377,6 +478,9 @@ fn print(a: &St2110Args, m: &Measured) -> Result<(), String> {
         );
         for b in bridges {
             println!("{}", bridge_line(b));
+        }
+        if a.flood > 0 {
+            println!("flood: {flooded} datagrams sent to a second rx session while the stream ran");
         }
         if !a.no_grade {
             println!(

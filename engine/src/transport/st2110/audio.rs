@@ -15,7 +15,7 @@ use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st30::{self, Continuity};
 
-use super::clock::Clock;
+use super::clock::{Anchor, Clock};
 use super::session::SdpFile;
 use crate::group::{Frame, FrameQueue, Sink, SinkIo, Source, SourceIo};
 use crate::io::{Datagram, PacketRx, PacketTx, publish_rx};
@@ -46,6 +46,8 @@ pub struct St30Tx {
     sdp_file: Option<SdpFile>,
     /// The lcore's time and TAI at the last poll (deadlines are computed from them).
     anchor: (Instant, u64),
+    /// The TAI reading polls extend with the lcore's clock.
+    tai: Anchor,
 }
 
 impl St30Tx {
@@ -72,6 +74,7 @@ impl St30Tx {
             counters,
             sdp_file: None,
             anchor: (Instant::now(), 0),
+            tai: Anchor::default(),
         }
     }
 
@@ -170,9 +173,9 @@ impl Sink for St30Tx {
 
     fn poll(&mut self, now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         let mut work = 0;
-        self.anchor = (now, self.clock.now_ns());
+        let now_ns = self.clock.at(now, &mut self.tai);
+        self.anchor = (now, now_ns);
         while work < budget && !self.queue.is_empty() {
-            let now_ns = self.clock.now_ns();
             let (at, run) = self.due_at(now_ns);
             if at > now_ns {
                 break;

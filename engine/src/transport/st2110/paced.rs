@@ -29,7 +29,7 @@ use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st21::{Budget, Pacer, SenderType, Timing};
 use mcm_proto::st2110::{FrameRate, rfc4175};
 
-use super::clock::Clock;
+use super::clock::{Anchor, Clock};
 use super::session::SdpFile;
 use crate::group::{Frame, FrameQueue, Sink, SinkIo};
 use crate::io::udp::MAX_BATCH;
@@ -57,6 +57,13 @@ pub trait Packetize: Send {
     /// the format's own copy of them (a converted frame).
     fn source<'a>(&'a self, slot: &'a [u8]) -> &'a [u8] {
         slot
+    }
+
+    /// Makes the first `upto` bytes of [`source`](Self::source) ready before packets cut from
+    /// them are sent: a converting format converts the lines they need (a band per call, so a
+    /// frame is converted across the polls that send it, never all in one).
+    fn prepare(&mut self, slot: &[u8], upto: usize) {
+        let _ = (slot, upto);
     }
 
     /// Writes the payload header of packet `index` of the frame [`begin`](Self::begin) took
@@ -132,6 +139,8 @@ pub struct PacedTx<P: Packetize> {
     sdp_file: Option<SdpFile>,
     /// The lcore's time and TAI at the last poll (deadlines are computed from them).
     anchor: (Instant, u64),
+    /// The TAI reading polls extend with the lcore's clock.
+    tai: Anchor,
 }
 
 impl<P: Packetize> PacedTx<P> {
@@ -161,6 +170,7 @@ impl<P: Packetize> PacedTx<P> {
             refusals: LogLimit::default(),
             sdp_file: None,
             anchor: (Instant::now(), 0),
+            tai: Anchor::default(),
         }
     }
 
@@ -232,7 +242,7 @@ impl<P: Packetize> PacedTx<P> {
                     Some(p) => &p[..(s.frame.payload_len as usize).min(p.len())],
                     None => &[],
                 };
-                let frame = self.format.source(slot);
+                let frame_len = self.format.source(slot).len();
                 let mut headers = [[0u8; HEADER_LEN + MAX_PAYLOAD_HEADER]; MAX_BATCH];
                 let mut lens = [0usize; MAX_BATCH];
                 let mut ranges = [(0usize, 0usize); MAX_BATCH];
@@ -250,13 +260,16 @@ impl<P: Packetize> PacedTx<P> {
                     let (rtp, rest) = headers[n].split_at_mut(HEADER_LEN);
                     header.emit(rtp.try_into().expect("HEADER_LEN bytes"));
                     let (len, range) = self.format.packet(index, seq, rest);
-                    if range.end > frame.len() {
+                    if range.end > frame_len {
                         break; // a frame shorter than its format: send what exists
                     }
                     lens[n] = HEADER_LEN + len;
                     ranges[n] = (range.start, range.end);
                     n += 1;
                 }
+                let upto = ranges[..n].iter().map(|r| r.1).max().unwrap_or(0);
+                self.format.prepare(slot, upto);
+                let frame = self.format.source(slot);
                 let mut dgrams = [Datagram::default(); MAX_BATCH];
                 for i in 0..n {
                     dgrams[i] = Datagram {
@@ -344,7 +357,7 @@ impl<P: Packetize> Sink for PacedTx<P> {
     }
 
     fn poll(&mut self, now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
-        let now_ns = self.clock.now_ns();
+        let now_ns = self.clock.at(now, &mut self.tai);
         self.anchor = (now, now_ns);
         if self.sending.is_none() {
             self.start_next(now_ns, io);

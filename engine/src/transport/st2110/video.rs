@@ -22,7 +22,11 @@ use super::paced::{PacedTx, Packetize};
 use crate::group::{Frame, FrameQueue, Source, SourceIo};
 use crate::io::{PacketRx, publish_rx};
 
-/// The application's frames against the wire's, and the buffer a conversion goes through.
+/// Lines converted per step: a band of a 1080p frame (64 of 1080 lines, about 300 KB) takes
+/// tens of µs, so pacers sharing the lcore are never held up by a whole frame's conversion.
+pub const BAND_LINES: u32 = 64;
+
+/// The application's frames against the wire's, and the buffers a conversion goes through.
 #[derive(Debug)]
 pub struct Conversion {
     app: PixelFormat,
@@ -30,6 +34,9 @@ pub struct Conversion {
     height: u32,
     /// The frame in wire format (RFC 4175).
     buffer: Vec<u8>,
+    /// rx: the previous frame, in wire format, while it is converted into its slot band by
+    /// band (the next frame is received into `buffer` meanwhile).
+    spare: Vec<u8>,
     copied: Arc<AtomicU64>,
 }
 
@@ -47,8 +54,14 @@ impl Conversion {
             width,
             height,
             buffer: vec![0; wire_bytes],
+            spare: Vec::new(),
             copied,
         }
+    }
+
+    /// Bytes of one line in wire format.
+    fn wire_line(&self) -> usize {
+        self.buffer.len() / self.height.max(1) as usize
     }
 
     fn count(&self, counters: &EdgeCounters, bytes: usize) {
@@ -64,6 +77,8 @@ pub struct Rfc4175Frames {
     packetizer: Packetizer,
     conversion: Option<Conversion>,
     counters: Arc<EdgeCounters>,
+    /// Lines of the current frame converted so far.
+    converted: u32,
 }
 
 impl Rfc4175Frames {
@@ -78,6 +93,7 @@ impl Rfc4175Frames {
             packetizer,
             conversion,
             counters,
+            converted: 0,
         }
     }
 }
@@ -85,15 +101,34 @@ impl Rfc4175Frames {
 impl Packetize for Rfc4175Frames {
     type Error = convert::ConvertError;
 
-    /// Converts the frame when needed (a frame too short to convert is refused); a frame in the
-    /// wire format is sent as far as it goes (a short one ends early).
+    /// Checks that a frame to convert is long enough (a frame too short is refused); the
+    /// conversion itself is done band by band as the frame is sent ([`Packetize::prepare`]). A
+    /// frame in the wire format is sent as far as it goes (a short one ends early).
     fn begin(&mut self, frame: &[u8]) -> Result<u32, convert::ConvertError> {
         if let Some(c) = self.conversion.as_mut() {
-            convert::to_rfc4175(c.app, c.width, c.height, frame, &mut c.buffer)?;
-            let bytes = c.buffer.len();
-            c.count(&self.counters, bytes);
+            convert::to_rfc4175_lines(c.app, c.width, c.height, 0..0, frame, &mut c.buffer)?;
+            self.converted = 0;
         }
         Ok(self.packetizer.packets_per_frame())
+    }
+
+    fn prepare(&mut self, slot: &[u8], upto: usize) {
+        let Some(c) = self.conversion.as_mut() else {
+            return;
+        };
+        let line = c.wire_line().max(1);
+        let need = (upto.div_ceil(line) as u32).min(c.height);
+        if need <= self.converted {
+            return;
+        }
+        let to = need.max(self.converted + BAND_LINES).min(c.height);
+        let band = self.converted..to;
+        // Cannot fail: `begin` checked the frame against the geometry.
+        if convert::to_rfc4175_lines(c.app, c.width, c.height, band, slot, &mut c.buffer).is_ok() {
+            let bytes = (to - self.converted) as usize * line;
+            c.count(&self.counters, bytes);
+        }
+        self.converted = to;
     }
 
     fn source<'a>(&'a self, slot: &'a [u8]) -> &'a [u8] {
@@ -117,11 +152,77 @@ struct Receiving {
     rtp_timestamp: u32,
 }
 
+/// A received frame being converted into its slot, band by band.
+#[derive(Debug, Clone, Copy)]
+struct Converting {
+    slot: u32,
+    rtp_timestamp: u32,
+    /// Lines converted so far.
+    line: u32,
+}
+
+/// Converts up to `lines` more lines of the frame in `converting` (from `c.spare`) and
+/// publishes it when it is whole; `lines == u32::MAX` finishes it.
+fn convert_band(
+    converting: &mut Option<Converting>,
+    c: &mut Conversion,
+    io: &mut SourceIo<'_>,
+    out: &Published<'_>,
+    lines: u32,
+) {
+    let Some(mut k) = *converting else {
+        return;
+    };
+    let to = k.line.saturating_add(lines).min(c.height);
+    let Some(dst) = io.payload_mut(k.slot) else {
+        *converting = None;
+        return;
+    };
+    if convert::from_rfc4175_lines(c.app, c.width, c.height, k.line..to, &c.spare, dst).is_err() {
+        *converting = None;
+        io.abandon(k.slot);
+        return;
+    }
+    c.count(out.counters, (to - k.line) as usize * c.wire_line());
+    k.line = to;
+    if to < c.height {
+        *converting = Some(k);
+        return;
+    }
+    *converting = None;
+    out.publish(io, k.slot, k.rtp_timestamp);
+}
+
+/// How a received frame is handed to the group.
+struct Published<'p> {
+    counters: &'p EdgeCounters,
+    app_bytes: u32,
+    clock: &'p Clock,
+}
+
+impl Published<'_> {
+    fn publish(&self, io: &mut SourceIo<'_>, slot: u32, rtp_timestamp: u32) {
+        let frame = Frame {
+            slot,
+            payload_len: self.app_bytes,
+            metadata_len: 0,
+            timestamp_ns: self.clock.sampling_instant_ns(rtp_timestamp, 90_000),
+            seq: 0,
+        };
+        if io.publish(frame) {
+            EdgeCounters::add(&self.counters.frames, 1);
+        } else {
+            io.abandon(slot);
+        }
+    }
+}
+
 /// Where received packets go: the group's pool through `io`.
 struct FrameWriter<'s, 'io, 'p> {
     io: &'s mut SourceIo<'io>,
     current: &'s mut Option<Receiving>,
     conversion: &'s mut Option<Conversion>,
+    converting: &'s mut Option<Converting>,
     counters: &'s EdgeCounters,
     frame_bytes: usize,
     app_bytes: u32,
@@ -172,29 +273,23 @@ impl FrameSink for FrameWriter<'_, '_, '_> {
             self.io.abandon(r.slot);
             return;
         }
-        if let Some(c) = self.conversion.as_mut() {
-            let Some(dst) = self.io.payload_mut(r.slot) else {
-                return;
-            };
-            if convert::from_rfc4175(c.app, c.width, c.height, &c.buffer, dst).is_err() {
-                self.io.abandon(r.slot);
-                return;
-            }
-            let n = c.buffer.len();
-            c.count(self.counters, n);
-        }
-        let frame = Frame {
-            slot: r.slot,
-            payload_len: self.app_bytes,
-            metadata_len: 0,
-            timestamp_ns: self.clock.sampling_instant_ns(r.rtp_timestamp, 90_000),
-            seq: 0,
+        let out = Published {
+            counters: self.counters,
+            app_bytes: self.app_bytes,
+            clock: self.clock,
         };
-        if self.io.publish(frame) {
-            EdgeCounters::add(&self.counters.frames, 1);
-        } else {
-            self.io.abandon(r.slot);
-        }
+        let Some(c) = self.conversion.as_mut() else {
+            return out.publish(self.io, r.slot, r.rtp_timestamp);
+        };
+        // The previous frame, if still converting, is finished first; this one is converted
+        // band by band over the next polls while the next frame arrives in the other buffer.
+        convert_band(self.converting, c, self.io, &out, u32::MAX);
+        std::mem::swap(&mut c.buffer, &mut c.spare);
+        *self.converting = Some(Converting {
+            slot: r.slot,
+            rtp_timestamp: r.rtp_timestamp,
+            line: 0,
+        });
     }
 }
 
@@ -214,6 +309,8 @@ pub struct St20Rx {
     depacketizer: Depacketizer,
     current: Option<Receiving>,
     conversion: Option<Conversion>,
+    /// A complete frame being converted into its slot.
+    converting: Option<Converting>,
     counters: Arc<EdgeCounters>,
     frame_bytes: usize,
     app_bytes: u32,
@@ -248,12 +345,17 @@ impl St20Rx {
         clock: Clock,
     ) -> Self {
         let frame_bytes = depacketizer.format().frame_bytes();
+        let mut conversion = conversion;
+        if let Some(c) = conversion.as_mut() {
+            c.spare = vec![0; c.buffer.len()];
+        }
         Self {
             name,
             udp: Box::new(udp),
             depacketizer,
             current: None,
             conversion,
+            converting: None,
             counters,
             frame_bytes,
             app_bytes,
@@ -304,6 +406,7 @@ impl Source for St20Rx {
             depacketizer,
             current,
             conversion,
+            converting,
             counters,
             frame_bytes,
             app_bytes,
@@ -317,10 +420,20 @@ impl Source for St20Rx {
         let filter = *source_filter;
         let pt = *payload_type;
         let mut foreign = 0u64;
+        // A frame being converted takes one band of this poll first.
+        if let Some(c) = conversion.as_mut() {
+            let out = Published {
+                counters,
+                app_bytes: *app_bytes,
+                clock,
+            };
+            convert_band(converting, c, io, &out, BAND_LINES);
+        }
         let mut sink = FrameWriter {
             io,
             current,
             conversion,
+            converting,
             counters,
             frame_bytes: *frame_bytes,
             app_bytes: *app_bytes,
@@ -363,7 +476,7 @@ impl Source for St20Rx {
     }
 
     fn prepare_park(&mut self) -> bool {
-        self.udp.has_pending()
+        self.udp.has_pending() || self.converting.is_some()
     }
 
     fn next_deadline(&self, _now: Instant) -> Option<Instant> {
