@@ -123,20 +123,28 @@ pub struct SourceIo<'a> {
     /// Slots it holds now, and the most it may hold now.
     count: &'a mut u32,
     cap: u32,
-    published: [Frame; IO_BATCH],
+    /// Where publications are written (the caller's, reused poll after poll: nothing is
+    /// initialised or copied per poll).
+    published: &'a mut [Frame; IO_BATCH],
     n_published: usize,
 }
 
 impl<'a> SourceIo<'a> {
     /// A context over `pool`; `held[slot]` says which slots the source holds (`count` of them,
-    /// at most `cap`).
-    pub fn new(pool: &'a mut Pool, held: &'a mut [bool], count: &'a mut u32, cap: u32) -> Self {
+    /// at most `cap`); publications go to `out`.
+    pub fn new(
+        pool: &'a mut Pool,
+        held: &'a mut [bool],
+        count: &'a mut u32,
+        cap: u32,
+        out: &'a mut [Frame; IO_BATCH],
+    ) -> Self {
         Self {
             pool,
             held,
             count,
             cap,
-            published: [Frame::default(); IO_BATCH],
+            published: out,
             n_published: 0,
         }
     }
@@ -242,15 +250,9 @@ impl<'a> SourceIo<'a> {
         Ok(())
     }
 
-    /// Frames published during the poll.
+    /// Frames published during the poll (the first ones of the caller's `out`).
     pub fn published(&self) -> &[Frame] {
         &self.published[..self.n_published]
-    }
-
-    /// Frames published during the poll, as the whole fixed array (the first
-    /// `published().len()` are valid); a copy, so the pool can be used again.
-    pub(crate) fn published_array(&self) -> ([Frame; IO_BATCH], usize) {
-        (self.published, self.n_published)
     }
 }
 
@@ -263,19 +265,25 @@ pub struct SinkIo<'a> {
     masks: &'a mut [u64],
     /// This sink's bit.
     bit: u64,
-    released: [u32; IO_BATCH],
+    /// Where releases are written (the caller's, reused).
+    released: &'a mut [u32; IO_BATCH],
     n_released: usize,
 }
 
 impl<'a> SinkIo<'a> {
     /// A context over `pool` for the sink whose bit in `masks` (per slot: who holds it) is
-    /// `bit`.
-    pub fn new(pool: &'a Pool, masks: &'a mut [u64], bit: u64) -> Self {
+    /// `bit`; releases go to `out`.
+    pub fn new(
+        pool: &'a Pool,
+        masks: &'a mut [u64],
+        bit: u64,
+        out: &'a mut [u32; IO_BATCH],
+    ) -> Self {
         Self {
             pool,
             masks,
             bit,
-            released: [0; IO_BATCH],
+            released: out,
             n_released: 0,
         }
     }
@@ -333,15 +341,9 @@ impl<'a> SinkIo<'a> {
         Ok(())
     }
 
-    /// Slots released during the poll.
+    /// Slots released during the poll (the first ones of the caller's `out`).
     pub fn released(&self) -> &[u32] {
         &self.released[..self.n_released]
-    }
-
-    /// Slots released during the poll, as the whole fixed array (see
-    /// [`SourceIo::published_array`]).
-    pub(crate) fn released_array(&self) -> ([u32; IO_BATCH], usize) {
-        (self.released, self.n_released)
     }
 }
 

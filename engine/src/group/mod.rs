@@ -137,6 +137,9 @@ pub struct GroupPort {
     source_held: Vec<bool>,
     /// Per slot: a bit per sink holding it.
     masks: Vec<u64>,
+    /// What the source published and a sink released in the current poll.
+    published: [Frame; IO_BATCH],
+    released: [u32; IO_BATCH],
     source: Option<SourceSlot>,
     sinks: Vec<Option<SinkSlot>>,
     /// Bit `i` set when `sinks[i]` is occupied (polled).
@@ -182,6 +185,8 @@ impl GroupPort {
             pool,
             source_held: vec![false; slots],
             masks: vec![0; slots],
+            published: [Frame::default(); IO_BATCH],
+            released: [0; IO_BATCH],
             source: None,
             sinks,
             sink_mask: 0,
@@ -326,11 +331,18 @@ impl GroupPort {
                 return Ok(());
             };
             let cap = src.count; // lend nothing more
-            let mut io = SourceIo::new(&mut self.pool, &mut self.source_held, &mut src.count, cap);
+            let out = &mut self.published;
+            let mut io = SourceIo::new(
+                &mut self.pool,
+                &mut self.source_held,
+                &mut src.count,
+                cap,
+                out,
+            );
             let result = src.imp.flush(&mut io);
-            let (published, n) = io.published_array();
-            for f in &published[..n] {
-                self.fan_out(*f);
+            let n = io.published().len();
+            for k in 0..n {
+                self.fan_out(self.published[k]);
             }
             if result? == 0 {
                 break;
@@ -426,11 +438,18 @@ impl GroupPort {
         let Some(src) = self.source.as_mut() else {
             return 0;
         };
-        let mut io = SourceIo::new(&mut self.pool, &mut self.source_held, &mut src.count, cap);
+        let out = &mut self.published;
+        let mut io = SourceIo::new(
+            &mut self.pool,
+            &mut self.source_held,
+            &mut src.count,
+            cap,
+            out,
+        );
         let result = src.imp.poll(now, budget, &mut io);
-        let (published, n) = io.published_array();
-        for f in &published[..n] {
-            self.fan_out(*f);
+        let n = io.published().len();
+        for k in 0..n {
+            self.fan_out(self.published[k]);
         }
         match result {
             Ok(work) => work.min(budget),
@@ -455,13 +474,14 @@ impl GroupPort {
             let Some(s) = self.sinks[i].as_mut() else {
                 continue;
             };
-            let mut io = SinkIo::new(&self.pool, &mut self.masks, 1 << i);
+            let mut io = SinkIo::new(&self.pool, &mut self.masks, 1 << i, &mut self.released);
             let result = s.imp.poll(now, budget - work, &mut io);
-            let (released, n) = io.released_array();
+            let n = io.released().len();
             s.held -= n as u32;
-            for &slot in &released[..n] {
-                if self.masks[slot as usize] == 0 {
-                    self.free(slot as usize);
+            for k in 0..n {
+                let slot = self.released[k] as usize;
+                if self.masks[slot] == 0 {
+                    self.free(slot);
                 }
             }
             match result {

@@ -277,7 +277,7 @@ impl Worker {
                     let since = *idle_since.get_or_insert(now);
                     let near = self.spin_until.is_some_and(|t| now < t);
                     if now.duration_since(since) >= spin && !near {
-                        self.park(now);
+                        self.park();
                     } else {
                         std::hint::spin_loop();
                     }
@@ -428,8 +428,11 @@ impl Worker {
             .store(l.work_items, Ordering::Relaxed);
     }
 
-    fn park(&mut self, now: Instant) {
+    fn park(&mut self) {
         let mut timeout = self.park_timeout;
+        // A fresh reading, not the iteration's: polling every port took time, and a nap
+        // computed from the iteration's start would end that much past a pacer's deadline.
+        let now = Instant::now();
         let mut earliest: Option<Instant> = None;
         for (_, port) in &self.ports {
             if let Some(at) = port.next_deadline(now) {

@@ -29,7 +29,7 @@ use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st21::{Budget, Pacer, SenderType, Timing};
 use mcm_proto::st2110::{FrameRate, rfc4175};
 
-use super::clock::{Anchor, Clock};
+use super::clock::Clock;
 use super::session::SdpFile;
 use crate::group::{Frame, FrameQueue, Sink, SinkIo};
 use crate::io::udp::MAX_BATCH;
@@ -137,10 +137,9 @@ pub struct PacedTx<P: Packetize> {
     refusals: LogLimit,
     /// The SDP file published for this session; removed when the session ends.
     sdp_file: Option<SdpFile>,
-    /// The lcore's time and TAI at the last poll (deadlines are computed from them).
+    /// The lcore's time and TAI at the last poll (deadlines are computed from them; the
+    /// instant is the older of the two readings, so a deadline maps early, never late).
     anchor: (Instant, u64),
-    /// The TAI reading polls extend with the lcore's clock.
-    tai: Anchor,
 }
 
 impl<P: Packetize> PacedTx<P> {
@@ -170,7 +169,6 @@ impl<P: Packetize> PacedTx<P> {
             refusals: LogLimit::default(),
             sdp_file: None,
             anchor: (Instant::now(), 0),
-            tai: Anchor::default(),
         }
     }
 
@@ -357,7 +355,9 @@ impl<P: Packetize> Sink for PacedTx<P> {
     }
 
     fn poll(&mut self, now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
-        let now_ns = self.clock.at(now, &mut self.tai);
+        // A pacer reads TAI itself on every poll: the lcore's `now` was taken before the other
+        // ports were polled, and a schedule kept against a time that many µs old sends late.
+        let now_ns = self.clock.now_ns();
         self.anchor = (now, now_ns);
         if self.sending.is_none() {
             self.start_next(now_ns, io);
@@ -523,6 +523,9 @@ pub(super) mod tests {
         pub count: u32,
         /// Per slot, bit 1: held by the sink under test.
         pub masks: Vec<u64>,
+        /// The io's publication and release buffers.
+        pub out: [Frame; crate::group::IO_BATCH],
+        pub rel: [u32; crate::group::IO_BATCH],
     }
 
     impl Rig {
@@ -537,18 +540,26 @@ pub(super) mod tests {
                 held: vec![false; slots as usize],
                 count: 0,
                 masks: vec![0; slots as usize],
+                out: [Frame::default(); crate::group::IO_BATCH],
+                rel: [0; crate::group::IO_BATCH],
             }
         }
 
         /// A source's context for one poll.
         pub fn source_io(&mut self) -> SourceIo<'_> {
             let n = self.held.len() as u32;
-            SourceIo::new(&mut self.pool, &mut self.held, &mut self.count, n)
+            SourceIo::new(
+                &mut self.pool,
+                &mut self.held,
+                &mut self.count,
+                n,
+                &mut self.out,
+            )
         }
 
         /// A sink's context for one poll (the sink's bit is 1).
         pub fn sink_io(&mut self) -> SinkIo<'_> {
-            SinkIo::new(&self.pool, &mut self.masks, 1)
+            SinkIo::new(&self.pool, &mut self.masks, 1, &mut self.rel)
         }
 
         /// A slot holding `data`, offered to a sink bridge as the group would.

@@ -524,6 +524,7 @@ mod tests {
         pool: Pool,
         held: Vec<bool>,
         count: u32,
+        out: [Frame; crate::group::IO_BATCH],
         counters: Arc<EdgeCounters>,
         packetizer: Packetizer,
         peer: UdpSocket,
@@ -568,6 +569,7 @@ mod tests {
             pool,
             held: vec![false; 4],
             count: 0,
+            out: [Frame::default(); crate::group::IO_BATCH],
             counters,
             packetizer: Packetizer::new(format, PackingMode::Gpm, 20).unwrap(),
             peer,
@@ -605,7 +607,13 @@ mod tests {
 
         /// One poll at `now`; returns the frames published.
         fn poll(&mut self, now: Instant) -> usize {
-            let mut io = SourceIo::new(&mut self.pool, &mut self.held, &mut self.count, 2);
+            let mut io = SourceIo::new(
+                &mut self.pool,
+                &mut self.held,
+                &mut self.count,
+                2,
+                &mut self.out,
+            );
             self.rx.poll(now, 64, &mut io).unwrap();
             io.published().len()
         }
@@ -706,7 +714,7 @@ mod tests {
             r.send(3000 * (k + 1), 0..total);
             // Poll until the wrapper has read and passed on all of it (bounded).
             for _ in 0..2000 {
-                let mut io = SourceIo::new(&mut r.pool, &mut r.held, &mut r.count, 2);
+                let mut io = SourceIo::new(&mut r.pool, &mut r.held, &mut r.count, 2, &mut r.out);
                 r.rx.poll(t0, 64, &mut io).unwrap();
                 let frames: Vec<Frame> = io.published().to_vec();
                 for f in frames {
@@ -724,7 +732,7 @@ mod tests {
         }
         // The last frame ends the stream; a frame still open is ended by the stale time.
         for step in 0..50u32 {
-            let mut io = SourceIo::new(&mut r.pool, &mut r.held, &mut r.count, 2);
+            let mut io = SourceIo::new(&mut r.pool, &mut r.held, &mut r.count, 2, &mut r.out);
             r.rx.poll(t0 + STALE * step, 64, &mut io).unwrap();
             let frames: Vec<Frame> = io.published().to_vec();
             for f in frames {
