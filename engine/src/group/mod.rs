@@ -327,28 +327,39 @@ impl GroupPort {
     /// Publishes everything the source has accepted (it is leaving).
     fn flush_source(&mut self) -> Result<(), Violation> {
         for _ in 0..FLUSH_ROUNDS {
-            let Some(src) = self.source.as_mut() else {
-                return Ok(());
-            };
-            let cap = src.count; // lend nothing more
-            let out = &mut self.published;
-            let mut io = SourceIo::new(
-                &mut self.pool,
-                &mut self.source_held,
-                &mut src.count,
-                cap,
-                out,
-            );
-            let result = src.imp.flush(&mut io);
-            let n = io.published().len();
-            for k in 0..n {
-                self.fan_out(self.published[k]);
-            }
-            if result? == 0 {
-                break;
+            // Lend nothing more: the cap is what it holds.
+            match self.with_source(|s| s.count, |imp, io| imp.flush(io)) {
+                None | Some(Ok(0)) => break,
+                Some(Ok(_)) => {}
+                Some(Err(v)) => return Err(v),
             }
         }
         Ok(())
+    }
+
+    /// Runs `f` on the source with an io capped at `cap(source)` slots, then hands what it
+    /// published to the sinks; `None` without a source.
+    fn with_source<R>(
+        &mut self,
+        cap: impl FnOnce(&SourceSlot) -> u32,
+        f: impl FnOnce(&mut dyn Source, &mut SourceIo<'_>) -> R,
+    ) -> Option<R> {
+        let src = self.source.as_mut()?;
+        let cap = cap(src);
+        let out = &mut self.published;
+        let mut io = SourceIo::new(
+            &mut self.pool,
+            &mut self.source_held,
+            &mut src.count,
+            cap,
+            out,
+        );
+        let r = f(src.imp.as_mut(), &mut io);
+        let n = io.published().len();
+        for k in 0..n {
+            self.fan_out(self.published[k]);
+        }
+        Some(r)
     }
 
     fn remove_source(&mut self, failure: Option<EdgeFailure>) {
@@ -435,27 +446,12 @@ impl GroupPort {
             Some(src) => self.source_cap(src),
             None => return 0,
         };
-        let Some(src) = self.source.as_mut() else {
-            return 0;
-        };
-        let out = &mut self.published;
-        let mut io = SourceIo::new(
-            &mut self.pool,
-            &mut self.source_held,
-            &mut src.count,
-            cap,
-            out,
-        );
-        let result = src.imp.poll(now, budget, &mut io);
-        let n = io.published().len();
-        for k in 0..n {
-            self.fan_out(self.published[k]);
-        }
-        match result {
-            Ok(work) => work.min(budget),
-            Err(v) => {
+        match self.with_source(|_| cap, |imp, io| imp.poll(now, budget, io)) {
+            None => 0,
+            Some(Ok(work)) => work.min(budget),
+            Some(Err(v)) => {
                 self.remove_source(Some(EdgeFailure::Violation(v)));
-                budget.min(n as u32)
+                budget.min(1)
             }
         }
     }
