@@ -16,9 +16,10 @@ use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st30::{self, Continuity};
 
 use super::clock::{Anchor, Clock};
+use super::paced::RtpRx;
 use super::session::SdpFile;
 use crate::group::{Frame, FrameQueue, Sink, SinkIo, Source, SourceIo};
-use crate::io::{Datagram, PacketRx, PacketTx, publish_rx};
+use crate::io::{Datagram, PacketRx, PacketTx};
 
 /// The packet run a tx session is in.
 #[derive(Debug, Clone, Copy)]
@@ -204,21 +205,16 @@ impl Sink for St30Tx {
     }
 }
 
-/// An ST 2110-30 receiver: the source bridge of its group.
+/// An ST 2110-30 receiver: the source edge of its group. Every packet of one packet time is
+/// published as a buffer (late ones too: audio has no frame to cut), through the shared RTP
+/// receive loop ([`RtpRx`]).
 pub struct St30Rx {
     name: String,
-    udp: Box<dyn PacketRx>,
+    rtp: RtpRx,
     format: st30::Format,
-    payload_type: u8,
     continuity: st30::Receiver,
-    seq: rtp::SeqExtender,
     clock: Clock,
     counters: Arc<EdgeCounters>,
-    source_filter: Option<std::net::Ipv4Addr>,
-    malformed: u64,
-    lost: u64,
-    reordered: u64,
-    packets: u64,
 }
 
 impl St30Rx {
@@ -231,26 +227,22 @@ impl St30Rx {
         counters: Arc<EdgeCounters>,
         clock: Clock,
     ) -> Self {
+        let rtp = RtpRx::new(udp, payload_type, None)
+            .with_payload_len(format.packet_bytes())
+            .delivering_late();
         Self {
             name,
-            udp: Box::new(udp),
+            rtp,
             continuity: st30::Receiver::new(&format),
             format,
-            payload_type,
-            seq: rtp::SeqExtender::new(),
             clock,
             counters,
-            source_filter: None,
-            malformed: 0,
-            lost: 0,
-            reordered: 0,
-            packets: 0,
         }
     }
 
     /// Accepts datagrams from `source` only (`None`: from anyone).
     pub fn with_source_filter(mut self, source: Option<std::net::Ipv4Addr>) -> Self {
-        self.source_filter = source;
+        self.rtp.set_source_filter(source);
         self
     }
 }
@@ -262,91 +254,54 @@ impl Source for St30Rx {
 
     fn poll(&mut self, now: Instant, budget: u32, io: &mut SourceIo<'_>) -> Result<u32, Violation> {
         let Self {
-            udp,
+            rtp,
             format,
-            payload_type,
             continuity,
-            seq,
             clock,
             counters,
-            source_filter,
-            malformed,
-            lost,
-            reordered,
-            packets,
             ..
         } = self;
         let want = format.packet_bytes();
         let rate = format.sample_rate();
-        let mut work = 0;
         // Each packet needs a publication: no more packets than this poll can publish.
-        while work < budget && io.room() > 0 {
-            let max = ((budget - work) as usize).min(io.room());
-            let n = udp.recv(max, now, &mut |d, meta| {
-                if source_filter.is_some_and(|f| *meta.source.ip() != f) {
-                    *malformed += 1;
-                    return;
-                }
-                let Ok(p) = rtp::Packet::new_checked(d) else {
-                    *malformed += 1;
-                    return;
-                };
-                if p.payload_type() != *payload_type || p.payload().len() != want {
-                    *malformed += 1;
-                    return;
-                }
-                *packets += 1;
-                match seq.extend(p.sequence_number()).class {
-                    rtp::SeqClass::InOrder { gap } => *lost += u64::from(gap),
-                    rtp::SeqClass::First => {}
-                    _ => *reordered += 1,
-                }
-                let _: Continuity = continuity.push(p.timestamp());
-                let Some(slot) = io.alloc() else {
-                    EdgeCounters::add(&counters.frames_dropped, 1);
-                    return;
-                };
-                if let Some(dst) = io.payload_mut(slot) {
-                    dst[..want].copy_from_slice(p.payload());
-                }
-                let frame = Frame {
-                    slot,
-                    payload_len: want as u32,
-                    metadata_len: 0,
-                    timestamp_ns: clock.sampling_instant_ns(p.timestamp(), rate),
-                    seq: 0,
-                };
-                if io.publish(frame) {
-                    EdgeCounters::add(&counters.frames, 1);
-                } else {
-                    io.abandon(slot);
-                }
-            });
-            if n == 0 {
-                break;
+        let budget = budget.min(io.room() as u32);
+        let work = rtp.recv(now, budget, |p, _gap| {
+            let _: Continuity = continuity.push(p.timestamp());
+            let Some(slot) = io.alloc() else {
+                EdgeCounters::add(&counters.frames_dropped, 1);
+                return true;
+            };
+            if let Some(dst) = io.payload_mut(slot) {
+                dst[..want].copy_from_slice(p.payload());
             }
-            work += n as u32;
-        }
-        let c = &self.counters;
-        // Relaxed stores: statistics (one writer).
-        c.packets.store(self.packets, Ordering::Relaxed);
-        publish_rx(self.udp.counters(), c);
-        c.packets_lost.store(self.lost, Ordering::Relaxed);
-        c.packets_reordered.store(self.reordered, Ordering::Relaxed);
-        c.packets_malformed.store(self.malformed, Ordering::Relaxed);
+            let frame = Frame {
+                slot,
+                payload_len: want as u32,
+                metadata_len: 0,
+                timestamp_ns: clock.sampling_instant_ns(p.timestamp(), rate),
+                seq: 0,
+            };
+            if io.publish(frame) {
+                EdgeCounters::add(&counters.frames, 1);
+            } else {
+                io.abandon(slot);
+            }
+            true
+        });
+        self.rtp.publish(&self.counters);
         Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.udp.wake_fd()
+        self.rtp.wake_fd()
     }
 
     fn prepare_park(&mut self) -> bool {
-        self.udp.has_pending()
+        self.rtp.has_pending()
     }
 
     fn next_deadline(&self, _now: Instant) -> Option<Instant> {
-        self.udp.next_read()
+        self.rtp.next_read()
     }
 }
 

@@ -33,7 +33,7 @@ use super::clock::Clock;
 use super::session::SdpFile;
 use crate::group::{Frame, FrameQueue, Sink, SinkIo};
 use crate::io::udp::MAX_BATCH;
-use crate::io::{Datagram, PacketRx, PacketTx, publish_rx};
+use crate::io::{Datagram, PacketRx, PacketTx, RxMeta, publish_rx};
 
 /// Most bytes of a payload header after the RTP header that a [`Packetize`] format writes (the
 /// largest: RFC 4175's ESN and three SRD headers).
@@ -397,14 +397,40 @@ pub struct RxCounts {
     pub malformed: u64,
 }
 
-/// The socket end of a receiver: datagrams from one sender and payload type, as RTP packets.
+/// The receive loop every ST 2110 receiver shares: datagrams from one sender and payload type
+/// (optionally of one payload length), through any [`PacketRx`], as RTP packets with their
+/// sequence classified ([`RtpRx::recv`]) or as raw datagrams for a receiver that parses them
+/// itself ([`RtpRx::recv_datagrams`]: the RFC 4175 depacketizer tracks sequence numbers on its
+/// own). At most the budget's datagrams per call, one GRO segment counting as one.
 pub struct RtpRx {
     udp: Box<dyn PacketRx>,
-    payload_type: u8,
+    /// `None`: any payload type.
+    payload_type: Option<u8>,
+    /// Only packets whose RTP payload is this long (audio: one packet time of samples).
+    payload_len: Option<usize>,
+    /// Late and duplicate packets go to the callback too (audio keeps them; video-like formats
+    /// have already cut their frame at the gap).
+    deliver_late: bool,
     /// Unicast: the only sender accepted.
     source_filter: Option<Ipv4Addr>,
     seq: rtp::SeqExtender,
     counts: RxCounts,
+}
+
+/// The sender and payload-type filter of an [`RtpRx`], with the counts it keeps.
+struct Filter {
+    payload_type: Option<u8>,
+    source: Option<Ipv4Addr>,
+}
+
+impl Filter {
+    /// Whether `d` from `meta` is of the stream (byte 1 of an RTP header holds the payload type).
+    fn admits(&self, d: &[u8], meta: &RxMeta) -> bool {
+        let pt_ok = self
+            .payload_type
+            .is_none_or(|pt| d.get(1).is_some_and(|b| b & 0x7f == pt));
+        pt_ok && self.source.is_none_or(|s| *meta.source.ip() == s)
+    }
 }
 
 impl RtpRx {
@@ -412,11 +438,43 @@ impl RtpRx {
     pub fn new(udp: impl PacketRx + 'static, payload_type: u8, source: Option<Ipv4Addr>) -> Self {
         Self {
             udp: Box::new(udp),
-            payload_type,
+            payload_type: Some(payload_type),
+            payload_len: None,
+            deliver_late: false,
             source_filter: source,
             seq: rtp::SeqExtender::new(),
             counts: RxCounts::default(),
         }
+    }
+
+    /// Packets of any payload type from `udp`, from anyone.
+    pub fn any(udp: impl PacketRx + 'static) -> Self {
+        Self {
+            payload_type: None,
+            ..Self::new(udp, 0, None)
+        }
+    }
+
+    /// Accepts datagrams from `source` only (`None`: from anyone).
+    pub fn set_source_filter(&mut self, source: Option<Ipv4Addr>) {
+        self.source_filter = source;
+    }
+
+    /// Accepts packets of payload type `pt` only (`None`: any).
+    pub fn set_payload_type(&mut self, pt: Option<u8>) {
+        self.payload_type = pt;
+    }
+
+    /// Accepts only packets whose RTP payload is `len` bytes (others are malformed).
+    pub fn with_payload_len(mut self, len: usize) -> Self {
+        self.payload_len = Some(len);
+        self
+    }
+
+    /// Hands late and duplicate packets to the callback too (still counted as reordered).
+    pub fn delivering_late(mut self) -> Self {
+        self.deliver_late = true;
+        self
     }
 
     /// Receives up to `budget` datagrams (`now`: the lcore's clock) and lends each RTP packet of
@@ -431,14 +489,21 @@ impl RtpRx {
         let Self {
             udp,
             payload_type,
+            payload_len,
+            deliver_late,
             source_filter,
             seq,
             counts,
         } = self;
+        let filter = Filter {
+            payload_type: *payload_type,
+            source: *source_filter,
+        };
+        let (len, late_too) = (*payload_len, *deliver_late);
         let mut work = 0;
         while work < budget {
             let n = udp.recv((budget - work) as usize, now, &mut |d, meta| {
-                if source_filter.is_some_and(|s| *meta.source.ip() != s) {
+                if !filter.admits(d, &meta) {
                     counts.malformed += 1;
                     return;
                 }
@@ -446,7 +511,7 @@ impl RtpRx {
                     counts.malformed += 1;
                     return;
                 };
-                if p.payload_type() != *payload_type {
+                if len.is_some_and(|l| p.payload().len() != l) {
                     counts.malformed += 1;
                     return;
                 }
@@ -460,7 +525,10 @@ impl RtpRx {
                     rtp::SeqClass::Resync => true,
                     _ => {
                         counts.reordered += 1;
-                        return; // late or duplicate: its frame was already cut at the gap
+                        if !late_too {
+                            return; // late or duplicate: its frame was already cut at the gap
+                        }
+                        false
                     }
                 };
                 if !f(&p, gap) {
@@ -473,6 +541,44 @@ impl RtpRx {
             work += n as u32;
         }
         work
+    }
+
+    /// Receives up to `budget` datagrams and lends each one of the stream (its sender and
+    /// payload type) to `f` as it came, unparsed; others count as malformed. Returns the
+    /// datagrams received: fewer than `budget` when the receiver ran dry.
+    pub fn recv_datagrams(&mut self, now: Instant, budget: u32, mut f: impl FnMut(&[u8])) -> u32 {
+        let filter = Filter {
+            payload_type: self.payload_type,
+            source: self.source_filter,
+        };
+        let counts = &mut self.counts;
+        let mut work = 0;
+        while work < budget {
+            let n = self
+                .udp
+                .recv((budget - work) as usize, now, &mut |d, meta| {
+                    if filter.admits(d, &meta) {
+                        f(d);
+                    } else {
+                        counts.malformed += 1;
+                    }
+                });
+            if n == 0 {
+                break;
+            }
+            work += n as u32;
+        }
+        work
+    }
+
+    /// The receiver's own counters (bytes, kernel drops).
+    pub fn io_counters(&self) -> crate::io::IoCounters {
+        self.udp.counters()
+    }
+
+    /// When a read the receiver rests from is next allowed.
+    pub fn next_read(&self) -> Option<Instant> {
+        self.udp.next_read()
     }
 
     /// Mirrors the counters into `c`.

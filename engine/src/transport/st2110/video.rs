@@ -18,7 +18,7 @@ use mcm_proto::st2110::rfc4175::{Depacketizer, FrameReport, FrameSink, Packetize
 
 use super::clock::Clock;
 use super::convert::{self, PixelFormat};
-use super::paced::{PacedTx, Packetize};
+use super::paced::{PacedTx, Packetize, RtpRx};
 use crate::group::{Frame, FrameQueue, Source, SourceIo};
 use crate::io::{PacketRx, publish_rx};
 
@@ -305,7 +305,8 @@ pub const STALE_FRAME: Duration = Duration::from_millis(200);
 /// ([`St20Rx::with_stale_after`]), so it is counted and its slot freed.
 pub struct St20Rx {
     name: String,
-    udp: Box<dyn PacketRx>,
+    /// The shared receive loop, as raw datagrams of the stream (sender and payload type).
+    rtp: RtpRx,
     depacketizer: Depacketizer,
     current: Option<Receiving>,
     conversion: Option<Conversion>,
@@ -315,12 +316,6 @@ pub struct St20Rx {
     frame_bytes: usize,
     app_bytes: u32,
     clock: Clock,
-    /// Unicast: the only sender accepted.
-    source_filter: Option<std::net::Ipv4Addr>,
-    /// Datagrams from other senders or of another payload type, dropped.
-    foreign: u64,
-    /// The RTP payload type of the stream (`None`: any).
-    payload_type: Option<u8>,
     /// Time without packets after which a frame in progress is ended.
     stale_after: Duration,
     /// Time of the last poll that took a packet of the stream.
@@ -330,7 +325,7 @@ pub struct St20Rx {
 impl St20Rx {
     /// Accepts datagrams from `source` only (`None`: from anyone).
     pub fn with_source_filter(mut self, source: Option<std::net::Ipv4Addr>) -> Self {
-        self.source_filter = source;
+        self.rtp.set_source_filter(source);
         self
     }
 
@@ -351,7 +346,7 @@ impl St20Rx {
         }
         Self {
             name,
-            udp: Box::new(udp),
+            rtp: RtpRx::any(udp),
             depacketizer,
             current: None,
             conversion,
@@ -360,9 +355,6 @@ impl St20Rx {
             frame_bytes,
             app_bytes,
             clock,
-            source_filter: None,
-            foreign: 0,
-            payload_type: None,
             stale_after: STALE_FRAME,
             last_packet: None,
         }
@@ -376,7 +368,7 @@ impl St20Rx {
 
     /// Accepts packets of payload type `pt` only.
     pub fn with_payload_type(mut self, pt: u8) -> Self {
-        self.payload_type = Some(pt);
+        self.rtp.set_payload_type(Some(pt));
         self
     }
 
@@ -385,13 +377,13 @@ impl St20Rx {
         let c = &self.counters;
         // Relaxed stores: statistics mirrored from the depacketizer (one writer).
         c.packets.store(d.packets, Ordering::Relaxed);
-        publish_rx(self.udp.counters(), c);
+        publish_rx(self.rtp.io_counters(), c);
         c.packets_duplicate.store(d.duplicates, Ordering::Relaxed);
         c.packets_lost.store(d.lost, Ordering::Relaxed);
         c.packets_reordered
             .store(d.reordered + d.late, Ordering::Relaxed);
         c.packets_malformed
-            .store(d.malformed + self.foreign, Ordering::Relaxed);
+            .store(d.malformed + self.rtp.counts().malformed, Ordering::Relaxed);
     }
 }
 
@@ -402,7 +394,7 @@ impl Source for St20Rx {
 
     fn poll(&mut self, now: Instant, budget: u32, io: &mut SourceIo<'_>) -> Result<u32, Violation> {
         let Self {
-            udp,
+            rtp,
             depacketizer,
             current,
             conversion,
@@ -411,15 +403,10 @@ impl Source for St20Rx {
             frame_bytes,
             app_bytes,
             clock,
-            source_filter,
-            payload_type,
             stale_after,
             last_packet,
             ..
         } = self;
-        let filter = *source_filter;
-        let pt = *payload_type;
-        let mut foreign = 0u64;
         // A frame being converted takes one band of this poll first.
         if let Some(c) = conversion.as_mut() {
             let out = Published {
@@ -440,25 +427,13 @@ impl Source for St20Rx {
             clock,
             nowhere: [],
         };
-        let (mut work, mut taken, mut drained) = (0, 0u32, false);
-        while work < budget {
-            let n = udp.recv((budget - work) as usize, now, &mut |packet, meta| {
-                // Byte 1 of an RTP header: marker bit and payload type.
-                let wrong_pt = pt.is_some_and(|pt| packet.get(1).is_some_and(|b| b & 0x7f != pt));
-                if filter.is_some_and(|f| *meta.source.ip() != f) || wrong_pt {
-                    foreign += 1;
-                    return;
-                }
-                // Malformed packets are counted by the depacketizer.
-                let _ = depacketizer.push(packet, &mut sink);
-                taken += 1;
-            });
-            if n == 0 {
-                drained = true;
-                break;
-            }
-            work += n as u32;
-        }
+        let mut taken = 0u32;
+        let work = rtp.recv_datagrams(now, budget, |packet| {
+            // Malformed packets are counted by the depacketizer.
+            let _ = depacketizer.push(packet, &mut sink);
+            taken += 1;
+        });
+        let drained = work < budget;
         if taken > 0 {
             *last_packet = Some(now);
         } else if drained && last_packet.is_some_and(|t| now >= t + *stale_after) {
@@ -466,17 +441,16 @@ impl Source for St20Rx {
             depacketizer.flush(&mut sink);
             *last_packet = None;
         }
-        self.foreign += foreign;
         self.publish_counters();
         Ok(work)
     }
 
     fn wake_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.udp.wake_fd()
+        self.rtp.wake_fd()
     }
 
     fn prepare_park(&mut self) -> bool {
-        self.udp.has_pending() || self.converting.is_some()
+        self.rtp.has_pending() || self.converting.is_some()
     }
 
     fn next_deadline(&self, _now: Instant) -> Option<Instant> {
@@ -485,7 +459,7 @@ impl Source for St20Rx {
             .current
             .and(self.last_packet)
             .map(|t| t + self.stale_after);
-        match (self.udp.next_read(), stale) {
+        match (self.rtp.next_read(), stale) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
