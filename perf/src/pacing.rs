@@ -16,14 +16,12 @@
 //! is 0 and TAI == REALTIME (so on the project's machines); the report prints the offset used.
 //! Loopback and software timestamps put the figures within a few µs of the wire's.
 
-use std::io;
-use std::mem::{size_of, zeroed};
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use mcm_proto::net::udp::{RxAddr, SocketOptions, UdpRx};
 use mcm_proto::st2110::FrameRate;
 use mcm_proto::st2110::rtp::Packet;
 use mcm_proto::st2110::sdp::{self, Fmtp, MediaKind, Session};
@@ -237,109 +235,38 @@ pub fn tai_offset_ns() -> i64 {
     (((d + 500_000_000).div_euclid(1_000_000_000)) * 1_000_000_000) as i64
 }
 
-/// A socket receiving one stream with kernel receive timestamps.
+/// A socket receiving one stream with kernel receive timestamps: the engine's own kernel UDP
+/// receiver ([`UdpRx`], shared through `mcm_proto::net`), with GRO off so every datagram keeps
+/// its own timestamp.
 #[derive(Debug)]
 pub struct Receiver {
-    sock: UdpSocket,
+    rx: UdpRx,
     /// Datagrams that were not RTP of the stream's payload type.
     pub malformed: u64,
     /// Datagrams without a kernel timestamp (stamped in user space instead).
     pub unstamped: u64,
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-fn setsockopt<T>(fd: RawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
-    // SAFETY: `value` is a live `T` and the length passed is exactly its size.
-    check(unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            size_of::<T>() as libc::socklen_t,
-        )
-    })
-}
-
-const BATCH: usize = 64;
-const DATAGRAM: usize = 9000;
-
 impl Receiver {
     /// Binds `stream`'s destination (reusable, so an engine rx session may share a multicast
     /// group), joins the group on `interface` when multicast, asks for `SO_TIMESTAMPNS`.
     pub fn open(stream: &Stream, interface: Ipv4Addr) -> Result<Self, String> {
-        let ctx = |what: &str| {
-            let what = what.to_owned();
-            move |e: io::Error| format!("{what} {}:{}: {e}", stream.addr, stream.port)
+        let opts = SocketOptions {
+            buffer_bytes: 64 << 20,
+            interface,
+            rx_timestamps: true,
+            gro: false,
+            ..SocketOptions::default()
         };
-        // SAFETY: plain socket(2) call; the result is checked before it is owned.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_INET,
-                libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                libc::IPPROTO_UDP,
-            )
+        let at = RxAddr {
+            addr: stream.addr,
+            port: stream.port,
+            source: stream.source.filter(|_| stream.addr.is_multicast()),
         };
-        check(fd).map_err(ctx("socket for"))?;
-        // SAFETY: `fd` is a fresh descriptor nobody else owns.
-        let sock = unsafe { UdpSocket::from_raw_fd(fd) };
-        let on: libc::c_int = 1;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &on).map_err(ctx("SO_REUSEADDR"))?;
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on)
-            .map_err(ctx("SO_TIMESTAMPNS"))?;
-        let size: libc::c_int = 64 << 20;
-        if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &size).is_err() {
-            let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &size);
-        }
-        let sa = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: stream.port.to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(stream.addr).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
-        // SAFETY: `sa` is a live sockaddr_in and the length is its size.
-        check(unsafe {
-            libc::bind(
-                fd,
-                (&raw const sa).cast(),
-                size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        })
-        .map_err(ctx("bind"))?;
-        if stream.addr.is_multicast() {
-            let be = |a: Ipv4Addr| libc::in_addr {
-                s_addr: u32::from(a).to_be(),
-            };
-            match stream.source {
-                Some(src) => {
-                    let m = libc::ip_mreq_source {
-                        imr_multiaddr: be(stream.addr),
-                        imr_interface: be(interface),
-                        imr_sourceaddr: be(src),
-                    };
-                    setsockopt(fd, libc::IPPROTO_IP, libc::IP_ADD_SOURCE_MEMBERSHIP, &m)
-                }
-                None => {
-                    let m = libc::ip_mreq {
-                        imr_multiaddr: be(stream.addr),
-                        imr_interface: be(interface),
-                    };
-                    setsockopt(fd, libc::IPPROTO_IP, libc::IP_ADD_MEMBERSHIP, &m)
-                }
-            }
-            .map_err(ctx("join"))?;
-        }
+        let rx = UdpRx::open(at, &opts)
+            .map_err(|e| format!("listen on {}:{}: {e}", stream.addr, stream.port))?;
         Ok(Self {
-            sock,
+            rx,
             malformed: 0,
             unstamped: 0,
         })
@@ -357,32 +284,42 @@ impl Receiver {
         pt: u8,
     ) -> Result<Vec<FrameGrade>, String> {
         let mut grades = Vec::with_capacity(frames as usize + 1);
-        self.sock
-            .set_read_timeout(Some(idle.max(Duration::from_millis(1))))
-            .map_err(|e| format!("SO_RCVTIMEO: {e}"))?;
-        let mut data = vec![0u8; BATCH * DATAGRAM];
         let mut last = Instant::now();
         let mut progress = crate::report::Progress::new("frames graded", frames);
+        let Self {
+            rx,
+            malformed,
+            unstamped,
+        } = self;
         while (grades.len() as u64) < frames {
             progress.tick(grades.len() as u64);
-            let n = self.recv_batch(&mut data, |d, ts| {
+            // Block until a datagram waits (or the idle time is up); the socket itself never
+            // blocks.
+            if !rx.has_pending() && !wait_readable(rx, idle.saturating_sub(last.elapsed()))? {
+                break;
+            }
+            let n = rx.recv(usize::MAX, Instant::now(), &mut |d, meta| {
+                let ts = meta.timestamp_ns.unwrap_or_else(|| {
+                    *unstamped += 1;
+                    mcm_sdk::conn::realtime_ns()
+                });
                 let Ok(p) = Packet::new_checked(d) else {
-                    return false;
+                    *malformed += 1;
+                    return;
                 };
                 if p.payload_type() != pt {
-                    return false;
+                    *malformed += 1;
+                    return;
                 }
                 let t = (ts as i64).saturating_add(tai_offset_ns).max(0) as u64;
                 if let Some(g) = meter.on_packet(t, p.timestamp(), p.marker()) {
                     grades.push(g);
                 }
-                true
             });
-            match n {
-                Ok(0) | Err(_) if last.elapsed() >= idle => break,
-                Ok(0) => {}
-                Ok(_) => last = Instant::now(),
-                Err(e) => return Err(format!("receive: {e}")),
+            if n > 0 {
+                last = Instant::now();
+            } else if last.elapsed() >= idle {
+                break;
             }
         }
         if (grades.len() as u64) < frames
@@ -393,84 +330,22 @@ impl Receiver {
         grades.truncate(frames as usize);
         Ok(grades)
     }
-
-    /// One blocking `recvmmsg` (returns at the first datagram, or at the read timeout with 0).
-    /// `f` gets each datagram and its timestamp and says whether it was the stream's.
-    fn recv_batch(
-        &mut self,
-        data: &mut [u8],
-        mut f: impl FnMut(&[u8], u64) -> bool,
-    ) -> io::Result<usize> {
-        // SAFETY: plain old data; all zeroes is a valid value.
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        let mut iov = [libc::iovec {
-            iov_base: std::ptr::null_mut(),
-            iov_len: 0,
-        }; BATCH];
-        let mut cbuf = [[0u64; 8]; BATCH];
-        let base = data.as_mut_ptr();
-        for i in 0..BATCH {
-            // SAFETY: `data` holds BATCH datagrams of DATAGRAM bytes.
-            iov[i].iov_base = unsafe { base.add(i * DATAGRAM) }.cast();
-            iov[i].iov_len = DATAGRAM;
-            let h = &mut msgs[i].msg_hdr;
-            h.msg_iov = &raw mut iov[i];
-            h.msg_iovlen = 1;
-            h.msg_control = cbuf[i].as_mut_ptr().cast();
-            h.msg_controllen = size_of::<[u64; 8]>();
-        }
-        // SAFETY: every message points at live buffers of the sizes given; the socket's
-        // SO_RCVTIMEO bounds the wait.
-        let rc = unsafe {
-            libc::recvmmsg(
-                self.sock.as_raw_fd(),
-                msgs.as_mut_ptr(),
-                BATCH as u32,
-                libc::MSG_WAITFORONE,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return match e.kind() {
-                io::ErrorKind::WouldBlock
-                | io::ErrorKind::TimedOut
-                | io::ErrorKind::Interrupted => Ok(0),
-                _ => Err(e),
-            };
-        }
-        for (i, m) in msgs[..rc as usize].iter().enumerate() {
-            let len = (m.msg_len as usize).min(DATAGRAM);
-            let ts = match timestamp(&m.msg_hdr) {
-                Some(t) => t,
-                None => {
-                    self.unstamped += 1;
-                    mcm_sdk::conn::realtime_ns()
-                }
-            };
-            if !f(&data[i * DATAGRAM..i * DATAGRAM + len], ts) {
-                self.malformed += 1;
-            }
-        }
-        Ok(rc as usize)
-    }
 }
 
-/// The `SCM_TIMESTAMPNS` of a received message (CLOCK_REALTIME ns).
-fn timestamp(h: &libc::msghdr) -> Option<u64> {
-    // SAFETY: `h` was filled by recvmmsg; the CMSG_* macros walk its control buffer within
-    // `msg_controllen`, and the timespec is read unaligned.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(h);
-        while !c.is_null() {
-            if ((*c).cmsg_level, (*c).cmsg_type) == (libc::SOL_SOCKET, libc::SCM_TIMESTAMPNS) {
-                let t = libc::CMSG_DATA(c).cast::<libc::timespec>().read_unaligned();
-                return Some(t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64);
-            }
-            c = libc::CMSG_NXTHDR(h, c);
-        }
+/// Waits up to `limit` for `rx`'s socket to be readable; returns whether it is.
+fn wait_readable(rx: &UdpRx, limit: Duration) -> Result<bool, String> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let mut fds = [PollFd::from_borrowed_fd(rx.fd(), PollFlags::IN)];
+    let limit = limit.max(Duration::from_millis(1));
+    let t = Timespec {
+        tv_sec: limit.as_secs() as i64,
+        tv_nsec: i64::from(limit.subsec_nanos()),
+    };
+    match poll(&mut fds, Some(&t)) {
+        Ok(n) => Ok(n > 0),
+        Err(rustix::io::Errno::INTR) => Ok(true),
+        Err(e) => Err(format!("poll: {e}")),
     }
-    None
 }
 
 /// Name of a class as the report prints it.
@@ -678,6 +553,7 @@ pub fn run(a: &PacingArgs) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::UdpSocket;
 
     const SDP: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=t\r\nt=0 0\r\n\
         m=video 5004 RTP/AVP 96\r\nc=IN IP4 239.1.2.3/32\r\n\

@@ -4,11 +4,15 @@
 //! - [`frame`]: the length-prefixed framing those messages travel in.
 //! - [`config`]: MCM's client and connection JSON, parsed and validated, and MCM's error codes.
 //! - [`shm`]: shared-memory layouts (rings, descriptors, mappings) with the code that reads and
-//!   writes them. This is the only module of the crate that uses `unsafe`.
+//!   writes them.
+//! - [`net`]: kernel UDP sockets (datagrams cross hosts and processes), shared by the engine's
+//!   packet I/O and `mcm-perf`. `shm` and `net` are the only modules of the crate that use
+//!   `unsafe`.
 //! - [`st2110`]: SMPTE ST 2110 wire formats, SDP and -21 timing, pure code over byte slices.
 
 pub mod config;
 pub mod frame;
+pub mod net;
 pub mod shm;
 pub mod st2110;
 
