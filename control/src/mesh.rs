@@ -94,8 +94,12 @@ struct NetEdge {
     /// What it is, for stats and logs.
     kind: String,
     counters: Arc<EdgeCounters>,
-    /// Connections that named it; it is detached when the last one leaves.
+    /// Connections that named it; it is detached when the last one leaves, unless the control
+    /// plane attached it too (`configured`).
     owners: Vec<ConnId>,
+    /// Attached by [`Mesh::attach_edge`] (configuration, the control plane): kept, and its group
+    /// with it, until [`Mesh::detach_edge`].
+    configured: bool,
 }
 
 impl Group {
@@ -230,12 +234,12 @@ impl Mesh {
             Some(self.create_group(dp, &urn, &cfg)?)
         };
         let result = self
-            .check_edges(&urn, kind, &edges)
+            .check_edges(&urn, Some(kind), &edges)
             .and_then(|()| self.join(session, &urn, kind, capacity, transport, now))
             .and_then(|created| {
                 let conn = created.0.conn_id;
-                match self.attach_edges(dp, &urn, conn, &edges, cfg.payload_size()) {
-                    Ok(()) => Ok(created),
+                match self.attach_edges(dp, &urn, Some(conn), &edges, cfg.payload_size()) {
+                    Ok(_) => Ok(created),
                     Err(e) => {
                         self.remove(dp, conn);
                         Err(e)
@@ -252,15 +256,21 @@ impl Mesh {
         result
     }
 
-    /// Refuses edges that do not fit group `urn` with a connection of `kind`: a second
-    /// source, or more sinks than a group can have. An edge the group has already is shared.
-    fn check_edges(&self, urn: &str, kind: ConnKind, edges: &[ConfigEdge]) -> Result<(), Refusal> {
+    /// Refuses edges that do not fit group `urn` with a connection of `kind` (`None`: edges
+    /// alone): a second source, or more sinks than a group can have. An edge the group has
+    /// already is shared.
+    fn check_edges(
+        &self,
+        urn: &str,
+        kind: Option<ConnKind>,
+        edges: &[ConfigEdge],
+    ) -> Result<(), Refusal> {
         let g = &self.groups[urn];
         let mut source = g.source.map(|s| g.describe_source(s));
-        if kind == ConnKind::Tx && source.is_none() {
+        if kind == Some(ConnKind::Tx) && source.is_none() {
             source = Some("a sender (this connection)".to_owned());
         }
-        let mut sinks = g.sinks.len() + g.sink_edges() + usize::from(kind == ConnKind::Rx);
+        let mut sinks = g.sinks.len() + g.sink_edges() + usize::from(kind == Some(ConnKind::Rx));
         for (i, e) in edges.iter().enumerate() {
             if g.edges.iter().any(|n| n.config == *e) {
                 continue;
@@ -302,20 +312,25 @@ impl Mesh {
         Ok(())
     }
 
-    /// Attaches the edges `conn` named: shared with the group's identical edge, or built.
+    /// Attaches the edges `owner` named (`None`: the control plane): shared with the group's
+    /// identical edge, or built. Returns their ids.
     fn attach_edges(
         &mut self,
         dp: &mut dyn Dataplane,
         urn: &str,
-        conn: ConnId,
+        owner: Option<ConnId>,
         edges: &[ConfigEdge],
         payload_size: u32,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Vec<EdgeId>, Refusal> {
+        let mut ids = Vec::with_capacity(edges.len());
         for e in edges {
             let g = self.groups.get_mut(urn).expect("joined above");
             let id = match g.edges.iter_mut().find(|n| n.config == *e) {
                 Some(n) => {
-                    n.owners.push(conn);
+                    match owner {
+                        Some(conn) => n.owners.push(conn),
+                        None => n.configured = true,
+                    }
                     n.id
                 }
                 None => {
@@ -351,15 +366,84 @@ impl Mesh {
                         role,
                         kind,
                         counters,
-                        owners: vec![conn],
+                        owners: owner.into_iter().collect(),
+                        configured: owner.is_none(),
                     });
                     id
                 }
             };
-            if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(c) = owner.and_then(|conn| self.conns.get_mut(&conn)) {
                 c.edges.push(id);
             }
+            ids.push(id);
         }
+        Ok(ids)
+    }
+
+    /// Attaches network edge `edge` to group `urn` for the control plane (configuration, the
+    /// gRPC service): the group is created for `cfg`'s payload when it does not exist, and it
+    /// lives, with no SDK member, until [`detach_edge`](Self::detach_edge). An identical edge a
+    /// connection named is shared. Refused whole, with the reason, when it does not fit.
+    pub fn attach_edge(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        cfg: &ConnectionConfig,
+        edge: &ConfigEdge,
+    ) -> Result<EdgeId, Refusal> {
+        let created = if self.groups.contains_key(urn) {
+            self.check_sizes(urn, cfg)?;
+            None
+        } else {
+            Some(self.create_group(dp, urn, cfg)?)
+        };
+        let edges = std::slice::from_ref(edge);
+        let result = self
+            .check_edges(urn, None, edges)
+            .and_then(|()| self.attach_edges(dp, urn, None, edges, cfg.payload_size()));
+        match result {
+            Ok(ids) => Ok(ids[0]),
+            Err(e) => {
+                if created.is_some() {
+                    self.destroy_if_empty(dp, urn);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Detaches a network edge the control plane attached (it stays while a connection still
+    /// names it); the group goes when nothing is left in it.
+    pub fn detach_edge(&mut self, dp: &mut dyn Dataplane, edge: EdgeId) -> Result<(), Refusal> {
+        let found = self.groups.iter_mut().find_map(|(urn, g)| {
+            let i = g.edges.iter().position(|e| e.id == edge && e.configured)?;
+            Some((urn.clone(), g, i))
+        });
+        let Some((urn, g, i)) = found else {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::ConnFailed,
+                format!("edge {edge} was not attached by the control plane (or is gone)"),
+            ));
+        };
+        g.edges[i].configured = false;
+        if g.edges[i].owners.is_empty() {
+            let e = g.edges.remove(i);
+            if g.source == Some(e.id) {
+                g.source = None;
+            }
+            if let Err(err) = dp.submit(Command::DetachEdge {
+                group: g.id,
+                edge: e.id,
+            }) {
+                tracing::error!(
+                    "edge {}: detach not delivered to the data plane: {err}",
+                    e.id
+                );
+            }
+            tracing::info!("group {urn:?}: edge {} ({}) detached", e.id, e.kind);
+        }
+        self.destroy_if_empty(dp, &urn);
         Ok(())
     }
 
@@ -382,13 +466,8 @@ impl Mesh {
         }
     }
 
-    /// Refuses a connection that does not fit the existing group `urn`.
-    fn check_joinable(
-        &self,
-        urn: &str,
-        kind: ConnKind,
-        cfg: &ConnectionConfig,
-    ) -> Result<(), Refusal> {
+    /// Refuses what asks for other buffer sizes than the existing group `urn` carries.
+    fn check_sizes(&self, urn: &str, cfg: &ConnectionConfig) -> Result<(), Refusal> {
         let g = &self.groups[urn];
         if g.payload_size != cfg.payload_size() || g.metadata_size != cfg.max_metadata_size() {
             return Err(Refusal::new(
@@ -404,6 +483,18 @@ impl Mesh {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Refuses a connection that does not fit the existing group `urn`.
+    fn check_joinable(
+        &self,
+        urn: &str,
+        kind: ConnKind,
+        cfg: &ConnectionConfig,
+    ) -> Result<(), Refusal> {
+        self.check_sizes(urn, cfg)?;
+        let g = &self.groups[urn];
         match kind {
             ConnKind::Tx => {
                 if let Some(src) = g.source {
@@ -801,7 +892,7 @@ impl Mesh {
                 continue;
             };
             g.edges[i].owners.retain(|&o| o != conn);
-            if g.edges[i].owners.is_empty() {
+            if g.edges[i].owners.is_empty() && !g.edges[i].configured {
                 let e = g.edges.remove(i);
                 if g.source == Some(e.id) {
                     g.source = None;
@@ -1155,6 +1246,61 @@ mod tests {
                 "destroy 1"
             ],
             "one tx edge for both owners; each edge detached when its last owner left"
+        );
+    }
+
+    #[test]
+    fn an_edge_the_control_plane_attaches_keeps_its_group_with_no_sdk_member() {
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        let cfg =
+            ConnectionConfig::from_json(&with_edges(RX, "cfg", &[]).config_json, Direction::Rx)
+                .unwrap();
+        let tx_edge = |port| ConfigEdge::St2110 {
+            direction: Direction::Tx,
+            stream: mcm_proto::config::transport::St2110 {
+                transport: mcm_proto::config::transport::Transport::St2110_20,
+                ip_addr: "239.1.1.1".parse().unwrap(),
+                port,
+                multicast_source_ip_addr: None,
+                pacing: None,
+                payload_type: 112,
+                transport_pixel_format: Some("yuv422p10rfc4175".to_owned()),
+                sdp_file: None,
+            },
+        };
+        let edge = m.attach_edge(&mut dp, "cfg", &cfg, &tx_edge(6000)).unwrap();
+        assert_eq!((m.groups(), m.connections()), (1, 0));
+        // A receiver comes and goes, naming the same edge: the group and the edge stay.
+        let (rx, _) = m
+            .create(
+                &mut dp,
+                1,
+                &with_edges(RX, "cfg", &[("tx", 6000)]),
+                Transport::Unix,
+                now,
+            )
+            .unwrap();
+        m.delete(&mut dp, 1, rx.conn_id).unwrap();
+        assert_eq!(m.groups(), 1, "the configured edge keeps the group");
+        // Another size is refused whole.
+        let audio =
+            ConnectionConfig::from_json(&req(RX, "cfg", 4).config_json, Direction::Rx).unwrap();
+        let e = m
+            .attach_edge(&mut dp, "cfg", &audio, &tx_edge(6002))
+            .unwrap_err();
+        assert!(e.message.contains("the same sizes"), "{e:?}");
+        m.detach_edge(&mut dp, edge).unwrap();
+        assert_eq!(m.groups(), 0);
+        let e = m.detach_edge(&mut dp, edge).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ERROR_CODE_NOT_FOUND);
+        assert_eq!(
+            dp.commands,
+            [
+                "create 1 cfg slots=64 payload=8192",
+                "attach 1 1 st2110-20 tx 239.1.1.1:6000",
+                "detach 1 1",
+                "destroy 1"
+            ]
         );
     }
 }
