@@ -15,12 +15,12 @@ pub type GroupId = u64;
 /// Identifies an SDK connection, unique within the engine's lifetime.
 pub type ConnId = u64;
 
-/// What a connection is to its group.
+/// What an edge is to its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Produces the group's frames (an SDK tx connection).
+    /// Produces the group's frames (an SDK tx connection, an ST 2110 rx session); one per group.
     Source,
-    /// Receives every frame of the group (an SDK rx connection).
+    /// Receives every frame of the group (an SDK rx connection, an ST 2110 tx session).
     Sink,
 }
 
