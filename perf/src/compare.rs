@@ -668,6 +668,8 @@ fn ours_st2110(a: &CompareArgs, s: &Stream) -> Result<(Round, Hist), String> {
         target: a.target.clone(),
         no_grade: true,
         flood: 0,
+        second_destination: false,
+        detach_second_after: None,
         json: true,
         out: OutputArgs::default(),
     };

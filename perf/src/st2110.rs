@@ -75,6 +75,15 @@ pub struct St2110Args {
     /// the sender's lcore.
     #[arg(long, default_value_t = 0)]
     pub(crate) flood: u64,
+    /// Send the stream to a second destination too: the sender's group gets a second ST 2110
+    /// tx edge (to the next multicast address, same port), named by a monitoring connection
+    /// of this tool. The measured stream is the first destination's.
+    #[arg(long)]
+    pub(crate) second_destination: bool,
+    /// With `--second-destination`: delete the monitoring connection after this many frames,
+    /// which detaches the second edge mid-stream.
+    #[arg(long)]
+    pub(crate) detach_second_after: Option<u64>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub(crate) json: bool,
@@ -86,6 +95,24 @@ pub struct St2110Args {
 
 fn connection_json(a: &St2110Args, port: u16) -> String {
     stream_json(a, &a.group.to_string(), port)
+}
+
+/// The sender's group with `--second-destination`, and the edge to `addr:port` (tx).
+fn fan_json(a: &St2110Args, addr: Ipv4Addr, port: u16) -> String {
+    format!(
+        r#"{{"bufferQueueCapacity": {}, "connection": {{"multipointGroup": {{"urn": "mcm-perf-fan",
+            "edges": [{{"st2110": {{"direction": "tx", "transport": "st2110-20",
+            "ipAddr": "{addr}", "port": {port}, "payloadType": 96, "pacing": "{}",
+            "transportPixelFormat": "{}"}}}}]}}}},
+            "payload": {{"video": {{"width": {}, "height": {}, "fps": {},
+            "pixelFormat": "{}"}}}}}}"#,
+        a.capacity, a.pacing, a.pixel_format, a.width, a.height, a.fps, a.pixel_format
+    )
+}
+
+/// The second destination of `--second-destination`: the group's next multicast address.
+fn second_addr(a: &St2110Args) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from(a.group).wrapping_add(1))
 }
 
 fn stream_json(a: &St2110Args, addr: &str, port: u16) -> String {
@@ -193,9 +220,10 @@ struct RxResult {
 
 fn bridge_line(b: &BridgeStats) -> String {
     format!(
-        "bridge {}: packets {} frames {} incomplete {} dropped {} refused {} lost {} reordered {} \
-         malformed {} late {} send errors {} socket drops {}",
+        "edge {} ({}): packets {} frames {} incomplete {} dropped {} refused {} lost {} \
+         reordered {} malformed {} late {} send errors {} socket drops {}",
         b.group,
+        b.edge_kind,
         b.packets,
         b.frames,
         b.frames_incomplete,
@@ -363,7 +391,12 @@ pub(crate) fn measure(
             })
             .collect();
         ready.wait();
-        let tx_out = send(a, socket, &json, engine_pid, wait);
+        let tx_json = if a.second_destination {
+            fan_json(a, a.group, port)
+        } else {
+            json.clone()
+        };
+        let tx_out = send(a, socket, &tx_json, port, engine_pid, wait);
         // Relaxed: a stop request; the join below waits for the thread.
         stop_flood.store(true, std::sync::atomic::Ordering::Relaxed);
         let flooded = flooding.join().expect("flood thread");
@@ -525,17 +558,29 @@ fn send(
     a: &St2110Args,
     socket: &std::path::Path,
     json: &str,
+    port: u16,
     engine_pid: Option<u32>,
     wait: Timeout,
 ) -> Result<(f64, Vec<BridgeStats>), String> {
     let client = Client::with_unix_socket(socket, ClientConfig::default())
         .map_err(|e| format!("sender: {e}"))?;
+    // The second edge's owner: created before the sender, so the group has both edges from
+    // the first frame.
+    let mut monitor = if a.second_destination {
+        let j = fan_json(a, second_addr(a), port);
+        Some(client.create_rx(&j).map_err(|e| format!("monitor: {e}"))?)
+    } else {
+        None
+    };
     let tx = client.create_tx(json).map_err(|e| format!("sender: {e}"))?;
     let cpu0 = engine_pid.map_or(0.0, engine::cpu_seconds);
     let start = Instant::now();
     let mut progress = report::Progress::new("frames sent", a.frames);
     for i in 0..a.frames {
         progress.tick(i);
+        if a.detach_second_after == Some(i) {
+            drop(monitor.take());
+        }
         let due = start + Duration::from_secs_f64(i as f64 / a.fps);
         if let Some(d) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(d);
@@ -551,10 +596,11 @@ fn send(
     // The tx session may still hold queued frames (a late sender): closing the connection now
     // would drop them. Wait until it has sent every frame, or made no progress for the idle
     // timeout, then let the last packets arrive before the CPU time is read.
+    let first = format!("st2110-20 tx {}:{port}", a.group);
     let tx_done = |bridges: &[BridgeStats]| {
         bridges
             .iter()
-            .find(|b| b.group.starts_with("st2110-tx://"))
+            .find(|b| b.group.starts_with("st2110-tx://") || b.edge_kind == first)
             .map_or(0, |b| b.frames + b.frames_dropped)
     };
     let (mut done, mut progress) = (0, Instant::now());
@@ -575,5 +621,6 @@ fn send(
     std::thread::sleep(Duration::from_millis(100));
     let cpu = engine_pid.map_or(0.0, engine::cpu_seconds) - cpu0;
     drop(tx);
+    drop(monitor);
     Ok((cpu, bridges))
 }
