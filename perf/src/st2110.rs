@@ -240,7 +240,8 @@ fn bridge_line(b: &BridgeStats) -> String {
 
 fn bridge_json(b: &BridgeStats) -> serde_json::Value {
     serde_json::json!({
-        "group": b.group, "packets": b.packets, "frames": b.frames,
+        "group": b.group, "edge_id": b.edge_id, "edge_kind": b.edge_kind,
+        "packets": b.packets, "frames": b.frames,
         "frames_incomplete": b.frames_incomplete, "frames_dropped": b.frames_dropped,
         "frames_refused": b.frames_refused,
         "packets_lost": b.packets_lost, "packets_reordered": b.packets_reordered,
