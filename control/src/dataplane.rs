@@ -135,6 +135,9 @@ pub struct St2110Edge {
     /// Bytes of one buffer's payload (a pool slot's capacity): for st2110-22 the largest
     /// codestream, for st2110-40 the largest ANC frame.
     pub payload_size: u32,
+    /// Most frames the edge may hold at once (the group's per-member quota, which its pool is
+    /// sized for).
+    pub quota: u32,
     /// Where the session counts what it does.
     pub counters: Arc<EdgeCounters>,
 }
@@ -152,11 +155,13 @@ pub enum EdgeSpec {
 
 impl EdgeSpec {
     /// The spec of the network edge `edge` names, for a group of `payload` in slots of
-    /// `payload_size` bytes, counting into `counters`.
+    /// `payload_size` bytes whose members hold at most `quota` frames, counting into
+    /// `counters`.
     pub fn network(
         edge: &ConfigEdge,
         payload: Payload,
         payload_size: u32,
+        quota: u32,
         counters: Arc<EdgeCounters>,
     ) -> Self {
         match edge {
@@ -165,6 +170,7 @@ impl EdgeSpec {
                 st2110: stream.clone(),
                 payload,
                 payload_size,
+                quota,
                 counters,
             }),
         }

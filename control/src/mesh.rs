@@ -37,11 +37,9 @@ use crate::dataplane::{
 };
 use crate::session::{Created, Refusal, Transport};
 
-/// Most network sink edges a group may have besides its SDK receivers (the data plane's
-/// group holds 64 sinks in all).
+/// Most network sink edges a group may have (they count against `sdk.max_sinks_per_group`
+/// with its SDK receivers: the pool holds that many sinks' quotas).
 pub const MAX_SINK_EDGES: usize = 8;
-/// Most sinks of any kind a group has on the data plane (one bit each in a slot's mask).
-pub const MAX_GROUP_SINKS: usize = 64;
 /// Smallest per-member quota a group is sized for.
 pub const MIN_QUOTA: u32 = 16;
 /// How long a TCP client has to fetch its fds with the one-time token.
@@ -271,6 +269,7 @@ impl Mesh {
             source = Some("a sender (this connection)".to_owned());
         }
         let mut sinks = g.sinks.len() + g.sink_edges() + usize::from(kind == Some(ConnKind::Rx));
+        let mut sink_edges = g.sink_edges();
         for (i, e) in edges.iter().enumerate() {
             if g.edges.iter().any(|n| n.config == *e) {
                 continue;
@@ -297,13 +296,20 @@ impl Mesh {
                 }
                 Role::Sink => {
                     sinks += 1;
-                    let limit = (self.config.max_sinks_per_group as usize + MAX_SINK_EDGES)
-                        .min(MAX_GROUP_SINKS);
+                    sink_edges += 1;
+                    // The pool holds the quotas of max_sinks_per_group sinks of any kind.
+                    let limit = self.config.max_sinks_per_group as usize;
                     if sinks > limit {
                         return refuse(format!(
-                            "group {urn:?} would have {sinks} sinks (limit {limit}: \
-                             sdk.max_sinks_per_group receivers and {MAX_SINK_EDGES} network \
-                             edges, {MAX_GROUP_SINKS} in all)"
+                            "group {urn:?} would have {sinks} sinks (limit \
+                             sdk.max_sinks_per_group = {limit}, receivers and network edges \
+                             together)"
+                        ));
+                    }
+                    if sink_edges > MAX_SINK_EDGES {
+                        return refuse(format!(
+                            "group {urn:?} would have {sink_edges} network sink edges (limit \
+                             {MAX_SINK_EDGES})"
                         ));
                     }
                 }
@@ -336,7 +342,8 @@ impl Mesh {
                 None => {
                     let id = self.next_conn;
                     let counters = Arc::new(EdgeCounters::default());
-                    let spec = EdgeSpec::network(e, g.payload, payload_size, counters.clone());
+                    let spec =
+                        EdgeSpec::network(e, g.payload, payload_size, g.quota, counters.clone());
                     let (role, kind) = (spec.role(), spec.describe());
                     dp.submit(Command::AttachEdge {
                         group: g.id,
@@ -509,16 +516,15 @@ impl Mesh {
                 }
             }
             ConnKind::Rx => {
-                if g.sinks.len() >= self.config.max_sinks_per_group as usize
-                    || g.sinks.len() + g.sink_edges() >= MAX_GROUP_SINKS
-                {
+                if g.sinks.len() + g.sink_edges() >= self.config.max_sinks_per_group as usize {
                     return Err(Refusal::new(
                         ErrorCode::ERROR_CODE_LIMIT,
                         MeshErr::MaxConn,
                         format!(
-                            "group {urn:?} already has {} receivers (limit sdk.max_sinks_per_group \
-                             = {})",
+                            "group {urn:?} already has {} receivers and {} network sink edges \
+                             (limit sdk.max_sinks_per_group = {}, both together)",
                             g.sinks.len(),
+                            g.sink_edges(),
                             self.config.max_sinks_per_group
                         ),
                     ));

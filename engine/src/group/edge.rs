@@ -123,6 +123,9 @@ pub struct SourceIo<'a> {
     /// Slots it holds now, and the most it may hold now.
     count: &'a mut u32,
     cap: u32,
+    /// Each publication lowers `cap` (the cap counts what pacing sinks hold, and every frame
+    /// published will be held by them once the poll hands it on).
+    capped_by_sinks: bool,
     /// Where publications are written (the caller's, reused poll after poll: nothing is
     /// initialised or copied per poll).
     published: &'a mut [Frame; IO_BATCH],
@@ -144,9 +147,17 @@ impl<'a> SourceIo<'a> {
             held,
             count,
             cap,
+            capped_by_sinks: false,
             published: out,
             n_published: 0,
         }
+    }
+
+    /// Counts every publication against the cap, as the pacing sinks will hold it: a source
+    /// that publishes and lends again in one poll never has more frames in flight than its cap.
+    pub fn capped_by_sinks(mut self) -> Self {
+        self.capped_by_sinks = true;
+        self
     }
 
     fn holds(&self, slot: u32) -> bool {
@@ -245,6 +256,9 @@ impl<'a> SourceIo<'a> {
         }
         self.held[frame.slot as usize] = false;
         *self.count -= 1;
+        if self.capped_by_sinks {
+            self.cap = self.cap.saturating_sub(1);
+        }
         self.published[self.n_published] = frame;
         self.n_published += 1;
         Ok(())

@@ -226,20 +226,20 @@ impl GroupPort {
 
     fn attach(&mut self, edge: EdgeId, part: Part, now: Instant) {
         if self.closing {
-            self.reporter.emit(Event::EdgeFailed {
+            self.reporter.discard(Box::new(part));
+            return self.reporter.emit(Event::EdgeFailed {
                 edge,
                 reason: EdgeFailure::NoGroup,
             });
-            return self.reporter.discard(Box::new(part));
         }
         match part {
             Part::Source(imp, quota) => {
                 if self.source.is_some() {
-                    self.reporter.emit(Event::EdgeFailed {
+                    self.reporter.discard(Box::new(imp));
+                    return self.reporter.emit(Event::EdgeFailed {
                         edge,
                         reason: EdgeFailure::SecondSource,
                     });
-                    return self.reporter.discard(Box::new(imp));
                 }
                 self.watch(edge, imp.wake_fd());
                 self.source = Some(SourceSlot {
@@ -251,11 +251,11 @@ impl GroupPort {
             }
             Part::Sink(imp, quota) => {
                 let Some(i) = self.sinks.iter().position(Option::is_none) else {
-                    self.reporter.emit(Event::EdgeFailed {
+                    self.reporter.discard(Box::new(imp));
+                    return self.reporter.emit(Event::EdgeFailed {
                         edge,
                         reason: EdgeFailure::TooManySinks { limit: MAX_SINKS },
                     });
-                    return self.reporter.discard(Box::new(imp));
                 };
                 self.watch(edge, imp.wake_fd());
                 let bit = 1u64 << i;
@@ -344,6 +344,7 @@ impl GroupPort {
         cap: impl FnOnce(&SourceSlot) -> u32,
         f: impl FnOnce(&mut dyn Source, &mut SourceIo<'_>) -> R,
     ) -> Option<R> {
+        let paced = self.paced_mask != 0;
         let src = self.source.as_mut()?;
         let cap = cap(src);
         let out = &mut self.published;
@@ -354,6 +355,9 @@ impl GroupPort {
             cap,
             out,
         );
+        if paced && src.imp.waits_for_sinks() {
+            io = io.capped_by_sinks();
+        }
         let r = f(src.imp.as_mut(), &mut io);
         let n = io.published().len();
         for k in 0..n {
@@ -373,8 +377,10 @@ impl GroupPort {
                 self.free(slot);
             }
         }
-        self.report_removed(src.edge, failure);
+        // Handed back before it is reported: the control thread drops it (closing an SDK
+        // client's block) before it acts on the event.
         self.reporter.discard(Box::new(src.imp));
+        self.report_removed(src.edge, failure);
     }
 
     fn remove_sink(&mut self, i: usize, failure: Option<EdgeFailure>) {
@@ -397,8 +403,8 @@ impl GroupPort {
                 }
             }
         }
-        self.report_removed(s.edge, failure);
         self.reporter.discard(Box::new(s.imp));
+        self.report_removed(s.edge, failure);
     }
 
     fn report_removed(&self, edge: EdgeId, failure: Option<EdgeFailure>) {

@@ -390,11 +390,16 @@ struct Script {
 
 struct TestEdge {
     script: Arc<std::sync::Mutex<Script>>,
+    /// As a sink: whether it paces the source (an ST 2110 sender would).
+    paces: bool,
 }
 
 impl Sink for TestEdge {
     fn name(&self) -> &str {
         "test sink"
+    }
+    fn paces_source(&self) -> bool {
+        self.paces
     }
     fn offer(&mut self, frame: Frame) -> bool {
         let mut s = self.script.lock().unwrap();
@@ -474,6 +479,7 @@ fn bridged(role: Role, quota: u32) -> (Rig, Arc<std::sync::Mutex<Script>>) {
     let script = Arc::new(std::sync::Mutex::new(Script::default()));
     let edge = TestEdge {
         script: script.clone(),
+        paces: false,
     };
     let part = match role {
         Role::Sink => Part::Sink(Box::new(edge), quota),
@@ -574,5 +580,44 @@ fn a_source_bridge_fills_slots_that_reach_every_sink_and_may_abandon_them() {
         "each publication frees the quota again"
     );
     assert_eq!(script.lock().unwrap().starved, 0);
+    assert!(r.failures().is_empty());
+}
+
+/// A sink that paces the group holds the SDK sender to its room: frames the sender has, lent
+/// or queued at the sink, never exceed the smaller quota, even in a poll that takes frames and
+/// lends slots again (the sink then misses none).
+#[test]
+fn a_pacing_sink_caps_what_the_sender_has_in_flight() {
+    let mut r = rig();
+    let script = Arc::new(std::sync::Mutex::new(Script {
+        room: 100,
+        ..Script::default()
+    }));
+    let sink = TestEdge {
+        script: script.clone(),
+        paces: true,
+    };
+    r.attach(100, Part::Sink(Box::new(sink), 4));
+    let mut src = r.join(1, Role::Source, 8, 8);
+    let lent = src.pop_all();
+    assert_eq!(lent.len(), 4, "lent up to the pacing sink's quota");
+    for d in &lent {
+        src.side.push(frame(d.slot, 1, 0)).unwrap();
+    }
+    r.poll();
+    assert_eq!(script.lock().unwrap().offered.len(), 4);
+    assert!(
+        src.pop_all().is_empty(),
+        "the sink holds 4 of its 4: nothing more is lent"
+    );
+    // The sink finishes two frames: two slots are lent again, no more.
+    let done: Vec<u32> = script.lock().unwrap().offered[..2]
+        .iter()
+        .map(|(f, _)| f.slot)
+        .collect();
+    script.lock().unwrap().release = done;
+    r.poll();
+    r.poll();
+    assert_eq!(src.pop_all().len(), 2);
     assert!(r.failures().is_empty());
 }

@@ -176,7 +176,9 @@ impl Sink for St30Tx {
         let mut work = 0;
         let now_ns = self.clock.at(now, &mut self.tai);
         self.anchor = (now, now_ns);
-        while work < budget && !self.queue.is_empty() {
+        // One release per packet: never more packets than this poll can release (a slot whose
+        // release did not fit would stay held).
+        while work < budget && !self.queue.is_empty() && io.room() > 0 {
             let (at, run) = self.due_at(now_ns);
             if at > now_ns {
                 break;
@@ -337,5 +339,32 @@ mod tests {
             0,
             "the first packet is not reordered"
         );
+    }
+
+    /// Buffers the format refuses (not one packet long) are released one per packet slot of
+    /// the poll's batch: 40 of them need two polls, and none stays held.
+    #[test]
+    fn refused_buffers_are_released_within_the_polls_batch() {
+        let format =
+            st30::Format::from_packet_time(st30::Encoding::L24, 2, 48_000, st30::PacketTime::Ms1)
+                .unwrap();
+        let mut rig = Rig::new(64, 1000);
+        let (udp, _rx) = sockets();
+        let counters = Arc::new(EdgeCounters::default());
+        let mut tx = St30Tx::new("t".into(), udp, format, 98, 1, counters.clone(), Clock::Tai);
+        for _ in 0..40 {
+            let f = rig.frame(&[1; 10]);
+            assert!(tx.offer(f));
+        }
+        let mut released = 0;
+        for _ in 0..2 {
+            let mut io = rig.sink_io();
+            tx.poll(Instant::now(), 64, &mut io).unwrap();
+            assert!(io.released().len() <= crate::group::IO_BATCH);
+            released += io.released().len();
+        }
+        assert_eq!(released, 40);
+        assert!(rig.masks.iter().all(|&m| m == 0), "a slot was left held");
+        assert_eq!(EdgeCounters::get(&counters.frames_refused), 40);
     }
 }

@@ -207,7 +207,7 @@ fn video(
                 v.height,
                 timing.packets()
             );
-            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
         }
         Direction::Rx => {
             let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
@@ -310,7 +310,7 @@ fn audio(spec: &St2110Edge, a: &Audio, settings: &Settings) -> Result<Part, Stri
                 Clock::Tai,
             )
             .with_sdp_file(sdp_path);
-            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
         }
         Direction::Rx => {
             let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
@@ -447,7 +447,7 @@ fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part,
             let name = format!("st2110-22 tx {}", tx.dest);
             let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
                 .with_sdp_file(sdp_path);
-            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
         }
         Direction::Rx => {
             let from_sdp = stream_from_sdp(spec)?;
@@ -504,7 +504,7 @@ fn ancillary(spec: &St2110Edge, a: &Ancillary, settings: &Settings) -> Result<Pa
             let format = AncFrame::new(ancillary::MAX_RTP_PAYLOAD);
             let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
                 .with_sdp_file(sdp_path);
-            Ok(Part::Sink(Box::new(tx), SINK_QUEUE as u32))
+            Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
         }
         Direction::Rx => {
             let from_sdp = stream_from_sdp(spec)?;
@@ -697,6 +697,11 @@ fn interface_mac(interface: &str) -> [u8; 6] {
     mac
 }
 
+/// The most frames a tx session holds: the group's quota, within its queue.
+fn sink_quota(spec: &St2110Edge) -> u32 {
+    spec.quota.clamp(1, SINK_QUEUE as u32)
+}
+
 /// The SDP of a tx video session (ST 2110-20 fmtp, ts-refclk, mediaclk, source-filter).
 fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: SenderType) -> String {
     let mut fmtp = sdp::VideoFmtp::new(
@@ -781,6 +786,7 @@ mod tests {
             },
             payload: Payload::Blob,
             payload_size: 64,
+            quota: 16,
             counters: Arc::default(),
         }
     }
