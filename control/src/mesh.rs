@@ -105,6 +105,25 @@ impl Group {
         self.edges.iter().filter(|e| e.role == Role::Sink).count()
     }
 
+    /// Detaches network edge `i` (nothing holds it any more) on the data plane and forgets it.
+    fn detach_edge(&mut self, dp: &mut dyn Dataplane, i: usize, urn: &str) {
+        let e = self.edges.remove(i);
+        if self.source == Some(e.id) {
+            self.source = None;
+        }
+        let cmd = Command::DetachEdge {
+            group: self.id,
+            edge: e.id,
+        };
+        if let Err(err) = dp.submit(cmd) {
+            tracing::error!(
+                "edge {}: detach not delivered to the data plane: {err}",
+                e.id
+            );
+        }
+        tracing::info!("group {urn:?}: edge {} ({}) detached", e.id, e.kind);
+    }
+
     fn describe_source(&self, src: EdgeId) -> String {
         match self.edges.iter().find(|e| e.id == src) {
             Some(e) => format!("a source edge ({}, edge {src})", e.kind),
@@ -435,20 +454,7 @@ impl Mesh {
         };
         g.edges[i].configured = false;
         if g.edges[i].owners.is_empty() {
-            let e = g.edges.remove(i);
-            if g.source == Some(e.id) {
-                g.source = None;
-            }
-            if let Err(err) = dp.submit(Command::DetachEdge {
-                group: g.id,
-                edge: e.id,
-            }) {
-                tracing::error!(
-                    "edge {}: detach not delivered to the data plane: {err}",
-                    e.id
-                );
-            }
-            tracing::info!("group {urn:?}: edge {} ({}) detached", e.id, e.kind);
+            g.detach_edge(dp, i, &urn);
         }
         self.destroy_if_empty(dp, &urn);
         Ok(())
@@ -899,20 +905,7 @@ impl Mesh {
             };
             g.edges[i].owners.retain(|&o| o != conn);
             if g.edges[i].owners.is_empty() && !g.edges[i].configured {
-                let e = g.edges.remove(i);
-                if g.source == Some(e.id) {
-                    g.source = None;
-                }
-                if let Err(err) = dp.submit(Command::DetachEdge {
-                    group: g.id,
-                    edge: e.id,
-                }) {
-                    tracing::error!(
-                        "edge {}: detach not delivered to the data plane: {err}",
-                        e.id
-                    );
-                }
-                tracing::info!("group {:?}: edge {} ({}) detached", c.urn, e.id, e.kind);
+                g.detach_edge(dp, i, &c.urn);
             }
         }
         tracing::info!(
