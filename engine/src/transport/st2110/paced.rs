@@ -391,8 +391,10 @@ pub struct RxCounts {
     pub packets: u64,
     /// Sequence numbers skipped.
     pub lost: u64,
-    /// Packets late, duplicated or out of the sequence.
+    /// Packets late or out of the sequence.
     pub reordered: u64,
+    /// Packets seen before.
+    pub duplicates: u64,
     /// Datagrams that are not RTP of this stream (or whose payload the format refused).
     pub malformed: u64,
 }
@@ -408,8 +410,8 @@ pub struct RtpRx {
     payload_type: Option<u8>,
     /// Only packets whose RTP payload is this long (audio: one packet time of samples).
     payload_len: Option<usize>,
-    /// Late and duplicate packets go to the callback too (audio keeps them; video-like formats
-    /// have already cut their frame at the gap).
+    /// Late packets go to the callback too (audio keeps them; video-like formats have already
+    /// cut their frame at the gap). Duplicates never do.
     deliver_late: bool,
     /// Unicast: the only sender accepted.
     source_filter: Option<Ipv4Addr>,
@@ -471,7 +473,7 @@ impl RtpRx {
         self
     }
 
-    /// Hands late and duplicate packets to the callback too (still counted as reordered).
+    /// Hands late packets to the callback too (still counted as reordered); duplicates never.
     pub fn delivering_late(mut self) -> Self {
         self.deliver_late = true;
         self
@@ -523,6 +525,10 @@ impl RtpRx {
                     }
                     rtp::SeqClass::First => false,
                     rtp::SeqClass::Resync => true,
+                    rtp::SeqClass::Duplicate => {
+                        counts.duplicates += 1;
+                        return; // already handed on once
+                    }
                     _ => {
                         counts.reordered += 1;
                         if !late_too {
@@ -589,6 +595,7 @@ impl RtpRx {
         publish_rx(self.udp.counters(), c);
         c.packets_lost.store(n.lost, Ordering::Relaxed);
         c.packets_reordered.store(n.reordered, Ordering::Relaxed);
+        c.packets_duplicate.store(n.duplicates, Ordering::Relaxed);
         c.packets_malformed.store(n.malformed, Ordering::Relaxed);
     }
 
@@ -842,6 +849,42 @@ pub(super) mod tests {
         }
         assert_eq!(got, 1);
         assert_eq!(EdgeCounters::get(&counters.frames), 1);
+    }
+
+    /// The shared receive loop tells a duplicate from a late packet, hands late ones on only
+    /// when asked and duplicates never, and filters on payload length.
+    #[test]
+    fn the_receive_loop_counts_duplicates_apart_from_late_packets() {
+        for late_too in [false, true] {
+            let (s, rx) = rtp_pair();
+            let mut rx = rx.with_payload_len(4);
+            if late_too {
+                rx = rx.delivering_late();
+            }
+            for seq in [0u16, 1, 1, 3, 2] {
+                s.send(&rtp_packet(seq, 0, false, &[seq as u8; 4])).unwrap();
+            }
+            s.send(&rtp_packet(4, 0, false, &[0; 5])).unwrap(); // wrong length
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                rx.recv(Instant::now(), 64, |p, _| {
+                    got.push(p.sequence_number());
+                    true
+                });
+                if rx.counts().malformed == 1 {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let c = rx.counts();
+            assert_eq!(
+                (c.packets, c.lost, c.reordered, c.duplicates, c.malformed),
+                (5, 1, 1, 1, 1),
+                "{c:?}"
+            );
+            let want: &[u16] = if late_too { &[0, 1, 3, 2] } else { &[0, 1, 3] };
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
