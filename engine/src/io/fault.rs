@@ -12,13 +12,16 @@
 //! - **delay**: every datagram is delivered no earlier than `delay` after it was read.
 //!
 //! Each datagram gets at most one fault, drawn from one xorshift64* number per datagram.
+//!
+//! [`FaultyTx`] does the same on the sending side (loss, duplication, reordering; no delay):
+//! wrapped around a sender, the receiver at the other end of a real socket sees the faults.
 
 use std::collections::VecDeque;
 use std::os::fd::BorrowedFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{IoCounters, PacketRx, RxMeta};
+use super::{Datagram, IoCounters, PacketRx, PacketTx, RxMeta};
 
 /// Bytes of one held datagram (larger ones are cut, which a test never needs).
 pub const MAX_DATAGRAM: usize = 9216;
@@ -270,6 +273,116 @@ fn next(state: &mut u64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
+/// A sender wrapped with faults: loss, duplication and reordering (see the module
+/// documentation); every datagram it sends is a copy of its own (tests only).
+pub struct FaultyTx<T> {
+    inner: T,
+    plan: FaultPlan,
+    rng: u64,
+    /// Held-back copies and how many later datagrams must pass each.
+    back: Vec<(Vec<u8>, u32)>,
+    injected: Injected,
+    /// Datagrams the wrapped sender did not take (its queue was full): gone, as on a wire.
+    refused: u64,
+}
+
+impl<T: PacketTx> FaultyTx<T> {
+    /// `inner` with the faults of `plan` (`delay` is not applied on this side).
+    pub fn new(inner: T, plan: FaultPlan) -> Self {
+        Self {
+            inner,
+            plan,
+            rng: plan.seed ^ 0x9E37_79B9_7F4A_7C15,
+            back: Vec::new(),
+            injected: Injected::default(),
+            refused: 0,
+        }
+    }
+
+    /// What was injected so far (`reordered` counts the datagrams held back and sent after a
+    /// later one).
+    pub fn injected(&self) -> Injected {
+        self.injected
+    }
+
+    /// Datagrams the wrapped sender refused.
+    pub fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    /// Sends every held-back datagram now (the end of a stream).
+    pub fn flush(&mut self) {
+        for (copy, _) in std::mem::take(&mut self.back) {
+            self.out(&copy);
+        }
+    }
+
+    fn out(&mut self, bytes: &[u8]) {
+        let d = Datagram {
+            header: bytes,
+            data: &[],
+        };
+        if self.inner.send(&[d]) == 1 {
+            self.injected.delivered += 1;
+        } else {
+            self.refused += 1;
+        }
+    }
+
+    /// Lets one datagram pass the held-back ones; sends those whose window has passed.
+    fn passed(&mut self) {
+        let mut i = 0;
+        while i < self.back.len() {
+            self.back[i].1 = self.back[i].1.saturating_sub(1);
+            if self.back[i].1 == 0 {
+                let (copy, _) = self.back.remove(i);
+                self.injected.reordered += 1;
+                self.out(&copy);
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+impl<T: PacketTx> PacketTx for FaultyTx<T> {
+    /// Takes every datagram: each is lost, sent, sent twice or held back by its fault.
+    fn send(&mut self, dgrams: &[Datagram<'_>]) -> usize {
+        for d in dgrams {
+            self.injected.seen += 1;
+            let faulty = self.plan.limit.is_none_or(|l| self.injected.seen <= l);
+            let roll = if faulty {
+                (next(&mut self.rng) % 1_000_000) as u32
+            } else {
+                u32::MAX
+            };
+            let p = self.plan;
+            let mut copy = Vec::with_capacity(d.len());
+            copy.extend_from_slice(d.header);
+            copy.extend_from_slice(d.data);
+            if roll < p.loss_ppm {
+                self.injected.lost += 1;
+            } else if roll < p.loss_ppm + p.duplicate_ppm {
+                self.injected.duplicated += 1;
+                self.out(&copy);
+                self.out(&copy);
+                self.passed();
+            } else if roll < p.loss_ppm + p.duplicate_ppm + p.reorder_ppm {
+                self.injected.held_back += 1;
+                self.back.push((copy, p.reorder_window.max(1)));
+            } else {
+                self.out(&copy);
+                self.passed();
+            }
+        }
+        dgrams.len()
+    }
+
+    fn counters(&self) -> IoCounters {
+        self.inner.counters()
+    }
+}
+
 impl<R: PacketRx> PacketRx for FaultyRx<R> {
     fn recv(&mut self, max: usize, now: Instant, f: &mut dyn FnMut(&[u8], RxMeta)) -> usize {
         self.pull(max, now);
@@ -419,5 +532,76 @@ mod tests {
             "the first five were lost, the rest not"
         );
         assert_eq!(rx.injected().lost, 5);
+    }
+
+    /// Faults injected on the sending side reach a real receiver as injected.
+    #[test]
+    fn a_faulty_sender_delivers_what_it_injected_to_a_real_socket() {
+        use super::super::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        let opts = SocketOptions::default();
+        let at = RxAddr {
+            addr: Ipv4Addr::LOCALHOST,
+            port: 0,
+            source: None,
+        };
+        let mut rx = UdpRx::open(at, &opts).unwrap();
+        let udp = UdpTx::open(
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0),
+            rx.local().unwrap(),
+            &opts,
+        )
+        .unwrap();
+        let plan = FaultPlan {
+            seed: 9,
+            loss_ppm: 50_000,
+            duplicate_ppm: 30_000,
+            reorder_ppm: 30_000,
+            reorder_window: 3,
+            ..FaultPlan::default()
+        };
+        let mut tx = FaultyTx::new(udp, plan);
+        for i in 0..2000u32 {
+            let b = i.to_be_bytes();
+            let d = Datagram {
+                header: &b,
+                data: &[],
+            };
+            assert_eq!(tx.send(&[d]), 1);
+        }
+        tx.flush();
+        let inj = tx.injected();
+        assert_eq!(tx.refused(), 0);
+        let mut got = Vec::new();
+        for _ in 0..1000 {
+            rx.recv(usize::MAX, Instant::now(), &mut |d, _| {
+                got.push(u32::from_be_bytes(d.try_into().unwrap()))
+            });
+            if got.len() as u64 == inj.delivered {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(got.len() as u64, inj.delivered);
+        let mut seen = std::collections::HashSet::new();
+        let (mut dups, mut late, mut highest) = (0, 0, None::<u32>);
+        for &x in &got {
+            if !seen.insert(x) {
+                dups += 1;
+                continue;
+            }
+            if highest.is_some_and(|h| x < h) {
+                late += 1;
+            }
+            highest = highest.max(Some(x));
+        }
+        assert!(
+            inj.lost > 50 && inj.duplicated > 20 && inj.held_back > 20,
+            "{inj:?}"
+        );
+        assert_eq!(2000 - seen.len() as u64, inj.lost);
+        assert_eq!(dups, inj.duplicated);
+        // Every held-back datagram went after a later one (the last few only at the flush).
+        assert_eq!(late, inj.held_back);
     }
 }

@@ -4,8 +4,8 @@
 //! which backend carries them.
 //!
 //! - [`udp`]: kernel UDP sockets (`sendmsg` + UDP GSO, `recvmmsg` + GRO, multicast joins).
-//! - [`fault`]: wraps any receiver and injects loss, reordering, duplication and delay from a
-//!   seed, counting what it injected (tests).
+//! - [`fault`]: wraps any receiver (or sender) and injects loss, reordering, duplication (and,
+//!   receiving, delay) from a seed, counting what it injected (tests).
 //! - [`pcap`]: wraps any sender or receiver and writes every datagram to a pcap file (tests,
 //!   debugging).
 //!
