@@ -353,14 +353,14 @@ impl Dataplane for Lcores {
     }
 
     fn drain_events(&mut self, sink: &mut dyn FnMut(Event)) {
-        // Events first, then what was handed back: an edge is handed back before its removal
-        // is reported, so every edge an event names is dropped (an SDK block closed) before the
-        // event is acted on.
-        let events: Vec<Event> = self.events.try_iter().collect();
-        self.collect_garbage();
-        for ev in events {
+        // Each event first, then what was handed back: an edge is handed back before its
+        // removal is reported, so every edge an event names is dropped (an SDK block closed)
+        // before the event is acted on.
+        while let Ok(ev) = self.events.try_recv() {
+            self.collect_garbage();
             sink(ev);
         }
+        self.collect_garbage();
     }
 
     fn flush(&mut self) -> bool {

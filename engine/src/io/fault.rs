@@ -154,11 +154,6 @@ impl<R: PacketRx> FaultyRx<R> {
         self.injected
     }
 
-    /// The wrapped receiver.
-    pub fn inner(&self) -> &R {
-        &self.inner
-    }
-
     /// Reads up to `max` datagrams from the wrapped receiver and files each as its fault says.
     fn pull(&mut self, max: usize, now: Instant) -> usize {
         // Room for every datagram read twice (a duplicate takes a second buffer).
@@ -453,6 +448,24 @@ mod tests {
         }
     }
 
+    /// What a receiver of numbered datagrams counts: distinct numbers, repeats, and numbers
+    /// that arrived after a higher one.
+    fn as_seen(got: &[u32]) -> (u64, u64, u64) {
+        let mut seen = std::collections::HashSet::new();
+        let (mut dups, mut late, mut highest) = (0, 0, None::<u32>);
+        for &x in got {
+            if !seen.insert(x) {
+                dups += 1;
+                continue;
+            }
+            if highest.is_some_and(|h| x < h) {
+                late += 1;
+            }
+            highest = highest.max(Some(x));
+        }
+        (seen.len() as u64, dups, late)
+    }
+
     fn run(plan: FaultPlan, n: u32, now: Instant) -> (Vec<u32>, Injected) {
         let mut rx = FaultyRx::new(Counting { next: 0, n }, plan);
         let mut got = Vec::new();
@@ -491,19 +504,8 @@ mod tests {
         assert_eq!(got.len() as u64, 10_000 - inj.lost + inj.duplicated);
         assert_eq!(inj.delivered, got.len() as u64);
         // Count what a receiver would: distinct numbers missing, repeats, and late arrivals.
-        let mut seen = std::collections::HashSet::new();
-        let (mut dups, mut late, mut highest) = (0, 0, None::<u32>);
-        for &x in &got {
-            if !seen.insert(x) {
-                dups += 1;
-                continue;
-            }
-            if highest.is_some_and(|h| x < h) {
-                late += 1;
-            }
-            highest = highest.max(Some(x));
-        }
-        assert_eq!(10_000 - seen.len() as u64, inj.lost);
+        let (distinct, dups, late) = as_seen(&got);
+        assert_eq!(10_000 - distinct, inj.lost);
         assert_eq!(dups, inj.duplicated);
         assert_eq!(late, inj.reordered);
         // The same seed gives the same faults.
@@ -583,23 +585,12 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(got.len() as u64, inj.delivered);
-        let mut seen = std::collections::HashSet::new();
-        let (mut dups, mut late, mut highest) = (0, 0, None::<u32>);
-        for &x in &got {
-            if !seen.insert(x) {
-                dups += 1;
-                continue;
-            }
-            if highest.is_some_and(|h| x < h) {
-                late += 1;
-            }
-            highest = highest.max(Some(x));
-        }
+        let (distinct, dups, late) = as_seen(&got);
         assert!(
             inj.lost > 50 && inj.duplicated > 20 && inj.held_back > 20,
             "{inj:?}"
         );
-        assert_eq!(2000 - seen.len() as u64, inj.lost);
+        assert_eq!(2000 - distinct, inj.lost);
         assert_eq!(dups, inj.duplicated);
         // Every held-back datagram went after a later one (the last few only at the flush).
         assert_eq!(late, inj.held_back);

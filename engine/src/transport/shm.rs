@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mcm_control::dataplane::{Attachment, ConnCounters, ConnId, RingName, Role, Violation};
+use mcm_control::dataplane::{Attachment, ConnCounters, RingName, Role, Violation};
 use mcm_proto::shm::conn::EngineSide;
 use mcm_proto::shm::desc::Descriptor;
 
@@ -24,7 +24,6 @@ pub fn build(a: Attachment, pool_id: u32) -> Part {
         Role::Source => Part::Source(
             Box::new(ShmSource {
                 name,
-                conn: a.conn,
                 side: a.side,
                 counters: a.counters,
             }),
@@ -45,17 +44,11 @@ pub fn build(a: Attachment, pool_id: u32) -> Part {
 /// An SDK sender: the group's source.
 pub struct ShmSource {
     name: String,
-    conn: ConnId,
     side: EngineSide,
     counters: Arc<ConnCounters>,
 }
 
 impl ShmSource {
-    /// The connection.
-    pub fn conn(&self) -> ConnId {
-        self.conn
-    }
-
     /// Publishes up to `max` of the frames the client sent; returns how many were taken from
     /// the ring.
     fn take_frames(&mut self, max: usize, io: &mut SourceIo<'_>) -> Result<u32, Violation> {

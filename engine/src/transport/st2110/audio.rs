@@ -15,7 +15,7 @@ use mcm_control::dataplane::{EdgeCounters, Violation};
 use mcm_proto::st2110::rtp::{self, HEADER_LEN};
 use mcm_proto::st2110::st30::{self, Continuity};
 
-use super::clock::{Anchor, Clock};
+use super::clock::Clock;
 use super::paced::RtpRx;
 use super::session::SdpFile;
 use crate::group::{Frame, FrameQueue, Sink, SinkIo, Source, SourceIo};
@@ -47,8 +47,6 @@ pub struct St30Tx {
     sdp_file: Option<SdpFile>,
     /// The lcore's time and TAI at the last poll (deadlines are computed from them).
     anchor: (Instant, u64),
-    /// The TAI reading polls extend with the lcore's clock.
-    tai: Anchor,
 }
 
 impl St30Tx {
@@ -75,7 +73,6 @@ impl St30Tx {
             counters,
             sdp_file: None,
             anchor: (Instant::now(), 0),
-            tai: Anchor::default(),
         }
     }
 
@@ -174,7 +171,8 @@ impl Sink for St30Tx {
 
     fn poll(&mut self, now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         let mut work = 0;
-        let now_ns = self.clock.at(now, &mut self.tai);
+        // Read on every poll, as the video sender does (the lcore's `now` is older).
+        let now_ns = self.clock.now_ns();
         self.anchor = (now, now_ns);
         // One release per packet: never more packets than this poll can release (a slot whose
         // release did not fit would stay held).

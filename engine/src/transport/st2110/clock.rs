@@ -2,15 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-/// How long one reading of TAI is extended with the lcore's monotonic clock before TAI is read
-/// again (see [`Clock::at`]).
-pub const REANCHOR: Duration = Duration::from_millis(10);
-
-/// A reading of TAI paired with the monotonic instant it was taken at.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Anchor(Option<(Instant, u64)>);
 
 /// Where a session reads the time.
 #[derive(Debug, Clone)]
@@ -36,28 +27,6 @@ impl Clock {
             // Relaxed: a test's clock; no memory depends on it.
             Clock::Manual(t) => t.load(Ordering::Relaxed),
         }
-    }
-
-    /// TAI (ns) at the lcore's instant `now`, without a clock read on most calls: TAI is read
-    /// (with a fresh monotonic instant beside it) at most every [`REANCHOR`] and extended with
-    /// `now` in between. Both clocks run at the kernel's disciplined rate, so they part only at
-    /// a step of the system time, which the next reading takes in. A manual clock is read on
-    /// every call (tests drive it).
-    pub fn at(&self, now: Instant, anchor: &mut Anchor) -> u64 {
-        if let Clock::Manual(_) = self {
-            return self.now_ns();
-        }
-        if let Some((t, ns)) = anchor.0
-            && now >= t
-            && now - t < REANCHOR
-        {
-            return ns + (now - t).as_nanos() as u64;
-        }
-        let ns = self.now_ns();
-        let t = Instant::now();
-        anchor.0 = Some((t, ns));
-        // `now` was read before this reading: TAI then.
-        ns.saturating_sub(t.saturating_duration_since(now).as_nanos() as u64)
     }
 
     /// The instant (ns since the TAI epoch) an RTP timestamp of a `clock_rate` Hz media clock
@@ -99,35 +68,6 @@ mod tests {
                 assert_eq!(mcm_proto::st2110::rtp::rtp_timestamp(back, rate), ts);
             }
         }
-    }
-
-    #[test]
-    fn tai_is_extended_with_the_monotonic_clock_between_readings() {
-        let mut anchor = Anchor::default();
-        let t0 = Instant::now();
-        let a = Clock::Tai.at(t0, &mut anchor);
-        let (at, ns) = anchor.0.unwrap();
-        // Within REANCHOR: exactly the reading plus the monotonic time since it.
-        let later = at + Duration::from_millis(3);
-        assert_eq!(Clock::Tai.at(later, &mut anchor), ns + 3_000_000);
-        assert_eq!(anchor.0.unwrap().0, at, "no new reading");
-        assert!(a <= ns && ns - a < 1_000_000_000, "{a} {ns}");
-        // Past REANCHOR: read again, and close to the direct reading.
-        let far = Instant::now() + REANCHOR;
-        std::thread::sleep(REANCHOR + Duration::from_millis(1));
-        let b = Clock::Tai.at(far, &mut anchor);
-        assert_ne!(anchor.0.unwrap().0, at, "a new reading");
-        let direct = Clock::Tai.now_ns();
-        assert!(
-            b <= direct + 1_000_000 && direct - b < 1_000_000_000,
-            "{b} {direct}"
-        );
-        // A manual clock is read on every call.
-        let m = Arc::new(AtomicU64::new(5));
-        let clock = Clock::Manual(m.clone());
-        assert_eq!(clock.at(t0, &mut anchor), 5);
-        m.store(9, Ordering::Relaxed);
-        assert_eq!(clock.at(t0, &mut anchor), 9);
     }
 
     #[test]

@@ -724,13 +724,6 @@ pub struct SdpFile {
     text: String,
 }
 
-impl SdpFile {
-    /// Where it is.
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-}
-
 impl Drop for SdpFile {
     fn drop(&mut self) {
         if std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.text) {
