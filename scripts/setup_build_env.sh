@@ -6,10 +6,11 @@ set -euo pipefail
 # System packages: C toolchain for -sys crates and build scripts, pkg-config, iproute2 for netns
 # topologies, procps for ps/pgrep in scripts; the real ST 2110 peers of the interop tests
 # (GStreamer's rtpvrawpay/rtpvrawdepay and L24 elements, FFmpeg), GStreamer's shmsink/shmsrc
-# (in -bad: the local peer of `mcm-perf compare`) and nftables for loss injection.
+# (in -bad: the local peer of `mcm-perf compare`) and nftables for loss injection; libfabric
+# (headers, and its providers and tools) and libclang for bindgen, for ffi/libfabric-sys.
 PACKAGES=(build-essential pkg-config ca-certificates iproute2 procps
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
-    ffmpeg nftables)
+    ffmpeg nftables libfabric-dev libfabric-bin libclang-dev)
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
