@@ -5,6 +5,7 @@ fn main() {
         .pure()
         .includes(["proto"])
         .input("proto/sdk.proto")
+        .input("proto/link.proto")
         .cargo_out_dir("protos")
         .run_from_script();
 }

@@ -2,6 +2,8 @@
 //!
 //! - [`sdk`]: the SDK protocol's protobuf messages (generated from `proto/sdk.proto`).
 //! - [`frame`]: the length-prefixed framing those messages travel in.
+//! - [`link`]: RDMA links between engines: the handshake's messages (`proto/link.proto`), the
+//!   credit messages and the completion data of each frame written.
 //! - [`config`]: MCM's client and connection JSON, parsed and validated, and MCM's error codes.
 //! - [`shm`]: shared-memory layouts (rings, descriptors, mappings) with the code that reads and
 //!   writes them.
@@ -12,15 +14,19 @@
 
 pub mod config;
 pub mod frame;
+pub mod link;
 pub mod net;
 pub mod shm;
 pub mod st2110;
 
-/// Protobuf messages of the SDK protocol, generated at build time from `proto/sdk.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic, unsafe_code)]
-pub mod sdk {
+mod protos {
     include!(concat!(env!("OUT_DIR"), "/protos/mod.rs"));
-    pub use self::sdk::*;
+}
+
+/// Protobuf messages of the SDK protocol, generated at build time from `proto/sdk.proto`.
+pub mod sdk {
+    pub use crate::protos::sdk::*;
 }
 
 /// Version of the SDK protocol this crate speaks. A Hello with another version is refused.

@@ -181,11 +181,12 @@ impl ConnectionConfig {
                 .edges
                 .iter()
                 .enumerate()
-                .map(|(i, e)| match e {
-                    Edge::St2110 { stream, .. } => (
+                .filter_map(|(i, e)| match e {
+                    Edge::St2110 { stream, .. } => Some((
                         format!("connection.multipointGroup.edges[{i}].st2110.transport"),
                         stream,
-                    ),
+                    )),
+                    Edge::Rdma { .. } => None,
                 })
                 .collect(),
             Connection::Rdma(_) => return Ok(()),
@@ -231,6 +232,7 @@ impl ConnectionConfig {
             Connection::St2110(s) => s.transport.sizes_vary(),
             Connection::MultipointGroup(g) => g.edges.iter().any(|e| match e {
                 Edge::St2110 { stream, .. } => stream.transport.sizes_vary(),
+                Edge::Rdma { .. } => false,
             }),
             Connection::Rdma(_) => false,
         };

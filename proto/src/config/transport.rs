@@ -8,7 +8,12 @@
 //!   [`MAX_EDGES`]) lists network ends the group gains while this connection lives: each is
 //!   `{ "st2110": { ...the st2110 fields below..., "direction": "tx" | "rx" } }`, where `tx`
 //!   sends the group's frames as an ST 2110 stream (a sink of the group) and `rx` receives one
-//!   into it (the group's source).
+//!   into it (the group's source); or `{ "rdma": { "direction", "peer", "port", "provider",
+//!   "numEndpoints" } }`, a link to another engine: `tx` writes the group's frames to the engine
+//!   listening at `peer` (`"ip:port"`, required), `rx` listens for one on `port` (absent: the
+//!   next free port of the engine's RDMA range) and feeds the group; `provider` is `"tcp"`
+//!   (default), `"shm"` (same host) or `"verbs"`; `numEndpoints` is `1..=`[`MAX_RDMA_ENDPOINTS`]
+//!   (default 1).
 //! - `st2110`: `{ "transport" ("st2110-20" default, "st2110-22", "st2110-30", "st2110-40" (an mcm
 //!   extension: ST 2110-40 ancillary data)), "ipAddr" (required),
 //!   "port" (required, 1..=65535), "multicastSourceIpAddr", "pacing", "payloadType" (0..=127,
@@ -87,6 +92,27 @@ pub enum Edge {
         /// The stream.
         stream: St2110,
     },
+    /// An RDMA link to another engine.
+    Rdma {
+        /// `Tx`: the engine writes the group's frames to the peer (a sink of the group). `Rx`:
+        /// it takes a peer's frames into the group (the group's source).
+        direction: Direction,
+        /// The link.
+        link: RdmaLink,
+    },
+}
+
+/// `multipointGroup.edges[i].rdma`: one end of an RDMA link between two engines.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RdmaLink {
+    /// Tx: the receiving engine's link address (`peer`). `None` for rx.
+    pub peer: Option<SocketAddr>,
+    /// Rx: the port to listen on (`port`); `None`: the next free one of the engine's range.
+    pub port: Option<u16>,
+    /// libfabric provider (`provider`).
+    pub provider: RdmaProvider,
+    /// Endpoints the frames are striped over (`numEndpoints`), `1..=`[`MAX_RDMA_ENDPOINTS`].
+    pub endpoints: u8,
 }
 
 impl Edge {
@@ -94,6 +120,7 @@ impl Edge {
     pub const fn as_str(&self) -> &'static str {
         match self {
             Self::St2110 { .. } => "st2110",
+            Self::Rdma { .. } => "rdma",
         }
     }
 
@@ -101,7 +128,7 @@ impl Edge {
     /// group's source).
     pub const fn direction(&self) -> Direction {
         match self {
-            Self::St2110 { direction, .. } => *direction,
+            Self::St2110 { direction, .. } | Self::Rdma { direction, .. } => *direction,
         }
     }
 }
@@ -228,6 +255,26 @@ pub enum RdmaProvider {
     Tcp,
     /// `verbs`: RDMA hardware.
     Verbs,
+    /// `shm`: shared memory between processes of one host (an mcm extension).
+    Shm,
+}
+
+impl RdmaProvider {
+    /// The name in the JSON and in libfabric (`"tcp"`, `"verbs"`, `"shm"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Verbs => "verbs",
+            Self::Shm => "shm",
+        }
+    }
+
+    /// Every provider, with its name.
+    pub const ALL: [(&'static str, Self); 3] = [
+        ("tcp", Self::Tcp),
+        ("verbs", Self::Verbs),
+        ("shm", Self::Shm),
+    ];
 }
 
 /// Reads the required `connection` section.
@@ -287,19 +334,66 @@ fn parse_group(obj: &Obj<'_>) -> Result<MultipointGroup, ConfigError> {
 
 /// One `multipointGroup.edges[i]`: exactly one transport key.
 fn parse_edge(obj: &Obj<'_>) -> Result<Edge, ConfigError> {
-    const EDGE_KINDS: [&str; 1] = ["st2110"];
+    const EDGE_KINDS: [&str; 2] = ["st2110", "rdma"];
     let given: Vec<_> = EDGE_KINDS.into_iter().filter(|k| obj.has(k)).collect();
-    let (Some(body), 1) = (obj.obj("st2110")?, given.len()) else {
-        return Err(obj.err_here(CLASS, "exactly one transport is required (allowed: st2110)"));
+    let [kind] = given[..] else {
+        return Err(obj.err_here(
+            CLASS,
+            "exactly one transport is required (allowed: st2110, rdma)",
+        ));
     };
+    let body = obj.obj(kind)?.expect("has() said it is set");
     let dirs = [("tx", Direction::Tx), ("rx", Direction::Rx)];
     if !body.has("direction") {
         return Err(body.err("direction", "required: \"tx\" or \"rx\""));
     }
     let direction = body.choice("direction", &dirs, Direction::Tx)?;
+    if kind == "rdma" {
+        return Ok(Edge::Rdma {
+            direction,
+            link: parse_rdma_link(&body, direction)?,
+        });
+    }
     Ok(Edge::St2110 {
         direction,
         stream: parse_st2110(&body)?,
+    })
+}
+
+fn parse_rdma_link(obj: &Obj<'_>, direction: Direction) -> Result<RdmaLink, ConfigError> {
+    let peer = match obj.str("peer")? {
+        Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
+            obj.err(
+                "peer",
+                format_args!("{} is not an \"ip:port\" address", quote(s)),
+            )
+        })?),
+        None => None,
+    };
+    let port = match obj.has("port") {
+        true => Some(obj.uint("port", 1..=u16::MAX, 1)?),
+        false => None,
+    };
+    match direction {
+        Direction::Tx if peer.is_none() => {
+            return Err(obj.err(
+                "peer",
+                "required for a tx link: the receiving engine's \"ip:port\"",
+            ));
+        }
+        Direction::Tx if port.is_some() => {
+            return Err(obj.err("port", "is for an rx link (a tx link names its peer)"));
+        }
+        Direction::Rx if peer.is_some() => {
+            return Err(obj.err("peer", "is for a tx link (an rx link listens on port)"));
+        }
+        _ => {}
+    }
+    Ok(RdmaLink {
+        peer,
+        port,
+        provider: obj.choice("provider", &RdmaProvider::ALL, RdmaProvider::Tcp)?,
+        endpoints: obj.uint("numEndpoints", 1..=MAX_RDMA_ENDPOINTS, 1)?,
     })
 }
 
@@ -353,7 +447,6 @@ pub(super) fn parse_rdma_options(root: &Obj<'_>) -> Result<RdmaOptions, ConfigEr
     let Some(rdma) = options.obj("rdma")? else {
         return Ok(RdmaOptions::default());
     };
-    let providers = [("tcp", RdmaProvider::Tcp), ("verbs", RdmaProvider::Verbs)];
     let key = match (rdma.has("num_endpoints"), rdma.has("numEndpoints")) {
         (true, true) => {
             return Err(rdma.err_here(CLASS, "give num_endpoints or numEndpoints, not both"));
@@ -362,7 +455,7 @@ pub(super) fn parse_rdma_options(root: &Obj<'_>) -> Result<RdmaOptions, ConfigEr
         _ => "num_endpoints",
     };
     Ok(RdmaOptions {
-        provider: rdma.choice("provider", &providers, RdmaProvider::Tcp)?,
+        provider: rdma.choice("provider", &RdmaProvider::ALL, RdmaProvider::Tcp)?,
         num_endpoints: rdma.uint(key, 1..=MAX_RDMA_ENDPOINTS, 1)?,
     })
 }
@@ -408,7 +501,9 @@ mod tests {
         };
         assert_eq!(g.edges.len(), 2);
         assert_eq!(g.edges[0].direction(), Direction::Rx);
-        let Edge::St2110 { direction, stream } = &g.edges[1];
+        let Edge::St2110 { direction, stream } = &g.edges[1] else {
+            panic!("{:?}", g.edges[1])
+        };
         assert_eq!((*direction, stream.port), (Direction::Tx, 6000));
         assert_eq!(stream.transport, Transport::St2110_30);
         let bad = |edges: Value| {
@@ -426,9 +521,9 @@ mod tests {
              allowed: \"tx\", \"rx\""
         );
         assert_eq!(
-            bad(json!([{"rdma": {}}])),
+            bad(json!([{"rtp": {}}])),
             "connection.multipointGroup.edges[0]: exactly one transport is required (allowed: \
-             st2110)"
+             st2110, rdma)"
         );
         assert_eq!(
             bad(json!("st2110")),
@@ -447,6 +542,67 @@ mod tests {
             bad(json!(nine)),
             "connection.multipointGroup.edges: at most 8 edges are allowed"
         );
+    }
+
+    #[test]
+    fn rdma_edges_name_their_peer_or_their_port() {
+        let c = conn(json!({"multipointGroup": {"urn": "g", "edges": [
+            {"rdma": {"direction": "tx", "peer": "127.0.0.1:9100", "numEndpoints": 4}},
+            {"rdma": {"direction": "rx", "provider": "shm"}},
+            {"rdma": {"direction": "rx", "port": 9101}}]}}))
+        .unwrap();
+        let Connection::MultipointGroup(g) = c else {
+            panic!("{c:?}")
+        };
+        let links: Vec<_> = g
+            .edges
+            .iter()
+            .map(|e| match e {
+                Edge::Rdma { direction, link } => (*direction, link.clone()),
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        let link = |peer: Option<&str>, port, provider, endpoints| RdmaLink {
+            peer: peer.map(|p| p.parse().unwrap()),
+            port,
+            provider,
+            endpoints,
+        };
+        assert_eq!(
+            links,
+            vec![
+                (
+                    Direction::Tx,
+                    link(Some("127.0.0.1:9100"), None, RdmaProvider::Tcp, 4)
+                ),
+                (Direction::Rx, link(None, None, RdmaProvider::Shm, 1)),
+                (Direction::Rx, link(None, Some(9101), RdmaProvider::Tcp, 1)),
+            ]
+        );
+        let bad = |rdma: Value| {
+            inval(conn(
+                json!({"multipointGroup": {"urn": "g", "edges": [{"rdma": rdma}]}}),
+            ))
+        };
+        let at = "connection.multipointGroup.edges[0].rdma";
+        assert_eq!(
+            bad(json!({"direction": "tx"})),
+            format!("{at}.peer: required for a tx link: the receiving engine's \"ip:port\"")
+        );
+        assert_eq!(
+            bad(json!({"direction": "tx", "peer": "host"})),
+            format!("{at}.peer: \"host\" is not an \"ip:port\" address")
+        );
+        assert_eq!(
+            bad(json!({"direction": "rx", "peer": "127.0.0.1:1"})),
+            format!("{at}.peer: is for a tx link (an rx link listens on port)")
+        );
+        assert_eq!(
+            bad(json!({"direction": "tx", "peer": "127.0.0.1:1", "port": 5})),
+            format!("{at}.port: is for an rx link (a tx link names its peer)")
+        );
+        assert!(bad(json!({"direction": "rx", "numEndpoints": 9})).contains("numEndpoints"));
+        assert!(bad(json!({"direction": "rx", "provider": "psm"})).contains("provider"));
     }
 
     #[test]
@@ -711,7 +867,7 @@ mod tests {
             ),
             (
                 json!({"rdma": {"provider": "efa"}}),
-                "options.rdma.provider: \"efa\" is not supported, allowed: \"tcp\", \"verbs\"",
+                "options.rdma.provider: \"efa\" is not supported, allowed: \"tcp\", \"verbs\", \"shm\"",
             ),
             (
                 json!({"rdma": {"provider": 1}}),
