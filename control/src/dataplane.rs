@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use mcm_proto::config::Direction;
 use mcm_proto::config::payload::Payload;
-use mcm_proto::config::transport::{Edge as ConfigEdge, St2110};
+use mcm_proto::config::transport::{Edge as ConfigEdge, RdmaLink, St2110};
 use mcm_proto::shm::conn::{Doorbell, EngineSide};
 use mcm_proto::shm::pool::Pool;
 
@@ -142,6 +142,22 @@ pub struct St2110Edge {
     pub counters: Arc<EdgeCounters>,
 }
 
+/// An RDMA link to another engine as an edge of a group.
+#[derive(Debug, Clone)]
+pub struct RdmaEdge {
+    /// Tx: the edge writes the group's frames to the peer engine (a sink of the group). Rx: it
+    /// listens for a peer and feeds the group (the group's source).
+    pub direction: Direction,
+    /// The link, as the connection or configuration that named the edge asked for it.
+    pub link: RdmaLink,
+    /// What one frame of the group is (both ends of a link must agree).
+    pub payload: Payload,
+    /// Most frames the edge may hold at once (the group's per-member quota).
+    pub quota: u32,
+    /// Where the link counts what it does.
+    pub counters: Arc<EdgeCounters>,
+}
+
 /// What one edge of a group is, transport by transport: the data plane builds the edge from it.
 /// A new transport is one more variant (and its module in the engine); the group, the registry
 /// and this boundary do not change otherwise.
@@ -151,6 +167,8 @@ pub enum EdgeSpec {
     Sdk(Attachment),
     /// An ST 2110 session on the network.
     St2110(St2110Edge),
+    /// An RDMA link to another engine.
+    Rdma(RdmaEdge),
 }
 
 impl EdgeSpec {
@@ -173,6 +191,13 @@ impl EdgeSpec {
                 quota,
                 counters,
             }),
+            ConfigEdge::Rdma { direction, link } => Self::Rdma(RdmaEdge {
+                direction: *direction,
+                link: link.clone(),
+                payload,
+                quota,
+                counters,
+            }),
         }
     }
 
@@ -180,10 +205,12 @@ impl EdgeSpec {
     pub fn role(&self) -> Role {
         match self {
             Self::Sdk(a) => a.role,
-            Self::St2110(s) => match s.direction {
-                Direction::Tx => Role::Sink,
-                Direction::Rx => Role::Source,
-            },
+            Self::St2110(St2110Edge { direction, .. }) | Self::Rdma(RdmaEdge { direction, .. }) => {
+                match direction {
+                    Direction::Tx => Role::Sink,
+                    Direction::Rx => Role::Source,
+                }
+            }
         }
     }
 
@@ -204,6 +231,19 @@ impl EdgeSpec {
                 dir(s.direction),
                 s.st2110.group_urn()
             ),
+            Self::Rdma(r) => {
+                let at = match (r.link.peer, r.link.port) {
+                    (Some(peer), _) => peer.to_string(),
+                    (None, Some(port)) => format!("port {port}"),
+                    (None, None) => "a port of the range".to_owned(),
+                };
+                format!(
+                    "rdma {} {at} ({} x{})",
+                    dir(r.direction),
+                    r.link.provider.as_str(),
+                    r.link.endpoints
+                )
+            }
         }
     }
 }
@@ -349,6 +389,150 @@ pub enum Violation {
     /// A ring's indices are impossible.
     #[error("its {0} ring's indices are corrupt")]
     CorruptRing(RingName),
+    /// An RDMA link failed or its peer broke the link protocol.
+    #[error("RDMA link: {0}")]
+    Link(LinkFault),
+}
+
+/// Why an RDMA link ended: small and `Copy`, like every data-path error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkFault {
+    /// The TCP connection to the peer engine could not be made.
+    #[error("cannot connect to the peer engine: {}", std::io::Error::from_raw_os_error(*.errno))]
+    Connect {
+        /// What the OS said.
+        errno: i32,
+    },
+    /// The peer closed the link's connection (it stopped, or dropped the link).
+    #[error("the peer engine closed the link's connection during {0}")]
+    Closed(LinkStage),
+    /// The handshake did not complete within its limit.
+    #[error("no answer from the peer engine within {secs} s during {stage}")]
+    Timeout {
+        /// What was being waited for.
+        stage: LinkStage,
+        /// The limit.
+        secs: u32,
+    },
+    /// The peer refused the link, or sent a handshake that is not valid; the text says why.
+    #[error("{0}")]
+    Handshake(ShortText),
+    /// A libfabric call failed.
+    #[error("{op}: {text} ({code})")]
+    Fabric {
+        /// The call.
+        op: &'static str,
+        /// libfabric's error code (negative).
+        code: i32,
+        /// `fi_strerror` of it.
+        text: &'static str,
+    },
+    /// The peer wrote a frame whose completion data the engine did not grant: refused, not
+    /// published.
+    #[error("refused the completion data {data:#018x} of a frame: {why}")]
+    BadTag {
+        /// The 64-bit completion data.
+        data: u64,
+        /// Which rule it broke.
+        why: TagFault,
+    },
+    /// The peer granted a slot its welcome did not describe.
+    #[error(
+        "refused a credit for slot {slot} at {addr:#x} (allowed: a slot of the welcome's pool at its own address)"
+    )]
+    BadCredit {
+        /// The slot.
+        slot: u32,
+        /// The address.
+        addr: u64,
+    },
+}
+
+/// Which rule a frame's completion data broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagFault {
+    /// It names a slot the sender was not granted.
+    NotGranted,
+    /// Its sequence is outside the window of frames in flight, or repeats one.
+    Sequence,
+    /// Its payload length exceeds the slot, or disagrees with the slot's header.
+    Length,
+}
+
+impl std::fmt::Display for TagFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::NotGranted => "it names a slot the sender was not granted",
+            Self::Sequence => "its sequence is outside the frames in flight or repeats one",
+            Self::Length => "its lengths exceed the slot or disagree with the frame's header",
+        })
+    }
+}
+
+/// A stage of an RDMA link's life, for [`LinkFault`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkStage {
+    /// Connecting to the peer, or waiting for one.
+    Connecting,
+    /// Exchanging the hello and its reply.
+    Handshake,
+    /// Carrying frames.
+    Streaming,
+}
+
+impl std::fmt::Display for LinkStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Connecting => "connecting",
+            Self::Handshake => "the handshake",
+            Self::Streaming => "streaming",
+        })
+    }
+}
+
+/// A message of at most [`ShortText::CAPACITY`] bytes kept inline (longer ones are cut at a
+/// character boundary), so a data-path error can carry a peer's reason without allocating.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ShortText {
+    len: u8,
+    bytes: [u8; ShortText::CAPACITY],
+}
+
+impl ShortText {
+    /// Most bytes kept.
+    pub const CAPACITY: usize = 80;
+
+    /// `text`, cut to [`Self::CAPACITY`] bytes.
+    pub fn new(text: &str) -> Self {
+        let mut end = text.len().min(Self::CAPACITY);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let mut bytes = [0; Self::CAPACITY];
+        bytes[..end].copy_from_slice(&text.as_bytes()[..end]);
+        Self {
+            len: end as u8,
+            bytes,
+        }
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Cut at a character boundary of a str in `new`.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for ShortText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for ShortText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
 }
 
 /// Which ring of an SDK connection a [`Violation::CorruptRing`] is about.
@@ -472,4 +656,37 @@ pub trait Dataplane: Send {
     fn payload_bytes_copied(&self) -> u64;
     /// Stops every lcore and waits for it to exit. Called once, at shutdown.
     fn shutdown(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_keeps_what_fits_and_cuts_at_a_character() {
+        assert_eq!(
+            ShortText::new("refused: payload differs").as_str(),
+            "refused: payload differs"
+        );
+        let long = "é".repeat(ShortText::CAPACITY);
+        let cut = ShortText::new(&long);
+        assert!(cut.as_str().len() <= ShortText::CAPACITY);
+        assert_eq!(cut.as_str().len(), ShortText::CAPACITY / 2 * 2);
+        assert!(cut.as_str().chars().all(|c| c == 'é'));
+        let odd = format!("a{}", "é".repeat(ShortText::CAPACITY));
+        assert_eq!(ShortText::new(&odd).as_str().len(), ShortText::CAPACITY - 1);
+        let v = Violation::Link(LinkFault::Handshake(ShortText::new(
+            "group \"g\" is not served",
+        )));
+        assert_eq!(v.to_string(), "RDMA link: group \"g\" is not served");
+        let f = LinkFault::BadTag {
+            data: 0x10,
+            why: TagFault::NotGranted,
+        };
+        assert!(
+            f.to_string()
+                .ends_with("it names a slot the sender was not granted"),
+            "{f}"
+        );
+    }
 }
