@@ -10,3 +10,4 @@
 //! land, an `rdma` edge is refused at set-up with a message that says so.
 
 pub mod fabric;
+pub mod window;
