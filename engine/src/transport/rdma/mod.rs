@@ -9,5 +9,6 @@
 //! checking every completion and publishing in order) are being built on this layer; until they
 //! land, an `rdma` edge is refused at set-up with a message that says so.
 
+pub mod credits;
 pub mod fabric;
 pub mod window;
