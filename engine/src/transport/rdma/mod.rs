@@ -11,4 +11,5 @@
 
 pub mod credits;
 pub mod fabric;
+pub mod handshake;
 pub mod window;
