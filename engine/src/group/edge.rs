@@ -365,53 +365,56 @@ impl<'a> SinkIo<'a> {
 pub const SINK_QUEUE: usize = 64;
 
 /// The frames offered to a sink, oldest first: a fixed ring, so offering never allocates.
+pub type FrameQueue = Fifo<Frame, SINK_QUEUE>;
+
+/// A first-in first-out queue of at most `N` items in a fixed array: pushing never allocates.
 #[derive(Debug, Clone)]
-pub struct FrameQueue {
-    frames: [Frame; SINK_QUEUE],
+pub struct Fifo<T, const N: usize> {
+    items: [T; N],
     head: usize,
     len: usize,
 }
 
-impl Default for FrameQueue {
+impl<T: Copy + Default, const N: usize> Default for Fifo<T, N> {
     fn default() -> Self {
         Self {
-            frames: [Frame::default(); SINK_QUEUE],
+            items: [T::default(); N],
             head: 0,
             len: 0,
         }
     }
 }
 
-impl FrameQueue {
-    /// Appends `frame`; false when the queue already holds [`SINK_QUEUE`] frames.
-    pub fn push(&mut self, frame: Frame) -> bool {
-        if self.len == SINK_QUEUE {
+impl<T: Copy, const N: usize> Fifo<T, N> {
+    /// Appends `item`; false when the queue already holds `N` items.
+    pub fn push(&mut self, item: T) -> bool {
+        if self.len == N {
             return false;
         }
-        self.frames[(self.head + self.len) % SINK_QUEUE] = frame;
+        self.items[(self.head + self.len) % N] = item;
         self.len += 1;
         true
     }
 
-    /// The oldest frame.
-    pub fn front(&self) -> Option<Frame> {
-        (self.len > 0).then(|| self.frames[self.head])
+    /// The oldest item.
+    pub fn front(&self) -> Option<T> {
+        (self.len > 0).then(|| self.items[self.head])
     }
 
-    /// Removes and returns the oldest frame.
-    pub fn pop(&mut self) -> Option<Frame> {
+    /// Removes and returns the oldest item.
+    pub fn pop(&mut self) -> Option<T> {
         let f = self.front()?;
-        self.head = (self.head + 1) % SINK_QUEUE;
+        self.head = (self.head + 1) % N;
         self.len -= 1;
         Some(f)
     }
 
-    /// Frames queued.
+    /// Items queued.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether no frame is queued.
+    /// Whether no item is queued.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

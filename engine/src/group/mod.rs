@@ -37,7 +37,7 @@ use mcm_proto::shm::pool::{Pool, SlotHeader};
 use rustix::event::epoll;
 
 use crate::lcore::{Garbage, Port, PortMsg, Progress};
-pub use edge::{Frame, FrameQueue, IO_BATCH, SINK_QUEUE, Sink, SinkIo, Source, SourceIo};
+pub use edge::{Fifo, Frame, FrameQueue, IO_BATCH, SINK_QUEUE, Sink, SinkIo, Source, SourceIo};
 
 /// Most sinks one group can have: one bit each in a slot's mask.
 pub const MAX_SINKS: usize = 64;

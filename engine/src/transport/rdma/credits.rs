@@ -7,6 +7,7 @@ use mcm_proto::shm::pool::{MAX_SLOT_COUNT, SlotHeader};
 
 use super::fabric::RemoteIov;
 use super::window::WINDOW;
+use crate::group::Fifo;
 
 const HEADER: u64 = size_of::<SlotHeader>() as u64;
 
@@ -91,7 +92,7 @@ impl RemotePool {
             len: metadata_len as usize,
             key: self.key,
         };
-        (([first, meta]), if metadata_len > 0 { 2 } else { 1 })
+        ([first, meta], if metadata_len > 0 { 2 } else { 1 })
     }
 }
 
@@ -99,9 +100,7 @@ impl RemotePool {
 #[derive(Debug)]
 pub struct CreditQueue {
     pool: RemotePool,
-    slots: [u32; WINDOW],
-    head: usize,
-    len: usize,
+    slots: Fifo<u32, WINDOW>,
 }
 
 impl CreditQueue {
@@ -109,9 +108,7 @@ impl CreditQueue {
     pub fn new(pool: RemotePool) -> Self {
         Self {
             pool,
-            slots: [0; WINDOW],
-            head: 0,
-            len: 0,
+            slots: Fifo::default(),
         }
     }
 
@@ -130,7 +127,10 @@ impl CreditQueue {
         let p = &self.pool;
         for (i, c) in msg.entries().iter().enumerate() {
             let at = p.base + u64::from(c.slot) * p.slot_stride;
-            if msg.key != p.key || c.slot >= p.slot_count || c.addr != at || self.len + i >= WINDOW
+            if msg.key != p.key
+                || c.slot >= p.slot_count
+                || c.addr != at
+                || self.slots.len() + i >= WINDOW
             {
                 return Err(LinkFault::BadCredit {
                     slot: c.slot,
@@ -139,31 +139,24 @@ impl CreditQueue {
             }
         }
         for c in msg.entries() {
-            self.slots[(self.head + self.len) % WINDOW] = c.slot;
-            self.len += 1;
+            self.slots.push(c.slot);
         }
         Ok(())
     }
 
     /// The oldest credit's slot.
     pub fn take(&mut self) -> Option<u32> {
-        if self.len == 0 {
-            return None;
-        }
-        let slot = self.slots[self.head];
-        self.head = (self.head + 1) % WINDOW;
-        self.len -= 1;
-        Some(slot)
+        self.slots.pop()
     }
 
     /// Credits not yet used.
     pub fn len(&self) -> usize {
-        self.len
+        self.slots.len()
     }
 
     /// Whether there is none.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.slots.is_empty()
     }
 }
 

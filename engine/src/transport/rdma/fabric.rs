@@ -470,10 +470,13 @@ impl Domain {
     }
 
     /// Whether an lcore may park on the CQs' wait descriptors now (`fi_trywait`): false when
-    /// completions are already pending (read them first).
+    /// completions are already pending (read them first), or for more than four CQs at once.
     pub fn trywait(&self, cqs: &[&Cq]) -> bool {
         let mut fids: [*mut fi::fid; 4] = [ptr::null_mut(); 4];
-        let n = cqs.len().min(fids.len());
+        let n = cqs.len();
+        if n > fids.len() {
+            return false;
+        }
         for (slot, cq) in fids.iter_mut().zip(cqs) {
             // SAFETY: each CQ is open; only its fid's address is taken.
             *slot = unsafe { &mut (*cq.raw()).fid };
@@ -811,8 +814,8 @@ impl Endpoint {
 
 /// Whether a completion is a peer's write carrying remote data (not one of our operations).
 pub fn is_remote_write(c: &Completion) -> bool {
-    c.flags & u64::from(fi::FI_REMOTE_CQ_DATA) != 0 && c.flags & u64::from(fi::FI_RMA) != 0
-        || c.flags & u64::from(fi::FI_REMOTE_WRITE) != 0
+    let remote_data = u64::from(fi::FI_REMOTE_CQ_DATA | fi::FI_RMA);
+    c.flags & u64::from(fi::FI_REMOTE_WRITE) != 0 || c.flags & remote_data == remote_data
 }
 
 /// Whether a completion is of a receive we posted.
