@@ -102,6 +102,16 @@ pub struct EdgeCounters {
     pub socket_drops: AtomicU64,
     /// rx: duplicate packets (a sequence number seen before).
     pub packets_duplicate: AtomicU64,
+    /// A gauge: slots of the group the edge holds now (an RDMA link: credits granted and frames
+    /// being written); zero once the edge has let go of everything.
+    pub slots_held: AtomicU64,
+    /// Handshakes refused: a link's peer offered what this end does not serve (rx), or this
+    /// end was refused (tx).
+    pub handshakes_refused: AtomicU64,
+    /// Times the edge failed (a link broken, a peer gone) and was set up again by the registry.
+    pub failures: AtomicU64,
+    /// Times a link's handshake completed and it started streaming.
+    pub links_up: AtomicU64,
 }
 
 impl EdgeCounters {
@@ -109,6 +119,12 @@ impl EdgeCounters {
     pub fn add(c: &AtomicU64, n: u64) {
         // Relaxed: a statistic with one writer, so load + store is not a lost update.
         c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// Sets gauge `c` to `v` (single writer: its lcore).
+    pub fn set(c: &AtomicU64, v: u64) {
+        // Relaxed: a statistic.
+        c.store(v, Ordering::Relaxed);
     }
 
     /// Reads `c`.

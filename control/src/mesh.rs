@@ -98,6 +98,58 @@ struct NetEdge {
     /// Attached by [`Mesh::attach_edge`] (configuration, the control plane): kept, and its group
     /// with it, until [`Mesh::detach_edge`].
     configured: bool,
+    /// Whether the data plane has it (false from a failure until it is set up again).
+    on_dataplane: bool,
+    /// Its last failure and next attempt, once it has failed.
+    retry: Option<Retry>,
+}
+
+/// A failed edge's next attempt.
+#[derive(Debug, Clone)]
+struct Retry {
+    /// When to set it up again.
+    at: Instant,
+    /// The wait before this attempt (doubled after each failure, up to [`RETRY_MAX`]).
+    backoff: Duration,
+    /// The last failure's reason, logged once until it changes.
+    reason: String,
+    /// The edge's `links_up` then: a link that streamed since starts its back-off again.
+    links_up: u64,
+}
+
+/// First wait before a failed link is set up again.
+pub const RETRY_MIN: Duration = Duration::from_millis(100);
+/// Longest wait between attempts.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl NetEdge {
+    /// Counts a failure and schedules the next attempt; the reason is logged when it differs
+    /// from the last one.
+    fn schedule_retry(&mut self, urn: &str, now: Instant, reason: String) {
+        EdgeCounters::add(&self.counters.failures, 1);
+        self.on_dataplane = false;
+        let links_up = EdgeCounters::get(&self.counters.links_up);
+        let backoff = match &self.retry {
+            Some(r) if r.links_up == links_up => (r.backoff * 2).min(RETRY_MAX),
+            _ => RETRY_MIN,
+        };
+        if self.retry.as_ref().is_none_or(|r| r.reason != reason) {
+            tracing::warn!(
+                "group {urn:?}: edge {} ({}) failed: {reason}; set up again in {} ms, and \
+                 after each failure (back-off up to {} s)",
+                self.id,
+                self.kind,
+                backoff.as_millis(),
+                RETRY_MAX.as_secs()
+            );
+        }
+        self.retry = Some(Retry {
+            at: now + backoff,
+            backoff,
+            reason,
+            links_up,
+        });
+    }
 }
 
 impl Group {
@@ -110,6 +162,11 @@ impl Group {
         let e = self.edges.remove(i);
         if self.source == Some(e.id) {
             self.source = None;
+        }
+        if !e.on_dataplane {
+            // Off the data plane already.
+            tracing::info!("group {urn:?}: edge {} ({}) removed", e.id, e.kind);
+            return;
         }
         let cmd = Command::DetachEdge {
             group: self.id,
@@ -394,6 +451,8 @@ impl Mesh {
                         counters,
                         owners: owner.into_iter().collect(),
                         configured: owner.is_none(),
+                        on_dataplane: true,
+                        retry: None,
                     });
                     id
                 }
@@ -460,25 +519,80 @@ impl Mesh {
         Ok(())
     }
 
-    /// The data plane could not attach network edge `edge`, or detached it: forget it.
+    /// The data plane could not attach network edge `edge`, or detached it. A link that broke
+    /// (its peer went away, refused it, broke its protocol) is set up again after a back-off
+    /// while a connection or the control plane still wants it; any other edge is forgotten.
     pub fn edge_failed(&mut self, dp: &mut dyn Dataplane, edge: EdgeId, reason: &EdgeFailure) {
+        let now = Instant::now();
         for (urn, g) in &mut self.groups {
-            if let Some(i) = g.edges.iter().position(|e| e.id == edge) {
-                let e = g.edges.remove(i);
-                tracing::warn!("group {urn:?}: edge {edge} ({}) failed: {reason}", e.kind);
-                if g.source == Some(edge) {
-                    g.source = None;
-                }
-                for c in self.conns.values_mut() {
-                    c.edges.retain(|&x| x != edge);
-                }
-                let urn = urn.clone();
-                self.destroy_if_empty(dp, &urn);
+            let Some(i) = g.edges.iter().position(|e| e.id == edge) else {
+                continue;
+            };
+            let e = &mut g.edges[i];
+            let wanted = e.configured || !e.owners.is_empty();
+            if wanted
+                && matches!(
+                    reason,
+                    EdgeFailure::Violation(crate::dataplane::Violation::Link(_))
+                )
+            {
+                e.schedule_retry(urn, now, reason.to_string());
                 return;
             }
+            let e = g.edges.remove(i);
+            tracing::warn!("group {urn:?}: edge {edge} ({}) failed: {reason}", e.kind);
+            if g.source == Some(edge) {
+                g.source = None;
+            }
+            for c in self.conns.values_mut() {
+                c.edges.retain(|&x| x != edge);
+            }
+            let urn = urn.clone();
+            self.destroy_if_empty(dp, &urn);
+            return;
         }
     }
 
+    /// When the next failed edge is due to be set up again.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.groups
+            .values()
+            .flat_map(|g| g.edges.iter())
+            .filter(|e| !e.on_dataplane)
+            .filter_map(|e| e.retry.as_ref().map(|r| r.at))
+            .min()
+    }
+
+    /// Sets up again every failed edge whose back-off has passed (same id and counters); one
+    /// that cannot be set up waits longer.
+    pub fn retry_due(&mut self, dp: &mut dyn Dataplane, now: Instant) {
+        for (urn, g) in &mut self.groups {
+            for e in &mut g.edges {
+                if e.on_dataplane || e.retry.as_ref().is_none_or(|r| r.at > now) {
+                    continue;
+                }
+                let spec = EdgeSpec::network(
+                    &e.config,
+                    g.payload,
+                    g.payload_size,
+                    g.quota,
+                    e.counters.clone(),
+                );
+                let cmd = Command::AttachEdge {
+                    group: g.id,
+                    edge: e.id,
+                    spec,
+                };
+                match dp.submit(cmd) {
+                    Ok(()) => {
+                        tracing::debug!("group {urn:?}: edge {} ({}) set up again", e.id, e.kind);
+                        e.on_dataplane = true;
+                    }
+                    Err(err) => e.schedule_retry(urn, now, err.to_string()),
+                }
+            }
+        }
+    }
     /// Refuses what asks for other buffer sizes than the existing group `urn` carries.
     fn check_sizes(&self, urn: &str, cfg: &ConnectionConfig) -> Result<(), Refusal> {
         let g = &self.groups[urn];
@@ -975,6 +1089,10 @@ fn edge_stats(urn: &str, e: &NetEdge) -> BridgeStats {
         bytes_converted: get(&c.bytes_converted),
         frames_refused: get(&c.frames_refused),
         socket_drops: get(&c.socket_drops),
+        slots_held: get(&c.slots_held),
+        handshakes_refused: get(&c.handshakes_refused),
+        failures: get(&c.failures),
+        links_up: get(&c.links_up),
         ..BridgeStats::new()
     }
 }

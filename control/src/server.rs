@@ -320,6 +320,10 @@ impl ControlServer {
             if self.dataplane.flush() {
                 due = due.min(now + Duration::from_millis(1));
             }
+            // Failed links are set up again when their back-off ends.
+            if let Some(at) = self.mesh.next_retry() {
+                due = due.min(at);
+            }
             // Clients with input left unread are served again without waiting.
             let again = std::mem::take(&mut self.again);
             if !again.is_empty() {
@@ -351,6 +355,7 @@ impl ControlServer {
                 next_housekeeping = now + HOUSEKEEPING;
             }
             self.tick_stats(now);
+            self.mesh.retry_due(self.dataplane.as_mut(), now);
         }
         self.stop();
         Ok(())
