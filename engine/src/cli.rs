@@ -56,6 +56,12 @@ pub struct Cli {
         value_name = "IP"
     )]
     pub st2110_ip: Option<String>,
+    /// RDMA links' interface address (MCM-compatible; overrides rdma.ip).
+    #[arg(short = 'r', long = "rdma_ip", value_name = "IP")]
+    pub rdma_ip: Option<String>,
+    /// Ports receiving RDMA links listen on, `FIRST-LAST` (MCM-compatible; overrides rdma.ports).
+    #[arg(short = 'p', long = "rdma_ports", value_name = "FIRST-LAST")]
+    pub rdma_ports: Option<String>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive); default: $RUST_LOG, else info.
     #[arg(short = 'l', long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -91,6 +97,8 @@ impl Cli {
             stats_interval_ms: self.stats_interval_ms,
             st2110_dev: self.st2110_dev.clone(),
             st2110_ip: self.st2110_ip.clone(),
+            rdma_ip: self.rdma_ip.clone(),
+            rdma_ports: self.rdma_ports.clone(),
         }
     }
 }

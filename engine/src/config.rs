@@ -56,6 +56,9 @@ pub struct ConfigFile {
     /// `[st2110]`: ST 2110 sessions.
     #[serde(default)]
     pub st2110: St2110File,
+    /// `[rdma]`: links between engines.
+    #[serde(default)]
+    pub rdma: RdmaFile,
 }
 
 /// How an lcore behaves when none of its ports has work.
@@ -200,6 +203,36 @@ impl Default for MemoryFile {
     }
 }
 
+/// `[rdma]`: where this engine's RDMA links listen (MCM's `-r/--rdma_ip`, `-p/--rdma_ports`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RdmaFile {
+    /// Address of the interface links use: receiving links listen on it, and libfabric opens
+    /// its endpoints there (`tcp`, `verbs`).
+    pub ip: String,
+    /// Ports receiving links listen on (`"FIRST-LAST"`); a link with no port of its own takes
+    /// the first free one.
+    pub ports: String,
+}
+
+impl Default for RdmaFile {
+    fn default() -> Self {
+        Self {
+            ip: "127.0.0.1".into(),
+            ports: "9100-9999".into(),
+        }
+    }
+}
+
+/// The validated `[rdma]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdmaSettings {
+    /// The links' interface address.
+    pub ip: std::net::IpAddr,
+    /// Ports receiving links may listen on.
+    pub ports: std::ops::RangeInclusive<u16>,
+}
+
 /// `[st2110]`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -298,6 +331,8 @@ pub struct EngineConfig {
     pub huge_pages: HugePagesName,
     /// ST 2110 sessions.
     pub st2110: crate::transport::st2110::Settings,
+    /// RDMA links.
+    pub rdma: RdmaSettings,
 }
 
 /// Parses TOML text into the file types; errors name the key and the line.
@@ -362,6 +397,10 @@ pub struct Overrides {
     pub st2110_dev: Option<String>,
     /// `-i/--st2110_ip`.
     pub st2110_ip: Option<String>,
+    /// `-r/--rdma_ip`.
+    pub rdma_ip: Option<String>,
+    /// `-p/--rdma_ports`.
+    pub rdma_ports: Option<String>,
 }
 
 impl Overrides {
@@ -394,6 +433,8 @@ impl Overrides {
             file.st2110.interface = interface.into();
         }
         set(&mut file.st2110.local_ip, &self.st2110_ip);
+        set(&mut file.rdma.ip, &self.rdma_ip);
+        set(&mut file.rdma.ports, &self.rdma_ports);
         Ok(())
     }
 }
@@ -509,6 +550,7 @@ impl EngineConfig {
             max_connections_per_client,
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
+            rdma: validate_rdma(&file.rdma)?,
             shm_dir,
             huge_pages: file.memory.huge_pages,
         })
@@ -571,6 +613,21 @@ fn validate_st2110(
         gso: f.gso,
         rx_read_interval: std::time::Duration::from_micros(rx_read_interval),
         sdp_dir: shm_dir.to_path_buf(),
+    })
+}
+
+fn validate_rdma(f: &RdmaFile) -> Result<RdmaSettings, ConfigError> {
+    let ip = f.ip.parse().map_err(|_| {
+        let msg = format!(
+            "`{}` is not an IP address (allowed: the address of the interface RDMA links use, \
+             e.g. 192.168.96.1, or 127.0.0.1 on one host)",
+            f.ip
+        );
+        ConfigError::new("rdma.ip", msg)
+    })?;
+    Ok(RdmaSettings {
+        ip,
+        ports: port_range("rdma.ports", &f.ports)?,
     })
 }
 

@@ -62,12 +62,14 @@ pub struct Lcores {
     /// Removed ports and edges, handed back by the lcores to be dropped here.
     garbage: Receiver<Garbage>,
     garbage_tx: Sender<Garbage>,
-    /// Which lcore (index) serves each group, and the group's pool id.
-    groups: HashMap<GroupId, (usize, u32)>,
+    /// Which lcore (index) serves each group, its pool id, and what links need of it.
+    groups: HashMap<GroupId, (usize, u32, transport::GroupSite)>,
     /// Payload bytes copied by any port (format conversions); the local path adds nothing.
     copied: Arc<AtomicU64>,
     /// How ST 2110 sessions are built.
     st2110: transport::st2110::Settings,
+    /// Where RDMA links listen.
+    rdma: crate::config::RdmaSettings,
 }
 
 impl Lcores {
@@ -148,6 +150,7 @@ impl Lcores {
             groups: HashMap::new(),
             copied: Arc::new(AtomicU64::new(0)),
             st2110: cfg.st2110.clone(),
+            rdma: cfg.rdma.clone(),
         };
         match failed {
             Some(cpu) => Err(StartError::Pin { cpu }),
@@ -178,16 +181,18 @@ impl Lcores {
     /// The lcore serving the fewest groups (the first such in configuration order).
     fn least_loaded(&self) -> usize {
         let mut load = vec![0usize; self.lcores.len()];
-        for &(i, _) in self.groups.values() {
+        for &(i, _, _) in self.groups.values() {
             load[i] += 1;
         }
         (0..load.len()).min_by_key(|&i| load[i]).unwrap_or(0)
     }
 
-    fn group_lcore(&self, group: GroupId) -> Result<(usize, u32), DataplaneError> {
+    fn group_lcore(
+        &self,
+        group: GroupId,
+    ) -> Result<&(usize, u32, transport::GroupSite), DataplaneError> {
         self.groups
             .get(&group)
-            .copied()
             .ok_or(DataplaneError::UnknownGroup { group })
     }
 
@@ -316,6 +321,13 @@ impl Dataplane for Lcores {
                     garbage: self.garbage_tx.clone(),
                 };
                 let pool_id = pool.id();
+                let site = transport::GroupSite {
+                    urn: urn.clone(),
+                    pool_fd: pool.dup_fd().map_err(|e| {
+                        DataplaneError::EdgeSetup(format!("cannot keep the pool's descriptor: {e}"))
+                    })?,
+                    geometry: pool.geometry(),
+                };
                 let port = GroupPort::new(&urn, pool, bell, reporter).map_err(|e| {
                     DataplaneError::EdgeSetup(format!("cannot watch the group's doorbell: {e}"))
                 })?;
@@ -324,27 +336,30 @@ impl Dataplane for Lcores {
                     "group {urn:?} runs on the lcore on CPU {}",
                     self.lcores[index].cpu
                 );
-                self.groups.insert(group, (index, pool_id));
+                self.groups.insert(group, (index, pool_id, site));
                 Ok(())
             }
             dataplane::Command::AttachEdge { group, edge, spec } => {
-                let (index, pool_id) = self.group_lcore(group)?;
+                let (index, pool_id, site) = self.group_lcore(group)?;
                 let cx = transport::Context {
                     st2110: &self.st2110,
+                    rdma: &self.rdma,
+                    group: site,
                     copied: &self.copied,
-                    pool_id,
+                    pool_id: *pool_id,
                 };
+                let index = *index;
                 let part = transport::build(spec, &cx).map_err(DataplaneError::EdgeSetup)?;
                 let msg = GroupMsg::Attach { edge, part };
                 self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
             }
             dataplane::Command::DetachEdge { group, edge } => {
-                let (index, _) = self.group_lcore(group)?;
+                let index = self.group_lcore(group)?.0;
                 let msg = GroupMsg::Detach { edge };
                 self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
             }
             dataplane::Command::DestroyGroup { group } => {
-                let (index, _) = self.group_lcore(group)?;
+                let index = self.group_lcore(group)?.0;
                 self.remove_port(index, PortId(group))?;
                 self.groups.remove(&group);
                 Ok(())

@@ -13,12 +13,26 @@ pub mod rdma;
 pub mod shm;
 pub mod st2110;
 
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use mcm_control::dataplane::EdgeSpec;
+use mcm_proto::shm::pool::PoolGeometry;
 
 use crate::group::Part;
+
+/// What the engine knows of a group an edge joins: its name and its pool, which a link maps
+/// and registers for itself.
+#[derive(Debug)]
+pub struct GroupSite {
+    /// The group's URN.
+    pub urn: String,
+    /// A read-write descriptor of its pool.
+    pub pool_fd: OwnedFd,
+    /// The pool's geometry.
+    pub geometry: PoolGeometry,
+}
 
 /// What building an edge needs besides its spec: the engine's transport settings and the
 /// group it joins.
@@ -26,6 +40,10 @@ use crate::group::Part;
 pub struct Context<'a> {
     /// The `[st2110]` settings.
     pub st2110: &'a st2110::Settings,
+    /// The `[rdma]` settings.
+    pub rdma: &'a crate::config::RdmaSettings,
+    /// The group.
+    pub group: &'a GroupSite,
     /// Where conversions count the payload bytes they copy.
     pub copied: &'a Arc<AtomicU64>,
     /// The group's pool id (descriptors to SDK clients name it).
@@ -41,9 +59,12 @@ pub fn build(spec: EdgeSpec, cx: &Context<'_>) -> Result<Part, String> {
     match spec {
         EdgeSpec::Sdk(a) => Ok(shm::build(a, cx.pool_id)),
         EdgeSpec::St2110(s) => st2110::session::build(&s, cx.st2110, cx.copied.clone()),
+        #[cfg(feature = "rdma")]
+        EdgeSpec::Rdma(r) => rdma::build(r, cx),
+        #[cfg(not(feature = "rdma"))]
         EdgeSpec::Rdma(r) => Err(format!(
-            "{}: RDMA link edges are not available in this engine yet (the libfabric layer is \
-             built; the link edges are not): use an st2110 edge between engines for now",
+            "{}: this engine was built without RDMA links (feature \"rdma\", which needs \
+             libfabric-dev)",
             EdgeSpec::Rdma(r).describe()
         )),
     }

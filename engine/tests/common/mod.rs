@@ -36,6 +36,15 @@ pub fn config(dir: &Path, extra: &str) -> String {
 impl Engine {
     /// Starts the engine with the test template; `patch` edits the TOML text.
     pub fn start_with(patch: impl FnOnce(String) -> String, args: &[&str]) -> Engine {
+        Self::start_env(patch, args, &[])
+    }
+
+    /// [`start_with`](Self::start_with), with `env` added to the engine's environment.
+    pub fn start_env(
+        patch: impl FnOnce(String) -> String,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let text = patch(config(dir.path(), ""));
         let path = dir.path().join("cores.toml");
@@ -46,6 +55,7 @@ impl Engine {
             .args(["--log-level", "info"])
             .args(args)
             .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

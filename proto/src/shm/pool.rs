@@ -727,6 +727,13 @@ impl PoolView {
         self.map.access()
     }
 
+    /// Start and length of the whole mapping, slot 0 first: for registering the pool with a
+    /// network provider. Slot `i` starts `i * slot_stride` bytes in.
+    pub fn region(&self) -> (NonNull<u8>, usize) {
+        let p = NonNull::new(self.map.as_ptr()).expect("a mapping is never at address 0");
+        (p, self.map.len())
+    }
+
     /// Reads `slot`'s header (a volatile read; the fields are untrusted).
     pub fn header(&self, slot: u32) -> Result<SlotHeader, SlotError> {
         self.slots.header(slot)

@@ -144,6 +144,11 @@ impl CreditQueue {
         Ok(())
     }
 
+    /// The oldest credit's slot, left in the queue.
+    pub fn peek(&self) -> Option<u32> {
+        self.slots.front()
+    }
+
     /// The oldest credit's slot.
     pub fn take(&mut self) -> Option<u32> {
         self.slots.pop()
