@@ -64,8 +64,40 @@ pub fn init_logging(filter: Option<&str>) {
         .try_init();
 }
 
+/// Signals whose handlers a linked library may have taken before `main`.
+const INHERITED_SIGNALS: [libc::c_int; 7] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
+
+/// Gives the signals back their default actions before the engine installs its own.
+///
+/// libfabric's psm provider links libinfinipath, whose constructor (run before `main`) installs
+/// handlers for SIGINT, SIGTERM and the fatal signals that call `exit(1)`. The SIGINT/SIGTERM
+/// handlers registered next would chain to it and turn a graceful stop into exit status 1 with
+/// nothing cleaned up; a crash would exit 1 instead of dumping core. Ignored signals stay ignored
+/// except SIGINT/SIGTERM, which the engine always handles.
+fn restore_default_signal_actions() {
+    for sig in INHERITED_SIGNALS {
+        // SAFETY: single-threaded at this point (no engine thread exists yet); `signal` only
+        // replaces the process's disposition for a valid signal number with SIG_DFL, and its
+        // return value (the previous handler) is just compared.
+        let previous = unsafe { libc::signal(sig, libc::SIG_DFL) };
+        if previous == libc::SIG_IGN && sig != libc::SIGINT && sig != libc::SIGTERM {
+            // SAFETY: as above; puts back the ignore the parent asked for.
+            unsafe { libc::signal(sig, libc::SIG_IGN) };
+        }
+    }
+}
+
 /// Runs the engine until SIGINT or SIGTERM, then shuts down gracefully.
 pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
+    restore_default_signal_actions();
     let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(RunError::Signals)?;
     tracing::info!(
         "mcm-engine {} starting (pid {})",
