@@ -507,7 +507,8 @@ impl std::fmt::Display for LinkStage {
 }
 
 /// A message of at most [`ShortText::CAPACITY`] bytes kept inline (longer ones are cut at a
-/// character boundary), so a data-path error can carry a peer's reason without allocating.
+/// character boundary and end in `…`), so a data-path error can carry a peer's reason without
+/// allocating.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct ShortText {
     len: u8,
@@ -516,18 +517,27 @@ pub struct ShortText {
 
 impl ShortText {
     /// Most bytes kept.
-    pub const CAPACITY: usize = 80;
+    pub const CAPACITY: usize = 112;
 
-    /// `text`, cut to [`Self::CAPACITY`] bytes.
+    /// `text`, cut to [`Self::CAPACITY`] bytes (the last of them `…` where it was cut).
     pub fn new(text: &str) -> Self {
-        let mut end = text.len().min(Self::CAPACITY);
+        const CUT: &str = "…";
+        let mut bytes = [0; Self::CAPACITY];
+        if text.len() <= Self::CAPACITY {
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            return Self {
+                len: text.len() as u8,
+                bytes,
+            };
+        }
+        let mut end = Self::CAPACITY - CUT.len();
         while !text.is_char_boundary(end) {
             end -= 1;
         }
-        let mut bytes = [0; Self::CAPACITY];
         bytes[..end].copy_from_slice(&text.as_bytes()[..end]);
+        bytes[end..end + CUT.len()].copy_from_slice(CUT.as_bytes());
         Self {
-            len: end as u8,
+            len: (end + CUT.len()) as u8,
             bytes,
         }
     }
@@ -684,13 +694,20 @@ mod tests {
             ShortText::new("refused: payload differs").as_str(),
             "refused: payload differs"
         );
+        let fits = "x".repeat(ShortText::CAPACITY);
+        assert_eq!(
+            ShortText::new(&fits).as_str(),
+            fits,
+            "what fits is kept whole"
+        );
         let long = "é".repeat(ShortText::CAPACITY);
         let cut = ShortText::new(&long);
-        assert!(cut.as_str().len() <= ShortText::CAPACITY);
-        assert_eq!(cut.as_str().len(), ShortText::CAPACITY / 2 * 2);
-        assert!(cut.as_str().chars().all(|c| c == 'é'));
+        // 112 bytes at most: 54 two-byte characters and the three-byte mark.
+        assert_eq!(cut.as_str(), format!("{}…", "é".repeat(54)));
         let odd = format!("a{}", "é".repeat(ShortText::CAPACITY));
-        assert_eq!(ShortText::new(&odd).as_str().len(), ShortText::CAPACITY - 1);
+        let cut = ShortText::new(&odd);
+        assert_eq!(cut.as_str().len(), ShortText::CAPACITY);
+        assert!(cut.as_str().ends_with("é…"));
         let v = Violation::Link(LinkFault::Handshake(ShortText::new(
             "group \"g\" is not served",
         )));

@@ -58,6 +58,9 @@ pub struct MeshConfig {
     pub max_conns_per_session: usize,
     /// The Unix socket TCP clients fetch their fds from.
     pub unix_path: String,
+    /// Network edges every connection of a group gets, by URN (`[[rdma.link]]`), as if its
+    /// `multipointGroup.edges` named them.
+    pub links: Vec<(String, ConfigEdge)>,
 }
 
 /// A multipoint group: one pool, at most one source, up to `max_sinks_per_group` sinks.
@@ -280,7 +283,7 @@ impl Mesh {
             mesh_error: Some(e.class),
             message: e.to_string(),
         })?;
-        let Some((urn, edges)) = cfg.mesh_group() else {
+        let Some((urn, mut edges)) = cfg.mesh_group() else {
             return Err(Refusal::new(
                 ErrorCode::ERROR_CODE_NOT_IMPLEMENTED,
                 MeshErr::NotImplemented,
@@ -289,6 +292,11 @@ impl Mesh {
                     .to_owned(),
             ));
         };
+        for (_, e) in self.config.links.iter().filter(|(u, _)| *u == urn) {
+            if !edges.contains(e) {
+                edges.push(e.clone());
+            }
+        }
         let owned = self.conns.values().filter(|c| c.session == session).count();
         if owned >= self.config.max_conns_per_session {
             return Err(Refusal::new(
@@ -1149,13 +1157,18 @@ mod tests {
         fn shutdown(&mut self) {}
     }
 
-    fn mesh() -> Mesh {
-        Mesh::new(MeshConfig {
+    fn config() -> MeshConfig {
+        MeshConfig {
             huge_pages: HugePages::Off,
             max_sinks_per_group: 3,
             max_conns_per_session: 4,
             unix_path: "/run/mcm/sdk.sock".to_owned(),
-        })
+            links: Vec::new(),
+        }
+    }
+
+    fn mesh() -> Mesh {
+        Mesh::new(config())
     }
 
     fn req(kind: ConnectionKind, urn: &str, capacity: u32) -> CreateConnection {
@@ -1419,5 +1432,153 @@ mod tests {
                 "destroy 1"
             ]
         );
+    }
+
+    /// A link from this engine to another, for `[[rdma.link]]`.
+    fn rdma_tx(port: u16) -> ConfigEdge {
+        ConfigEdge::Rdma {
+            direction: Direction::Tx,
+            link: mcm_proto::config::transport::RdmaLink {
+                peer: Some(std::net::SocketAddr::from(([127, 0, 0, 1], port))),
+                port: None,
+                provider: mcm_proto::config::transport::RdmaProvider::Tcp,
+                endpoints: 2,
+            },
+        }
+    }
+
+    /// The id of the edge the last `attach` command named.
+    fn last_attached(dp: &Recorder) -> EdgeId {
+        let cmd = dp
+            .commands
+            .iter()
+            .rev()
+            .find(|c| c.starts_with("attach "))
+            .expect("an attach");
+        cmd.split(' ').nth(2).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn configured_links_join_every_connection_of_their_group_only() {
+        let mut m = Mesh::new(MeshConfig {
+            links: vec![("g".to_owned(), rdma_tx(9100))],
+            ..config()
+        });
+        let (mut dp, now) = (Recorder::default(), Instant::now());
+        let (a, _) = m
+            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
+            .unwrap();
+        let link = last_attached(&dp);
+        assert!(
+            dp.commands
+                .last()
+                .unwrap()
+                .contains("rdma tx 127.0.0.1:9100"),
+            "{:?}",
+            dp.commands
+        );
+        let (b, _) = m
+            .create(&mut dp, 1, &req(RX, "g", 4), Transport::Unix, now)
+            .unwrap();
+        let (h, _) = m
+            .create(&mut dp, 2, &req(RX, "h", 4), Transport::Unix, now)
+            .unwrap();
+        let rdma = dp.commands.iter().filter(|c| c.contains(" rdma ")).count();
+        assert_eq!(
+            rdma, 1,
+            "one link, shared, and none for h: {:?}",
+            dp.commands
+        );
+        assert_eq!(m.stats(1, 0).bridges.len(), 1);
+        m.delete(&mut dp, 1, a.conn_id).unwrap();
+        assert!(!dp.commands.contains(&format!("detach 1 {link}")));
+        m.delete(&mut dp, 1, b.conn_id).unwrap();
+        assert!(
+            dp.commands.contains(&format!("detach 1 {link}")),
+            "the link goes with the group's last connection: {:?}",
+            dp.commands
+        );
+        m.delete(&mut dp, 2, h.conn_id).unwrap();
+        assert_eq!(m.groups(), 0);
+    }
+
+    #[test]
+    fn a_broken_link_is_set_up_again_after_a_back_off_and_other_failures_forget_it() {
+        use crate::dataplane::{LinkFault, LinkStage, Violation};
+        let mut m = Mesh::new(MeshConfig {
+            links: vec![("g".to_owned(), rdma_tx(9100))],
+            ..config()
+        });
+        let (mut dp, now) = (Recorder::default(), Instant::now());
+        let (a, _) = m
+            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
+            .unwrap();
+        let link = last_attached(&dp);
+        let attaches = |dp: &Recorder| {
+            dp.commands
+                .iter()
+                .filter(|c| c.starts_with(&format!("attach 1 {link} ")))
+                .count()
+        };
+        let broke =
+            EdgeFailure::Violation(Violation::Link(LinkFault::Closed(LinkStage::Streaming)));
+        let before = Instant::now();
+        m.edge_failed(&mut dp, link, &broke);
+        let due = m.next_retry().expect("a retry is scheduled");
+        assert!(due >= before + RETRY_MIN && due <= Instant::now() + RETRY_MIN);
+        m.retry_due(&mut dp, due - Duration::from_millis(1));
+        assert_eq!(attaches(&dp), 1, "not before the back-off has passed");
+        m.retry_due(&mut dp, due);
+        assert_eq!(attaches(&dp), 2, "set up again under the same id");
+        assert_eq!(
+            m.next_retry(),
+            None,
+            "nothing due while it is on the data plane"
+        );
+        // It fails again before any link came up: the wait doubles.
+        let before = Instant::now();
+        m.edge_failed(&mut dp, link, &broke);
+        let due = m.next_retry().unwrap();
+        assert!(due >= before + 2 * RETRY_MIN && due <= Instant::now() + 2 * RETRY_MIN);
+        // Doubling stops at RETRY_MAX.
+        for _ in 0..10 {
+            let due = m.next_retry().unwrap();
+            m.retry_due(&mut dp, due);
+            m.edge_failed(&mut dp, link, &broke);
+        }
+        let g = &m.groups["g"];
+        assert_eq!(g.edges[0].retry.as_ref().unwrap().backoff, RETRY_MAX);
+        // A link that came up since starts over at RETRY_MIN.
+        let due = m.next_retry().unwrap();
+        m.retry_due(&mut dp, due);
+        EdgeCounters::add(&m.groups["g"].edges[0].counters.links_up, 1);
+        m.edge_failed(&mut dp, link, &broke);
+        let e = &m.groups["g"].edges[0];
+        assert_eq!(e.retry.as_ref().unwrap().backoff, RETRY_MIN);
+        let stats = m.stats(1, 0).bridges;
+        assert_eq!(
+            (stats.len(), stats[0].failures, stats[0].links_up),
+            (1, 13, 1)
+        );
+        // The last connection leaves while the link waits: nothing to detach on the data plane.
+        m.delete(&mut dp, 1, a.conn_id).unwrap();
+        assert!(
+            !dp.commands.contains(&format!("detach 1 {link}")),
+            "{:?}",
+            dp.commands
+        );
+        assert_eq!((m.groups(), m.next_retry()), (0, None));
+
+        // A failure that is not the link's (the group is gone on the data plane) forgets it.
+        let (b, _) = m
+            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
+            .unwrap();
+        let link = last_attached(&dp);
+        m.edge_failed(&mut dp, link, &EdgeFailure::NoGroup);
+        assert_eq!(m.next_retry(), None);
+        assert!(m.stats(1, 0).bridges.is_empty());
+        assert_eq!(m.connections(), 1, "the SDK member stays");
+        m.delete(&mut dp, 1, b.conn_id).unwrap();
+        assert_eq!(m.groups(), 0);
     }
 }

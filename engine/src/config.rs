@@ -213,6 +213,8 @@ pub struct RdmaFile {
     /// Ports receiving links listen on (`"FIRST-LAST"`); a link with no port of its own takes
     /// the first free one.
     pub ports: String,
+    /// `[[rdma.link]]`: links of groups, applied to every connection of their group.
+    pub link: Vec<RdmaLinkFile>,
 }
 
 impl Default for RdmaFile {
@@ -220,8 +222,40 @@ impl Default for RdmaFile {
         Self {
             ip: "127.0.0.1".into(),
             ports: "9100-9999".into(),
+            link: Vec::new(),
         }
     }
+}
+
+/// `[[rdma.link]]`: one end of a link between this engine and another, for one group. The
+/// link is an edge of the group while the group has a connection here, as if every
+/// connection's `multipointGroup.edges` named it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RdmaLinkFile {
+    /// The group's URN.
+    pub urn: String,
+    /// `"tx"`: this engine writes the group's frames to `peer`; `"rx"`: it listens on `port`
+    /// and the group's frames come from the peer.
+    pub direction: String,
+    /// Tx: the receiving engine's link address, `"IP:PORT"`.
+    pub peer: Option<String>,
+    /// Rx: the port to listen on (the peer names it).
+    pub port: Option<u16>,
+    /// libfabric provider: `"tcp"` (default), `"shm"` or `"verbs"`.
+    #[serde(default = "default_provider")]
+    pub provider: String,
+    /// Endpoints the frames are striped over, 1..=8 (default 1).
+    #[serde(default = "default_endpoints")]
+    pub endpoints: u8,
+}
+
+fn default_provider() -> String {
+    "tcp".into()
+}
+
+fn default_endpoints() -> u8 {
+    1
 }
 
 /// The validated `[rdma]` settings.
@@ -231,6 +265,8 @@ pub struct RdmaSettings {
     pub ip: std::net::IpAddr,
     /// Ports receiving links may listen on.
     pub ports: std::ops::RangeInclusive<u16>,
+    /// `[[rdma.link]]`: the links each group's connections get, by URN.
+    pub links: Vec<(String, mcm_proto::config::transport::Edge)>,
 }
 
 /// `[st2110]`.
@@ -625,10 +661,102 @@ fn validate_rdma(f: &RdmaFile) -> Result<RdmaSettings, ConfigError> {
         );
         ConfigError::new("rdma.ip", msg)
     })?;
+    let links = f
+        .link
+        .iter()
+        .enumerate()
+        .map(|(i, l)| validate_link(i, l))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, l) in links.iter().enumerate() {
+        if links[..i].contains(l) {
+            let msg = format!("the same link as an earlier one for group {:?}", l.0);
+            return Err(ConfigError::new(&format!("rdma.link[{i}]"), msg));
+        }
+        let port = |e: &mcm_proto::config::transport::Edge| match e {
+            mcm_proto::config::transport::Edge::Rdma { link, .. } => link.port,
+            _ => None,
+        };
+        if let Some(p) = port(&l.1)
+            && let Some(j) = links[..i].iter().position(|o| port(&o.1) == Some(p))
+        {
+            let msg =
+                format!("port {p} is also rdma.link[{j}]'s (each rx link listens on its own port)");
+            return Err(ConfigError::new(&format!("rdma.link[{i}].port"), msg));
+        }
+    }
     Ok(RdmaSettings {
         ip,
         ports: port_range("rdma.ports", &f.ports)?,
+        links,
     })
+}
+
+fn validate_link(
+    i: usize,
+    l: &RdmaLinkFile,
+) -> Result<(String, mcm_proto::config::transport::Edge), ConfigError> {
+    use mcm_proto::config::Direction;
+    use mcm_proto::config::transport::{Edge, MAX_RDMA_ENDPOINTS, RdmaLink, RdmaProvider};
+    let key = |k: &str| format!("rdma.link[{i}].{k}");
+    if l.urn.is_empty() || l.urn.len() > 256 {
+        let msg = "a group URN of 1 to 256 bytes is required";
+        return Err(ConfigError::new(&key("urn"), msg));
+    }
+    let direction = match l.direction.as_str() {
+        "tx" => Direction::Tx,
+        "rx" => Direction::Rx,
+        d => {
+            let msg = format!("`{d}` is not a direction (allowed: \"tx\", \"rx\")");
+            return Err(ConfigError::new(&key("direction"), msg));
+        }
+    };
+    let peer = match (&l.peer, direction) {
+        (Some(p), Direction::Tx) => Some(parse_addr(&key("peer"), p)?),
+        (None, Direction::Tx) => {
+            let msg = "required for a tx link: the receiving engine's \"IP:PORT\"";
+            return Err(ConfigError::new(&key("peer"), msg));
+        }
+        (Some(_), Direction::Rx) => {
+            let msg = "not allowed for an rx link (it listens on `port`; the peer dials it)";
+            return Err(ConfigError::new(&key("peer"), msg));
+        }
+        (None, Direction::Rx) => None,
+    };
+    match (l.port, direction) {
+        (None, Direction::Rx) | (Some(0), _) => {
+            let msg = "required for an rx link: a port in 1..=65535 the sending engine names";
+            return Err(ConfigError::new(&key("port"), msg));
+        }
+        (Some(_), Direction::Tx) => {
+            let msg = "not allowed for a tx link (its peer names the receiving port)";
+            return Err(ConfigError::new(&key("port"), msg));
+        }
+        _ => {}
+    }
+    let provider = RdmaProvider::ALL
+        .iter()
+        .find(|(n, _)| *n == l.provider)
+        .map(|&(_, p)| p)
+        .ok_or_else(|| {
+            let msg = format!(
+                "`{}` is not a provider (allowed: \"tcp\", \"shm\", \"verbs\")",
+                l.provider
+            );
+            ConfigError::new(&key("provider"), msg)
+        })?;
+    in_range(
+        &key("endpoints"),
+        u64::from(l.endpoints),
+        1,
+        u64::from(MAX_RDMA_ENDPOINTS),
+    )?;
+    let link = RdmaLink {
+        peer,
+        port: l.port,
+        provider,
+        endpoints: l.endpoints,
+    };
+    Ok((l.urn.clone(), Edge::Rdma { direction, link }))
 }
 
 fn port_range(key: &str, v: &str) -> Result<std::ops::RangeInclusive<u16>, ConfigError> {
@@ -919,6 +1047,98 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("allowed: kernel:<interface>"), "{e}");
+    }
+
+    #[test]
+    fn rdma_links_are_checked_and_named() {
+        use mcm_proto::config::Direction;
+        use mcm_proto::config::transport::{Edge, RdmaLink, RdmaProvider};
+        let c = check(
+            "[[rdma.link]]\nurn = \"a\"\ndirection = \"tx\"\npeer = \"127.0.0.1:9100\"\n\
+             [[rdma.link]]\nurn = \"b\"\ndirection = \"rx\"\nport = 9200\nprovider = \"shm\"\nendpoints = 4\n",
+        )
+        .unwrap()
+        .rdma;
+        assert_eq!(
+            c.links,
+            vec![
+                (
+                    "a".to_owned(),
+                    Edge::Rdma {
+                        direction: Direction::Tx,
+                        link: RdmaLink {
+                            peer: Some("127.0.0.1:9100".parse().unwrap()),
+                            port: None,
+                            provider: RdmaProvider::Tcp,
+                            endpoints: 1,
+                        },
+                    }
+                ),
+                (
+                    "b".to_owned(),
+                    Edge::Rdma {
+                        direction: Direction::Rx,
+                        link: RdmaLink {
+                            peer: None,
+                            port: Some(9200),
+                            provider: RdmaProvider::Shm,
+                            endpoints: 4,
+                        },
+                    }
+                ),
+            ]
+        );
+        assert!(check("").unwrap().rdma.links.is_empty());
+        let link = |body: &str| err(&format!("[[rdma.link]]\nurn = \"g\"\n{body}"));
+        assert_eq!(
+            link("direction = \"tx\"\n"),
+            "rdma.link[0].peer: required for a tx link: the receiving engine's \"IP:PORT\""
+        );
+        assert!(
+            link("direction = \"tx\"\npeer = \"127.0.0.1:1\"\nport = 5\n")
+                .starts_with("rdma.link[0].port: not allowed for a tx link")
+        );
+        assert!(
+            link("direction = \"rx\"\n").starts_with("rdma.link[0].port: required for an rx link")
+        );
+        assert!(
+            link("direction = \"rx\"\nport = 9\npeer = \"127.0.0.1:1\"\n")
+                .starts_with("rdma.link[0].peer: not allowed for an rx link")
+        );
+        assert_eq!(
+            link("direction = \"up\"\n"),
+            "rdma.link[0].direction: `up` is not a direction (allowed: \"tx\", \"rx\")"
+        );
+        assert!(
+            link("direction = \"tx\"\npeer = \"nowhere\"\n")
+                .starts_with("rdma.link[0].peer: `nowhere` is not a socket address")
+        );
+        assert_eq!(
+            link("direction = \"rx\"\nport = 9\nprovider = \"psm3\"\n"),
+            "rdma.link[0].provider: `psm3` is not a provider (allowed: \"tcp\", \"shm\", \"verbs\")"
+        );
+        assert_eq!(
+            link("direction = \"rx\"\nport = 9\nendpoints = 9\n"),
+            "rdma.link[0].endpoints: 9 is out of range (allowed: 1 to 8)"
+        );
+        assert!(
+            err("[[rdma.link]]\nurn = \"\"\ndirection = \"rx\"\nport = 9\n")
+                .starts_with("rdma.link[0].urn: a group URN")
+        );
+        assert!(
+            err("[[rdma.link]]\nurn = \"g\"\ndirection = \"rx\"\nport = 9\ncolour = 1\n")
+                .contains("colour")
+        );
+        let two = "[[rdma.link]]\nurn = \"g\"\ndirection = \"rx\"\nport = 9\n";
+        assert!(
+            err(&format!("{two}{two}"))
+                .starts_with("rdma.link[1]: the same link as an earlier one for group \"g\"")
+        );
+        let other = "[[rdma.link]]\nurn = \"h\"\ndirection = \"rx\"\nport = 9\n";
+        assert_eq!(
+            err(&format!("{two}{other}")),
+            "rdma.link[1].port: port 9 is also rdma.link[0]'s (each rx link listens on its own port)"
+        );
     }
 
     #[test]

@@ -124,6 +124,7 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
             max_sinks_per_group: cfg.max_sinks_per_group,
             max_conns_per_session: cfg.max_connections_per_client,
             unix_path: cfg.sdk_unix.display().to_string(),
+            links: cfg.rdma.links.clone(),
         },
     };
     let (server, shutdown) = ControlServer::bind(server_cfg, Box::new(lcores))?;

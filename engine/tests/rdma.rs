@@ -361,3 +361,86 @@ fn the_receiving_engine_killed_and_restarted_mid_stream_resumes() {
     assert!(la.failures >= 2 && la.links_up == 2, "{la:?}");
     drop(tx);
 }
+
+/// `[[rdma.link]]` in cores.toml alone joins a group across engines: the connections name no
+/// edges, and groups the table does not name get no link.
+#[test]
+fn links_from_cores_toml_join_a_group_whose_connections_name_no_edges() {
+    let port = free_tcp_port();
+    let link = |end: &str| {
+        format!("[[rdma.link]]\nurn = \"configured\"\n{end}\nprovider = \"tcp\"\nendpoints = 2\n")
+    };
+    let b = Engine::start_with(
+        |t| t + &link(&format!("direction = \"rx\"\nport = {port}")),
+        &[],
+    );
+    let a = Engine::start_with(
+        |t| t + &link(&format!("direction = \"tx\"\npeer = \"127.0.0.1:{port}\"")),
+        &[],
+    );
+    let (ca, cb) = (client(&a), client(&b));
+    let rx = cb.create_rx(&blob_json("configured", &[])).unwrap();
+    let tx = ca.create_tx(&blob_json("configured", &[])).unwrap();
+    let _other = ca.create_tx(&blob_json("not-configured", &[])).unwrap();
+    wait_edge(&ca, "A's configured link streams", |l| l.links_up == 1);
+    let stats = ca.stats().unwrap();
+    let links: Vec<_> = stats
+        .bridges
+        .iter()
+        .filter(|l| l.edge_kind.starts_with("rdma"))
+        .collect();
+    assert_eq!(links.len(), 1, "{:?}", stats.bridges);
+    assert_eq!(links[0].group, "configured");
+    let c = collect(rx, 30);
+    for i in 0..30 {
+        put(&tx, i, 4000 + i as usize, 16);
+    }
+    let (got, _rx) = c.join().unwrap();
+    assert_eq!(got.len(), 30, "B {:?}", link_stats(&cb));
+    for (i, g) in got.iter().enumerate() {
+        let i = i as u32;
+        assert!(g.payload == pattern(i, 4000 + i as usize), "frame {i}");
+        assert!(g.metadata == pattern(i ^ 0xffff, 16), "frame {i} metadata");
+    }
+}
+
+/// A sender whose frames do not fit the receiving group is refused at the handshake: the
+/// receiver says why, both ends count it, the sender logs the reason once while it retries
+/// with back-off, and its own group goes on.
+#[test]
+fn a_refused_handshake_is_counted_logged_once_and_retried() {
+    let (mut a, mut b) = (Engine::start(), Engine::start());
+    let (ca, cb) = (client(&a), client(&b));
+    let port = free_tcp_port();
+    let small = |edges: &[String]| blob_json("refused", edges);
+    let big = |edges: &[String]| blob_json("refused", edges).replace("100000", "200000");
+    let _rx = cb
+        .create_rx(&small(&[rdma_edge("rx", &port.to_string(), "tcp", 1)]))
+        .unwrap();
+    let tx = ca
+        .create_tx(&big(&[rdma_edge(
+            "tx",
+            &format!("127.0.0.1:{port}"),
+            "tcp",
+            1,
+        )]))
+        .unwrap();
+    let local = collect(ca.create_rx(&big(&[])).unwrap(), 3);
+    wait_edge(&ca, "A tried three times", |l| {
+        l.failures >= 3 && l.handshakes_refused >= 3 && l.links_up == 0
+    });
+    wait_edge(&cb, "B refused them", |l| {
+        l.handshakes_refused >= 3 && l.links_up == 0
+    });
+    let why =
+        "frames of up to 200000 payload / 4096 metadata bytes (allowed: at most 100000 / 4096)";
+    b.wait_log(why);
+    a.wait_log(why);
+    let told = a.log_text().lines().filter(|l| l.contains(why)).count();
+    assert_eq!(told, 1, "the sender logs a reason once:\n{}", a.log_text());
+    for i in 0..3 {
+        put(&tx, i, 150_000, 0);
+    }
+    let (got, _local) = local.join().unwrap();
+    assert_eq!(got.len(), 3, "A's own receiver is not held back");
+}

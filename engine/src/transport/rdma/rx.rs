@@ -13,7 +13,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mcm_control::dataplane::{EdgeCounters, LinkFault, LinkStage, Violation};
 use mcm_proto::link::{
@@ -86,6 +86,8 @@ pub struct RdmaSource {
     checked: Instant,
     /// A rule the sender broke: the link ends once what came before is published.
     fault: Option<Violation>,
+    /// When a refused handshake was last logged.
+    refusal_logged: Option<Instant>,
 }
 
 impl RdmaSource {
@@ -157,6 +159,7 @@ impl RdmaSource {
             completions: Completions::default(),
             checked: Instant::now(),
             fault: None,
+            refusal_logged: None,
         })
     }
 
@@ -236,14 +239,25 @@ impl RdmaSource {
             Err(reason) => {
                 let reply = LinkReply {
                     reply: Some(link_reply::Reply::Refused(LinkRefused {
-                        reason,
+                        reason: reason.clone(),
                         ..Default::default()
                     })),
                     ..Default::default()
                 };
+                let mut from = None;
                 if let State::Handshake { chan, .. } = &mut self.state {
                     let _ = chan.queue(&reply);
                     let _ = chan.flush(LinkStage::Handshake);
+                    from = chan.stream().peer_addr().ok();
+                }
+                // A sender retries with back-off: at most one line a second says why.
+                if self
+                    .refusal_logged
+                    .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                {
+                    self.refusal_logged = Some(now);
+                    let from = from.map_or_else(|| "?".to_owned(), |a| a.to_string());
+                    tracing::warn!("{}: refused the sender at {from}: {reason}", self.name);
                 }
                 self.counters_refused();
                 self.listen_again();
