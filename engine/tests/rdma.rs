@@ -190,11 +190,16 @@ fn stream_1080p(provider: &str, endpoints: u8, n: u32) {
         (u64::from(n), 0, 0)
     );
     assert_eq!(lb.bytes, u64::from(n) * FRAME as u64);
+    assert!(lb.slots_held > 0, "B holds the slots it granted: {lb:?}");
     for c in [&p.ca, &p.cb] {
         assert_eq!(c.stats().unwrap().payload_bytes_copied, 0, "no copy");
     }
+    // The sender leaves: B's end sees the link end and hands back every slot it had granted.
     drop(tx);
-    let _ = (p.a, p.b);
+    wait_edge(&p.cb, "B's link lets go of every slot", |b| {
+        b.failures >= 1 && b.slots_held == 0
+    });
+    let _ = (p.a, p.b, keep);
 }
 
 #[test]

@@ -172,10 +172,24 @@ impl Engine {
             }
         });
         let mut socket = None;
+        let mut said = Vec::new();
         loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .map_err(|_| "the engine did not start within 30 s".to_owned())?;
+            let line = match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) => l,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err("the engine did not start within 30 s".to_owned());
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = child
+                        .wait()
+                        .map_or_else(|e| e.to_string(), |s| s.to_string());
+                    return Err(format!(
+                        "the engine exited ({status}) before serving: {}",
+                        said.join(" / ")
+                    ));
+                }
+            };
+            said.push(line.clone());
             if let Some(p) = line.split("Unix socket listening on ").nth(1) {
                 socket = Some(PathBuf::from(p.trim()));
             }

@@ -68,12 +68,17 @@ pub struct WorkerArgs {
 
 /// What one receiver process measured.
 #[derive(Debug)]
-struct WorkerResult {
-    received: u64,
-    bad: u64,
-    cpu_s: f64,
-    last_ns: u64,
-    hist: hdrhistogram::Histogram<u64>,
+pub(crate) struct WorkerResult {
+    /// Frames it got.
+    pub(crate) received: u64,
+    /// Frames with the wrong content.
+    pub(crate) bad: u64,
+    /// Its CPU seconds.
+    pub(crate) cpu_s: f64,
+    /// CLOCK_REALTIME of its last get, ns.
+    pub(crate) last_ns: u64,
+    /// Put→get latencies, ns.
+    pub(crate) hist: hdrhistogram::Histogram<u64>,
 }
 
 /// What one run measured.
@@ -297,7 +302,8 @@ pub(crate) fn run_once(
     })
 }
 
-fn parse_result(line: &str) -> Result<WorkerResult, String> {
+/// Parses a receiver process's `result` line.
+pub(crate) fn parse_result(line: &str) -> Result<WorkerResult, String> {
     let v: serde_json::Value = line
         .strip_prefix("result ")
         .ok_or_else(|| format!("a receiver said {line:?}"))

@@ -11,6 +11,9 @@
 //! `mcm-perf pacing` grades a live ST 2110-20 stream (described by an SDP file) against
 //! ST 2110-21 from kernel receive timestamps. `mcm-perf st2110` sends an ST 2110-20 stream
 //! through an engine to K SDK receivers over multicast on loopback, grading its pacing on the way.
+//!
+//! `mcm-perf rdma` sends frames from engine A to engine B over an RDMA link and the same frames
+//! through a raw libfabric harness with no engine, and reports both side by side.
 
 use std::time::Duration;
 
@@ -21,6 +24,7 @@ mod engine;
 mod local;
 mod output;
 mod pacing;
+mod rdma;
 mod report;
 mod st2110;
 
@@ -43,6 +47,9 @@ enum Command {
     /// The same workload through our engine and through GStreamer / FFmpeg, alternating;
     /// CPU per stream-second, frames lost and latency of each side.
     Compare(compare::CompareArgs),
+    /// A sender on engine A, a receiver on engine B, an RDMA link between them; beside the
+    /// same writes by a raw libfabric harness with no engine.
+    Rdma(rdma::RdmaArgs),
     /// A receiver process started by `local` (not for direct use).
     #[command(hide = true)]
     RxWorker(local::WorkerArgs),
@@ -55,6 +62,7 @@ fn main() {
         Command::Pacing(args) => pacing::run(&args),
         Command::St2110(args) => st2110::run(&args),
         Command::Compare(args) => compare::run(&args),
+        Command::Rdma(args) => rdma::run(&args),
         Command::RxWorker(args) => local::worker(&args),
     };
     if let Err(e) = result {
