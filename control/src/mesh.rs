@@ -1458,8 +1458,9 @@ mod tests {
         cmd.split(' ').nth(2).unwrap().parse().unwrap()
     }
 
-    #[test]
-    fn configured_links_join_every_connection_of_their_group_only() {
+    /// A mesh whose group "g" has a configured link, and a sender in it: the sender's reply
+    /// and the link's edge id.
+    fn linked_sender() -> (Mesh, Recorder, Instant, ConnectionCreated, EdgeId) {
         let mut m = Mesh::new(MeshConfig {
             links: vec![("g".to_owned(), rdma_tx(9100))],
             ..config()
@@ -1469,6 +1470,12 @@ mod tests {
             .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
             .unwrap();
         let link = last_attached(&dp);
+        (m, dp, now, a, link)
+    }
+
+    #[test]
+    fn configured_links_join_every_connection_of_their_group_only() {
+        let (mut m, mut dp, now, a, link) = linked_sender();
         assert!(
             dp.commands
                 .last()
@@ -1505,15 +1512,7 @@ mod tests {
     #[test]
     fn a_broken_link_is_set_up_again_after_a_back_off_and_other_failures_forget_it() {
         use crate::dataplane::{LinkFault, LinkStage, Violation};
-        let mut m = Mesh::new(MeshConfig {
-            links: vec![("g".to_owned(), rdma_tx(9100))],
-            ..config()
-        });
-        let (mut dp, now) = (Recorder::default(), Instant::now());
-        let (a, _) = m
-            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
-            .unwrap();
-        let link = last_attached(&dp);
+        let (mut m, mut dp, now, a, link) = linked_sender();
         let attaches = |dp: &Recorder| {
             dp.commands
                 .iter()

@@ -220,26 +220,9 @@ pub(crate) fn run_once(
     engine_pid: Option<u32>,
 ) -> Result<RunResult, String> {
     let json = connection_json(a, group);
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let mut workers: Vec<(Child, BufReader<std::process::ChildStdout>)> = Vec::new();
+    let mut workers = Vec::new();
     for _ in 0..receivers {
-        let mut child = Command::new(&exe)
-            .arg("rx-worker")
-            .arg("--socket")
-            .arg(socket)
-            .args(["--config", &json, "--frames", &a.frames.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start a receiver: {e}"))?;
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .map_err(|e| format!("receiver: {e}"))?;
-        if line.trim() != "ready" {
-            let _ = child.kill();
-            return Err(format!("a receiver did not start: {line:?}"));
-        }
-        workers.push((child, out));
+        workers.push(Worker::start(socket, &json, a.frames)?);
     }
     let client = Client::with_unix_socket(socket, ClientConfig::default())
         .map_err(|e| format!("sender: {e}"))?;
@@ -272,12 +255,8 @@ pub(crate) fn run_once(
     let cpu_sender = engine::self_cpu_seconds() - cpu_self_0;
     let mut hist = report::new_histogram();
     let (mut received, mut bad, mut cpu_receivers, mut last_ns) = (0, 0, 0.0, start_ns);
-    for (mut child, mut out) in workers {
-        let mut line = String::new();
-        out.read_line(&mut line)
-            .map_err(|e| format!("receiver: {e}"))?;
-        let _ = child.wait();
-        let r = parse_result(&line)?;
+    for w in workers {
+        let r = w.finish()?;
         received += r.received;
         bad += r.bad;
         cpu_receivers += r.cpu_s;
@@ -302,8 +281,49 @@ pub(crate) fn run_once(
     })
 }
 
+/// A receiver process (`mcm-perf rx-worker`), attached and ready.
+pub(crate) struct Worker {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Worker {
+    /// Starts a receiver of `frames` frames on the engine at `socket` with connection `json`;
+    /// returns once its connection is up.
+    pub(crate) fn start(socket: &std::path::Path, json: &str, frames: u64) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        let mut child = Command::new(&exe)
+            .arg("rx-worker")
+            .arg("--socket")
+            .arg(socket)
+            .args(["--config", json, "--frames", &frames.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a receiver: {e}"))?;
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line)
+            .map_err(|e| format!("receiver: {e}"))?;
+        if line.trim() != "ready" {
+            let _ = child.kill();
+            return Err(format!("a receiver did not start: {line:?}"));
+        }
+        Ok(Self { child, out })
+    }
+
+    /// Waits for the receiver's report and for it to exit.
+    pub(crate) fn finish(mut self) -> Result<WorkerResult, String> {
+        let mut line = String::new();
+        self.out
+            .read_line(&mut line)
+            .map_err(|e| format!("receiver: {e}"))?;
+        let _ = self.child.wait();
+        parse_result(&line)
+    }
+}
+
 /// Parses a receiver process's `result` line.
-pub(crate) fn parse_result(line: &str) -> Result<WorkerResult, String> {
+fn parse_result(line: &str) -> Result<WorkerResult, String> {
     let v: serde_json::Value = line
         .strip_prefix("result ")
         .ok_or_else(|| format!("a receiver said {line:?}"))

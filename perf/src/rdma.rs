@@ -13,10 +13,8 @@
 //! completion. Latency: engine, from the SDK's timestamp at put to the receiver's get; raw, from
 //! the post to the receiver reading the completion (one clock, CLOCK_REALTIME, one host).
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -30,6 +28,7 @@ use mcm_sdk::conn::realtime_ns;
 use mcm_sdk::{Client, Timeout};
 
 use crate::engine::{self, Engine, EngineOptions};
+use crate::local::Worker;
 use crate::output::{self, LatencySeries, OutputArgs};
 use crate::report::{self, Summary};
 
@@ -424,23 +423,7 @@ fn engine_once(
         group,
         &edge(format!(r#""tx", "peer": "127.0.0.1:{port}""#)),
     );
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let mut child = Command::new(&exe)
-        .arg("rx-worker")
-        .arg("--socket")
-        .arg(&eb.socket)
-        .args(["--config", &rx_json, "--frames", &a.frames.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the receiver: {e}"))?;
-    let mut out = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    out.read_line(&mut line)
-        .map_err(|e| format!("receiver: {e}"))?;
-    if line.trim() != "ready" {
-        let _ = child.kill();
-        return Err(format!("the receiver did not start: {line:?}"));
-    }
+    let worker = Worker::start(&eb.socket, &rx_json, a.frames)?;
     let ca = Client::with_unix_socket(&ea.socket, ClientConfig::default())
         .map_err(|e| format!("sender: {e}"))?;
     let cb = Client::with_unix_socket(&eb.socket, ClientConfig::default())
@@ -467,11 +450,7 @@ fn engine_once(
             .map_err(|e| format!("sender put: {e}"))?;
     }
     let cpu_sender = engine::self_cpu_seconds() - cpu_self0;
-    line.clear();
-    out.read_line(&mut line)
-        .map_err(|e| format!("receiver: {e}"))?;
-    let _ = child.wait();
-    let r = crate::local::parse_result(&line)?;
+    let r = worker.finish()?;
     let (cpu_a, cpu_b) = (
         engine::cpu_seconds(ea.pid()) - cpu_a0,
         engine::cpu_seconds(eb.pid()) - cpu_b0,
