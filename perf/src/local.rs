@@ -237,12 +237,7 @@ pub(crate) fn run_once(
     let mut progress = report::Progress::new("frames sent", a.frames);
     for i in 0..a.frames {
         progress.tick(i);
-        if a.fps > 0.0 {
-            let due = start + Duration::from_secs_f64(i as f64 / a.fps);
-            if let Some(d) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(d);
-            }
-        }
+        pace(start, i, a.fps);
         let mut b = tx
             .get_timeout(wait)
             .map_err(|e| format!("sender get: {e}"))?;
@@ -279,6 +274,16 @@ pub(crate) fn run_once(
         cpu_engine,
         wall_s,
     })
+}
+
+/// Sleeps until frame `i` of a run at `fps` that started at `start` is due (0: never).
+pub(crate) fn pace(start: Instant, i: u64, fps: f64) {
+    if fps > 0.0 {
+        let due = start + Duration::from_secs_f64(i as f64 / fps);
+        if let Some(d) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+    }
 }
 
 /// A receiver process (`mcm-perf rx-worker`), attached and ready.

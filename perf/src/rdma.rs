@@ -24,11 +24,12 @@ use mcm_engine::transport::rdma::fabric::{self, Completion, RemoteIov};
 use mcm_engine::transport::rdma::link::{Contexts, Fabric};
 use mcm_proto::config::transport::RdmaProvider;
 use mcm_proto::config::{ClientConfig, ConnectionConfig, Direction};
+use mcm_proto::shm::map::{HugePages, Region};
 use mcm_sdk::conn::realtime_ns;
 use mcm_sdk::{Client, Timeout};
 
 use crate::engine::{self, Engine, EngineOptions};
-use crate::local::Worker;
+use crate::local::{Worker, pace};
 use crate::output::{self, LatencySeries, OutputArgs};
 use crate::report::{self, Summary};
 
@@ -477,64 +478,17 @@ fn engine_once(
     })
 }
 
-/// Sleeps until frame `i` of a run at `fps` that started at `start` is due (0: never).
-fn pace(start: Instant, i: u64, fps: f64) {
-    if fps > 0.0 {
-        let due = start + Duration::from_secs_f64(i as f64 / fps);
-        if let Some(d) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(d);
-        }
-    }
+/// A raw end's memory: a shared-memory region like a group's pool (memfd, normal pages).
+fn raw_memory(name: &str, len: usize) -> Result<Region, String> {
+    Region::create(name, len, HugePages::Off).map_err(|e| format!("raw harness: {e}"))
 }
 
-/// Memory a raw end writes from or into, page-aligned, zeroed.
-struct Buffer {
-    ptr: std::ptr::NonNull<u8>,
-    len: usize,
+/// The address `offset` bytes into `r`.
+fn at(r: &Region, offset: usize) -> *const u8 {
+    assert!(offset < r.len(), "offset {offset} past the region");
+    // SAFETY: `offset` is inside the mapping (checked above).
+    unsafe { r.as_ptr().add(offset) }
 }
-
-impl Buffer {
-    fn new(len: usize) -> Result<Self, String> {
-        let len = len.max(1);
-        // SAFETY: an anonymous private mapping; no file, no fixed address.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(format!(
-                "cannot map {len} bytes: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let ptr = std::ptr::NonNull::new(p.cast()).ok_or("mmap returned null")?;
-        Ok(Self { ptr, len })
-    }
-
-    fn at(&self, offset: usize) -> *const u8 {
-        assert!(offset < self.len);
-        // SAFETY: `offset` is inside the mapping (checked above).
-        unsafe { self.ptr.as_ptr().add(offset) }
-    }
-}
-
-impl Drop for Buffer {
-    fn drop(&mut self) {
-        // SAFETY: the mapping is owned here and unmapped once; its registrations (dropped
-        // before, see the callers' field order) no longer name it.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
-// SAFETY: the buffer is plain memory that no Rust reference reads or writes: its only users are
-// the provider's operations, which the raw harness's threads post and complete.
-unsafe impl Sync for Buffer {}
 
 /// One run of the raw harness: `fi_writedata` of `frame` bytes per frame over `provider`
 /// with `endpoints` endpoints, `capacity` writes in flight, no engine.
@@ -550,13 +504,13 @@ fn raw_once(
     let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let rx = Fabric::open(provider, lo, n)?;
     let tx = Fabric::open(provider, lo, n)?;
-    let rx_mem = Buffer::new(window * frame)?;
-    let tx_mem = Buffer::new(window * frame)?;
-    // SAFETY: the mapping outlives the registration: both are dropped at the end of this
-    // function, the registration (and the fabric) first.
+    let rx_mem = raw_memory("mcm-perf-raw-rx", window * frame)?;
+    let tx_mem = raw_memory("mcm-perf-raw-tx", window * frame)?;
+    // SAFETY: the mapping outlives the registration and the endpoints: they are dropped
+    // before it at the end of this function.
     let rx_mr = unsafe {
         rx.register(
-            rx_mem.at(0),
+            at(&rx_mem, 0),
             window * frame,
             u64::from(libfabric_sys::FI_REMOTE_WRITE),
         )
@@ -565,7 +519,7 @@ fn raw_once(
         // SAFETY: as above.
         Some(unsafe {
             tx.register(
-                tx_mem.at(0),
+                at(&tx_mem, 0),
                 window * frame,
                 u64::from(libfabric_sys::FI_WRITE),
             )
@@ -616,7 +570,9 @@ fn raw_once(
     });
     let (received, last_ns, hist, cpu_rx) = received?;
     let (sent, cpu_tx) = sent?;
+    // Endpoints and registrations close before the memory they could still write.
     drop((rx_mr, tx_mr));
+    drop((rx, tx));
     drop((rx_mem, tx_mem));
     Ok(Run {
         path: "raw",
@@ -656,7 +612,7 @@ struct RawLoad {
 fn raw_send(
     tx: &Fabric,
     mr: Option<&fabric::Mr>,
-    mem: &Buffer,
+    mem: &Region,
     to: &RawTarget<'_>,
     load: RawLoad,
     posted: &[AtomicU64],
@@ -712,7 +668,7 @@ fn raw_send(
             // completion puts the slot back on `free`; the buffer outlives the endpoint's use.
             let r = unsafe {
                 tx.eps[ep].write_data(
-                    &[(mem.at(slot * frame), frame, desc)],
+                    &[(at(mem, slot * frame), frame, desc)],
                     to.peers[ep],
                     &[remote],
                     i,
