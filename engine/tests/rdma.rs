@@ -14,9 +14,10 @@ use mcm_sdk::{Client, RxConnection, Timeout, TxConnection};
 use peer::{H, T, W, client, pattern};
 
 /// Runs the tests here one at a time: each starts two engines whose lcores share CPU 1 of a
-/// 2-CPU machine, and nine pairs at once starve the SDK receivers enough that a group drops
-/// frames for them (a slow receiver's frames are dropped, by design), which is not what these
-/// tests are about.
+/// 2-CPU machine, and nine pairs at once starve the SDK receivers so often that a group drops
+/// frames for them (a slow receiver's frames are dropped and counted, by design), which is not
+/// what these tests are about. Alone it still happens now and then (about one run in twenty of
+/// the cores.toml test): tests that cannot pace their receivers account for those drops.
 fn one_pair_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ONE.lock()
@@ -421,9 +422,27 @@ fn links_from_cores_toml_join_a_group_whose_connections_name_no_edges() {
         put(&tx, i, 4000 + i as usize, 16);
     }
     let (got, _rx) = c.join().unwrap();
-    assert_eq!(got.len(), 30, "B {:?}", link_stats(&cb));
-    for (i, g) in got.iter().enumerate() {
-        let i = i as u32;
+    // Every frame crossed the link. The receiver thread of this test can be descheduled long
+    // enough on a 2-CPU machine for its queue to fill, and a group drops frames for a slow
+    // receiver, counted: every frame is either delivered or counted as dropped for it.
+    let lb = link_stats(&cb);
+    assert_eq!(
+        (lb.frames, lb.frames_dropped, lb.frames_refused),
+        (30, 0, 0),
+        "{lb:?}"
+    );
+    let dropped: u64 = cb
+        .stats()
+        .unwrap()
+        .connections
+        .iter()
+        .map(|c| c.dropped)
+        .sum();
+    assert_eq!(got.len() as u64 + dropped, 30, "B {lb:?}");
+    assert!(got.len() >= 20, "most frames delivered: {}", got.len());
+    assert!(got.windows(2).all(|w| w[0].seq < w[1].seq), "in order");
+    for g in &got {
+        let i = g.seq as u32;
         assert!(g.payload == pattern(i, 4000 + i as usize), "frame {i}");
         assert!(g.metadata == pattern(i ^ 0xffff, 16), "frame {i} metadata");
     }
