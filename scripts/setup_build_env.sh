@@ -7,8 +7,10 @@ set -euo pipefail
 # topologies, procps for ps/pgrep in scripts; the real ST 2110 peers of the interop tests
 # (GStreamer's rtpvrawpay/rtpvrawdepay and L24 elements, FFmpeg), GStreamer's shmsink/shmsrc
 # (in -bad: the local peer of `mcm-perf compare`) and nftables for loss injection; libfabric
-# (headers, and its providers and tools) and libclang for bindgen, for ffi/libfabric-sys.
-PACKAGES=(build-essential pkg-config ca-certificates iproute2 procps
+# (headers, and its providers and tools) and libclang for bindgen, for ffi/libfabric-sys; cmake
+# and OpenSSL's headers for grpcio's bundled gRPC core (the control plane, TLS through Debian's
+# libssl).
+PACKAGES=(build-essential pkg-config ca-certificates iproute2 procps cmake libssl-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
     ffmpeg nftables libfabric-dev libfabric-bin libclang-dev)
 

@@ -1,7 +1,7 @@
 //! The boundary between the control thread and the data plane.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use mcm_proto::config::Direction;
@@ -112,9 +112,37 @@ pub struct EdgeCounters {
     pub failures: AtomicU64,
     /// Times a link's handshake completed and it started streaming.
     pub links_up: AtomicU64,
+    /// An ST 2110 tx session's SDP: where it was written and its text. Set once, by the data
+    /// plane when it builds the session (on the control thread), read by the control plane.
+    pub sdp: OnceLock<(String, String)>,
 }
 
 impl EdgeCounters {
+    /// Every counter with its name (the names GetStats and the control plane use).
+    pub fn named(&self) -> [(&'static str, u64); 18] {
+        let get = Self::get;
+        [
+            ("packets", get(&self.packets)),
+            ("bytes", get(&self.bytes)),
+            ("frames", get(&self.frames)),
+            ("frames_incomplete", get(&self.frames_incomplete)),
+            ("frames_dropped", get(&self.frames_dropped)),
+            ("packets_lost", get(&self.packets_lost)),
+            ("packets_reordered", get(&self.packets_reordered)),
+            ("packets_malformed", get(&self.packets_malformed)),
+            ("packets_late", get(&self.packets_late)),
+            ("send_errors", get(&self.send_errors)),
+            ("bytes_converted", get(&self.bytes_converted)),
+            ("frames_refused", get(&self.frames_refused)),
+            ("socket_drops", get(&self.socket_drops)),
+            ("packets_duplicate", get(&self.packets_duplicate)),
+            ("slots_held", get(&self.slots_held)),
+            ("handshakes_refused", get(&self.handshakes_refused)),
+            ("failures", get(&self.failures)),
+            ("links_up", get(&self.links_up)),
+        ]
+    }
+
     /// Adds `n` to `c` (single writer: its lcore).
     pub fn add(c: &AtomicU64, n: u64) {
         // Relaxed: a statistic with one writer, so load + store is not a lost update.

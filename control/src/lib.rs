@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod dataplane;
+pub mod grpc;
 pub mod mesh;
 pub mod server;
 pub mod session;

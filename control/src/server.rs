@@ -18,6 +18,8 @@ use mcm_proto::sdk::{CreateConnection, ErrorCode};
 use mcm_proto::shm::map::send_fds_nonblocking;
 
 use crate::dataplane::{Command, Dataplane, Event, LcoreCounters, Notifier};
+use crate::grpc::GrpcServer;
+use crate::grpc::serve::{ControlPlane, Now as PlaneNow};
 use crate::mesh::{Mesh, MeshConfig};
 use crate::session::{Created, Flow, Handler, Refusal, Session, Transport};
 
@@ -51,6 +53,17 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// Groups and connections: pool pages and limits.
     pub mesh: MeshConfig,
+    /// The gRPC control plane; `None` serves none.
+    pub grpc: Option<GrpcConfig>,
+}
+
+/// Settings of the gRPC control plane.
+#[derive(Debug, Clone)]
+pub struct GrpcConfig {
+    /// Listen address (`grpc.addr`; port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// The engine's description for GetInfo (what does not change while it runs).
+    pub info: crate::grpc::proto::control::EngineInfo,
 }
 
 /// Why the control server could not start.
@@ -79,6 +92,9 @@ pub enum ServerError {
     /// The mio poll could not be created.
     #[error("cannot create the control thread's poll: {0}")]
     Poll(#[from] io::Error),
+    /// The gRPC service could not start.
+    #[error(transparent)]
+    Grpc(#[from] crate::grpc::GrpcError),
 }
 
 /// Stops a running [`ControlServer`] from another thread (e.g. the signal handler).
@@ -229,6 +245,10 @@ pub struct ControlServer {
     waker: Arc<Waker>,
     counters: ControlCounters,
     stats: Option<Stats>,
+    /// The gRPC control plane, when configured.
+    plane: Option<ControlPlane>,
+    /// Whether gRPC calls were left waiting by the per-turn budget.
+    calls_waiting: bool,
 }
 
 impl ControlServer {
@@ -251,6 +271,15 @@ impl ControlServer {
             .register(&mut unix, UNIX, Interest::READABLE)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
         dataplane.set_notifier(Notifier(waker.clone()));
+        let plane = match &config.grpc {
+            Some(g) => {
+                let (server, calls) = GrpcServer::start(g.addr, Notifier(waker.clone()))?;
+                let mut info = g.info.clone();
+                info.sdk_tcp = tcp.local_addr()?.to_string();
+                Some(ControlPlane::new(server, calls, info))
+            }
+            None => None,
+        };
         let flag = Arc::new(AtomicBool::new(false));
         let handle = ShutdownHandle {
             flag: flag.clone(),
@@ -282,6 +311,8 @@ impl ControlServer {
             waker,
             counters: ControlCounters::default(),
             stats,
+            plane,
+            calls_waiting: false,
         };
         Ok((server, handle))
     }
@@ -289,6 +320,11 @@ impl ControlServer {
     /// The bound TCP address (resolves port 0).
     pub fn tcp_addr(&self) -> io::Result<SocketAddr> {
         self.tcp.local_addr()
+    }
+
+    /// The gRPC control plane's address, when it is served.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.plane.as_ref().map(ControlPlane::addr)
     }
 
     /// The Unix socket path.
@@ -324,6 +360,13 @@ impl ControlServer {
             if let Some(at) = self.mesh.next_retry() {
                 due = due.min(at);
             }
+            // Metrics streams get their samples on time; calls left waiting are served now.
+            if let Some(at) = self.plane.as_ref().and_then(ControlPlane::next_due) {
+                due = due.min(at);
+            }
+            if self.calls_waiting {
+                due = now;
+            }
             // Clients with input left unread are served again without waiting.
             let again = std::mem::take(&mut self.again);
             if !again.is_empty() {
@@ -356,6 +399,7 @@ impl ControlServer {
             }
             self.tick_stats(now);
             self.mesh.retry_due(self.dataplane.as_mut(), now);
+            self.serve_plane(now);
         }
         self.stop();
         Ok(())
@@ -383,6 +427,20 @@ impl ControlServer {
                 None => self.counters.spurious_events += 1,
             },
         }
+    }
+
+    /// Answers waiting gRPC calls and sends the metrics samples that are due.
+    fn serve_plane(&mut self, now: Instant) {
+        let Some(plane) = self.plane.as_mut() else {
+            return;
+        };
+        let sessions = self.conns.len();
+        self.calls_waiting = plane.serve(
+            &mut self.mesh,
+            self.dataplane.as_mut(),
+            PlaneNow { sessions },
+        );
+        plane.tick(&self.mesh, self.dataplane.as_ref(), now);
     }
 
     fn accept_tcp(&mut self) {
@@ -600,6 +658,9 @@ impl ControlServer {
                 conn.stream.shutdown_write();
             }
             self.close(token);
+        }
+        if let Some(plane) = self.plane.take() {
+            plane.stop();
         }
         self.dataplane.shutdown();
         remove_socket(&self.unix_path);

@@ -7,8 +7,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use mcm_control::grpc::proto::control::EngineInfo;
 use mcm_control::mesh::MeshConfig;
-use mcm_control::server::{ControlServer, ServerConfig, ServerError};
+use mcm_control::server::{ControlServer, GrpcConfig, ServerConfig, ServerError};
 use mcm_proto::shm::map::{HugePages, MapError, MemKind, Region};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -126,15 +127,18 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
             unix_path: cfg.sdk_unix.display().to_string(),
             links: cfg.rdma.links.clone(),
         },
+        grpc: Some(GrpcConfig {
+            addr: cfg.grpc,
+            info: engine_info(cfg, &lcores),
+        }),
     };
     let (server, shutdown) = ControlServer::bind(server_cfg, Box::new(lcores))?;
     let tcp = server.tcp_addr().map_err(RunError::Control)?;
     tracing::info!("TCP Server listening on {tcp}");
     tracing::info!("Unix socket listening on {}", server.unix_path().display());
-    tracing::info!(
-        "gRPC control plane address {} (service not yet enabled)",
-        cfg.grpc
-    );
+    if let Some(addr) = server.grpc_addr() {
+        tracing::info!("gRPC Server listening on {addr}");
+    }
     let control_cpu = cfg.control_cpu;
     let closer = signals.handle();
     let control = std::thread::Builder::new()
@@ -164,6 +168,43 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
     res.map_err(RunError::Control)?;
     tracing::info!("mcm-engine stopped");
     Ok(())
+}
+
+/// What the control plane's GetInfo says of this engine (its fixed part).
+fn engine_info(cfg: &EngineConfig, lcores: &Lcores) -> EngineInfo {
+    let rdma = &cfg.rdma;
+    EngineInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        sdk_tcp: cfg.sdk_tcp.to_string(),
+        sdk_unix: cfg.sdk_unix.display().to_string(),
+        lcores: lcores.cpus().into_iter().map(|c| c as u32).collect(),
+        idle_policy: describe_idle(cfg.idle),
+        huge_pages: match cfg.huge_pages {
+            HugePagesName::On => "on",
+            HugePagesName::Off => "off",
+            HugePagesName::Auto => "auto",
+        }
+        .to_owned(),
+        transports: [
+            "sdk",
+            "st2110-20",
+            "st2110-22",
+            "st2110-30",
+            "st2110-40",
+            "rdma",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        st2110_backend: "kernel".to_owned(),
+        st2110_local_ip: cfg.st2110.local_ip.to_string(),
+        rdma_ip: rdma.ip.to_string(),
+        rdma_port_first: u32::from(*rdma.ports.start()),
+        rdma_port_last: u32::from(*rdma.ports.end()),
+        rdma_providers: crate::transport::rdma::providers(rdma.ip),
+        max_sessions: cfg.max_sessions as u32,
+        max_sinks_per_group: cfg.max_sinks_per_group,
+        ..EngineInfo::default()
+    }
 }
 
 /// The memory policy for the configured name.

@@ -438,3 +438,40 @@ fn three_receivers_get_every_frame_despite_a_slow_one_and_a_killed_one() {
         slow.text()
     );
 }
+
+/// The SDK library links no gRPC: neither the shared library's dependencies nor any symbol of
+/// the shared or the static library come from gRPC's C core (the control plane's stubs live in
+/// mcm-control, which the SDK does not depend on).
+#[test]
+fn libmcm_dp_has_no_grpc() {
+    let dir = c::sdk_lib_dir();
+    let so = dir.join("libmcm_dp.so");
+    let ldd = std::process::Command::new("ldd").arg(&so).output().unwrap();
+    assert!(ldd.status.success(), "ldd {}", so.display());
+    let deps = String::from_utf8_lossy(&ldd.stdout);
+    assert!(deps.contains("libc.so"), "ldd lists the libraries: {deps}");
+    assert!(!deps.to_lowercase().contains("grpc"), "{deps}");
+    for (lib, args) in [("libmcm_dp.so", &["-D"][..]), ("libmcm_dp.a", &[][..])] {
+        let out = std::process::Command::new("nm")
+            .args(args)
+            .arg(dir.join(lib))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "nm {lib}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let syms = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            syms.contains("mesh_create_client"),
+            "nm reads {lib}'s symbols"
+        );
+        let grpc: Vec<&str> = syms
+            .lines()
+            .filter(|l| l.contains("grpc_") || l.contains("grpcio"))
+            .take(5)
+            .collect();
+        assert!(grpc.is_empty(), "{lib} has gRPC symbols: {grpc:?}");
+    }
+}

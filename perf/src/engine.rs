@@ -141,7 +141,7 @@ impl Engine {
         let config = format!(
             "[lcores]\ncpus = [{}]\nidle = \"{}\"\nspin_us = {}\nwake_margin_us = {}\n\
              [control]\ncpu = {}\n\
-             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n\
+             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[grpc]\naddr = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n\
              [st2110]\nrx_read_interval_us = {}\n",
             cpus.join(", "),
             o.idle,

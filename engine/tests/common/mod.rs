@@ -19,6 +19,7 @@ pub struct Engine {
     pub child: Child,
     pub log: Arc<Mutex<Vec<String>>>,
     pub tcp: SocketAddr,
+    pub grpc: SocketAddr,
     pub unix: PathBuf,
     pub shm: PathBuf,
     _dir: tempfile::TempDir,
@@ -28,7 +29,7 @@ pub fn config(dir: &Path, extra: &str) -> String {
     let shm = dir.join("shm");
     format!(
         "[lcores]\ncpus = [1]\n[control]\ncpu = 0\nstats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n\
-         [memory]\nshm_dir = \"{}\"\n{extra}",
+         [grpc]\naddr = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n{extra}",
         shm.display()
     )
 }
@@ -72,12 +73,15 @@ impl Engine {
             child,
             log,
             tcp: "0.0.0.0:0".parse().unwrap(),
+            grpc: "0.0.0.0:0".parse().unwrap(),
             unix: PathBuf::new(),
             shm: dir.path().join("shm"),
             _dir: dir,
         };
         let line = e.wait_log("TCP Server listening on ");
         e.tcp = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let line = e.wait_log("gRPC Server listening on ");
+        e.grpc = line.rsplit(' ').next().unwrap().parse().unwrap();
         let line = e.wait_log("Unix socket listening on ");
         e.unix = PathBuf::from(line.rsplit(' ').next().unwrap());
         e.wait_log("engine running");

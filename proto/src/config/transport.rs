@@ -116,6 +116,77 @@ pub struct RdmaLink {
 }
 
 impl Edge {
+    /// Parses one edge on its own, written as an entry of `multipointGroup.edges` is (the
+    /// control plane's CreateEdge): `{ "st2110": {...} }` or `{ "rdma": {...} }`.
+    pub fn from_json(json: &str) -> Result<Self, ConfigError> {
+        let value = super::json::parse(json, CLASS)?;
+        let root = Obj::root(&value, CLASS)?;
+        parse_edge(&root)
+    }
+
+    /// Refuses an edge that cannot carry `payload` (an ST 2110 edge of another media kind than
+    /// the group's), as a connection JSON naming it would be refused.
+    pub fn check_payload(&self, payload: &super::payload::Payload) -> Result<(), ConfigError> {
+        let Self::St2110 { stream, .. } = self else {
+            return Ok(());
+        };
+        let wants = stream.transport.payload_kind();
+        if payload.as_str() == wants {
+            return Ok(());
+        }
+        Err(ConfigError::new(
+            MeshErr::ConnConfigIncompat,
+            format!(
+                "st2110.transport: {:?} carries {wants}, but the group's payload is {}",
+                stream.transport.as_str(),
+                payload.as_str()
+            ),
+        ))
+    }
+
+    /// The edge as JSON that [`from_json`](Self::from_json) reads back to the same edge
+    /// (defaults written out, absent options left out).
+    pub fn to_json(&self) -> String {
+        use serde_json::{Map, Value, json};
+        let dir = match self.direction() {
+            Direction::Tx => "tx",
+            Direction::Rx => "rx",
+        };
+        let mut body = Map::new();
+        body.insert("direction".into(), json!(dir));
+        let mut opt = |key: &str, v: Option<String>| {
+            if let Some(v) = v {
+                body.insert(key.into(), Value::String(v));
+            }
+        };
+        match self {
+            Self::St2110 { stream: s, .. } => {
+                opt(
+                    "multicastSourceIpAddr",
+                    s.multicast_source_ip_addr.map(|a| a.to_string()),
+                );
+                opt("pacing", s.pacing.clone());
+                opt("transportPixelFormat", s.transport_pixel_format.clone());
+                opt("sdpFile", s.sdp_file.clone());
+                body.insert("transport".into(), json!(s.transport.as_str()));
+                body.insert("ipAddr".into(), json!(s.ip_addr.to_string()));
+                body.insert("port".into(), json!(s.port));
+                body.insert("payloadType".into(), json!(s.payload_type));
+            }
+            Self::Rdma { link, .. } => {
+                opt("peer", link.peer.map(|a| a.to_string()));
+                if let Some(port) = link.port {
+                    body.insert("port".into(), json!(port));
+                }
+                body.insert("provider".into(), json!(link.provider.as_str()));
+                body.insert("numEndpoints".into(), json!(link.endpoints));
+            }
+        }
+        let mut root = Map::new();
+        root.insert(self.as_str().into(), Value::Object(body));
+        Value::Object(root).to_string()
+    }
+
     /// The transport's key in the JSON (`"st2110"`).
     pub const fn as_str(&self) -> &'static str {
         match self {
@@ -481,6 +552,52 @@ mod tests {
     fn options(o: Value) -> Result<RdmaOptions, ConfigError> {
         let v = json!({ "options": o });
         parse_rdma_options(&Obj::root(&v, CLASS).unwrap())
+    }
+
+    #[test]
+    fn an_edge_written_as_json_reads_back_the_same() {
+        let edges = [
+            r#"{"st2110": {"direction": "tx", "ipAddr": "239.1.1.1", "port": 5004}}"#,
+            r#"{"st2110": {"direction": "rx", "transport": "st2110-30", "ipAddr": "232.1.1.1",
+                "port": 6000, "multicastSourceIpAddr": "10.0.0.1", "pacing": "narrow",
+                "payloadType": 97, "sdpFile": "/tmp/a.sdp"}}"#,
+            r#"{"rdma": {"direction": "tx", "peer": "127.0.0.1:9100", "numEndpoints": 4}}"#,
+            r#"{"rdma": {"direction": "rx", "port": 9101, "provider": "shm"}}"#,
+            r#"{"rdma": {"direction": "rx"}}"#,
+        ];
+        for text in edges {
+            let e = Edge::from_json(text).unwrap();
+            let again = Edge::from_json(&e.to_json()).unwrap();
+            assert_eq!(again, e, "{text} -> {}", e.to_json());
+        }
+        let e = Edge::from_json(r#"{"st2110": {"ipAddr": "239.1.1.1", "port": 5004}}"#);
+        assert!(inval(e).contains("direction"));
+        let e = Edge::from_json(r#"{"udp": {}}"#);
+        assert!(inval(e).contains("allowed: st2110, rdma"));
+    }
+
+    #[test]
+    fn an_edge_must_carry_its_groups_payload() {
+        let audio = Edge::from_json(
+            r#"{"st2110": {"direction": "tx", "transport": "st2110-30", "ipAddr": "239.1.1.1",
+                "port": 5004}}"#,
+        )
+        .unwrap();
+        let video = super::super::payload::Payload::Video(super::super::payload::Video {
+            width: 1920,
+            height: 1080,
+            fps: 60.0,
+            pixel_format: super::super::payload::PixelFormat::Yuv422p10le,
+        });
+        let e = audio.check_payload(&video).unwrap_err();
+        assert_eq!(e.class, MeshErr::ConnConfigIncompat);
+        assert!(
+            e.message
+                .contains("carries audio, but the group's payload is video"),
+            "{e}"
+        );
+        let link = Edge::from_json(r#"{"rdma": {"direction": "rx"}}"#).unwrap();
+        assert!(link.check_payload(&video).is_ok());
     }
 
     fn inval(r: Result<impl std::fmt::Debug, ConfigError>) -> String {

@@ -32,6 +32,17 @@ use crate::group::Part;
 /// corrupts the tag of frame N (counted from 0), naming a slot that was never granted.
 pub const CORRUPT_TAG_ENV: &str = "MCM_TEST_RDMA_CORRUPT_TAG";
 
+/// The providers libfabric can serve links with on `ip` here (`tcp`, `shm`, `verbs`), asked
+/// once at start-up for the control plane's GetInfo.
+pub fn providers(ip: std::net::IpAddr) -> Vec<String> {
+    use mcm_proto::config::transport::RdmaProvider;
+    RdmaProvider::ALL
+        .iter()
+        .filter(|(_, p)| fabric::Info::find(*p, Some(ip)).is_ok())
+        .map(|(name, _)| (*name).to_owned())
+        .collect()
+}
+
 /// Builds the link end `e` describes for the group of `cx` (on the control thread).
 ///
 /// # Errors

@@ -189,7 +189,7 @@ fn video(
             } = tx_socket(settings, st, &opts)?;
             let name = format!("st2110-20 tx {dest}");
             let sdp_text = video_sdp(&params, &format, rate, sender);
-            let sdp_path = write_sdp(settings, "tx", dest, &sdp_text)?;
+            let sdp_path = write_sdp(settings, "tx", dest, &sdp_text, &counters)?;
             let stream = Stream {
                 payload_type: st.payload_type,
                 ssrc: random_u32(),
@@ -297,7 +297,7 @@ fn audio(spec: &St2110Edge, a: &Audio, settings: &Settings) -> Result<Part, Stri
                 channel_order: None,
             };
             let text = sdp::Session::st2110_30(&tx, &audio).to_string();
-            let sdp_path = write_sdp(settings, "tx", dest, &text)?;
+            let sdp_path = write_sdp(settings, "tx", dest, &text, &counters)?;
             tracing::info!("st2110-30 tx {source} -> {dest}: {format}");
             let name = format!("st2110-30 tx {dest}");
             let tx = St30Tx::new(
@@ -426,7 +426,7 @@ fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part,
             // b=AS: the largest codestream every frame period, in kbit/s.
             let kbps = (f64::from(spec.payload_size) * 8.0 * v.fps / 1000.0).ceil() as u64;
             let text = sdp::Session::st2110_22(&tx.params, fmtp, kbps).to_string();
-            let sdp_path = write_sdp(settings, "tx", tx.dest, &text)?;
+            let sdp_path = write_sdp(settings, "tx", tx.dest, &text, &counters)?;
             tracing::info!(
                 "st2110-22 tx {} -> {}: {}x{} {rate} fps, codestreams up to {} bytes in \
                  {}-byte packets, {sender} pacing",
@@ -490,7 +490,7 @@ fn ancillary(spec: &St2110Edge, a: &Ancillary, settings: &Settings) -> Result<Pa
                 ..sdp::AncFmtp::default()
             };
             let text = sdp::Session::st2110_40(&tx.params, fmtp).to_string();
-            let sdp_path = write_sdp(settings, "tx", tx.dest, &text)?;
+            let sdp_path = write_sdp(settings, "tx", tx.dest, &text, &counters)?;
             tracing::info!("st2110-40 tx {} -> {}: {rate} fps", tx.source, tx.dest);
             let stream = Stream {
                 payload_type: st.payload_type,
@@ -738,11 +738,16 @@ fn write_sdp(
     dir: &str,
     dest: SocketAddrV4,
     text: &str,
+    counters: &mcm_control::dataplane::EdgeCounters,
 ) -> Result<SdpFile, String> {
     let path = settings
         .sdp_dir
         .join(format!("st2110-{dir}-{}-{}.sdp", dest.ip(), dest.port()));
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    // The control plane's GetSdp reads it there; a new edge has new counters, so it is unset.
+    let _ = counters
+        .sdp
+        .set((path.display().to_string(), text.to_owned()));
     Ok(SdpFile {
         path,
         text: text.to_owned(),

@@ -37,6 +37,9 @@ use crate::dataplane::{
 };
 use crate::session::{Created, Refusal, Transport};
 
+mod plane;
+pub use plane::{ApplyReport, Flow, PlaneError, PlaneErrorKind};
+
 /// Most network sink edges a group may have (they count against `sdk.max_sinks_per_group`
 /// with its SDK receivers: the pool holds that many sinks' quotas).
 pub const MAX_SINK_EDGES: usize = 8;
@@ -83,6 +86,9 @@ struct Group {
     payload: Payload,
     /// Network edges (ST 2110 sessions, ...), each kept while a connection names it.
     edges: Vec<NetEdge>,
+    /// Made by the control plane with this spec: the group lives, with no member, until the
+    /// control plane lets it go.
+    spec: Option<plane::Spec>,
 }
 
 /// A network edge of a group, as the registry knows it.
@@ -206,6 +212,15 @@ struct Conn {
     edges: Vec<EdgeId>,
 }
 
+/// What attaching an edge did, so that it can be undone.
+#[derive(Debug, Clone, Copy)]
+enum Claim {
+    /// The edge was built.
+    New,
+    /// An identical edge was shared; the control plane's claim on it before.
+    Shared { was_configured: bool },
+}
+
 /// Fds waiting for a TCP client to fetch them.
 #[derive(Debug)]
 struct Parked {
@@ -313,7 +328,7 @@ impl Mesh {
             self.check_joinable(&urn, kind, &cfg)?;
             None
         } else {
-            Some(self.create_group(dp, &urn, &cfg)?)
+            Some(self.create_group_pool(dp, &urn, &cfg)?)
         };
         let result = self
             .check_edges(&urn, Some(kind), &edges)
@@ -403,7 +418,8 @@ impl Mesh {
     }
 
     /// Attaches the edges `owner` named (`None`: the control plane): shared with the group's
-    /// identical edge, or built. Returns their ids.
+    /// identical edge, or built. Returns their ids. All or none: when one cannot be attached,
+    /// those this call attached or shared are let go again.
     fn attach_edges(
         &mut self,
         dp: &mut dyn Dataplane,
@@ -412,65 +428,115 @@ impl Mesh {
         edges: &[ConfigEdge],
         payload_size: u32,
     ) -> Result<Vec<EdgeId>, Refusal> {
-        let mut ids = Vec::with_capacity(edges.len());
+        let mut done: Vec<(EdgeId, Claim)> = Vec::with_capacity(edges.len());
         for e in edges {
-            let g = self.groups.get_mut(urn).expect("joined above");
-            let id = match g.edges.iter_mut().find(|n| n.config == *e) {
-                Some(n) => {
-                    match owner {
-                        Some(conn) => n.owners.push(conn),
-                        None => n.configured = true,
+            match self.attach_one(dp, urn, owner, e, payload_size) {
+                Ok(d) => done.push(d),
+                Err(err) => {
+                    for (id, claim) in done.into_iter().rev() {
+                        self.release(dp, urn, owner, id, claim);
                     }
-                    n.id
+                    return Err(err);
                 }
-                None => {
-                    let id = self.next_conn;
-                    let counters = Arc::new(EdgeCounters::default());
-                    let spec =
-                        EdgeSpec::network(e, g.payload, payload_size, g.quota, counters.clone());
-                    let (role, kind) = (spec.role(), spec.describe());
-                    dp.submit(Command::AttachEdge {
-                        group: g.id,
-                        edge: id,
-                        spec,
-                    })
-                    .map_err(|err| match err {
-                        DataplaneError::EdgeSetup(why) => Refusal::new(
-                            ErrorCode::ERROR_CODE_CONFIG,
-                            MeshErr::ConnFailed,
-                            format!("group {urn:?}: {why}"),
-                        ),
-                        err => Refusal::new(
-                            ErrorCode::ERROR_CODE_INTERNAL,
-                            MeshErr::ConnFailed,
-                            format!("group {urn:?}: the data plane did not take the edge: {err}"),
-                        ),
-                    })?;
-                    self.next_conn += 1;
-                    tracing::info!("group {urn:?}: edge {id} ({kind}) attached");
-                    if role == Role::Source {
-                        g.source = Some(id);
-                    }
-                    g.edges.push(NetEdge {
-                        id,
-                        config: e.clone(),
-                        role,
-                        kind,
-                        counters,
-                        owners: owner.into_iter().collect(),
-                        configured: owner.is_none(),
-                        on_dataplane: true,
-                        retry: None,
-                    });
-                    id
-                }
-            };
-            if let Some(c) = owner.and_then(|conn| self.conns.get_mut(&conn)) {
-                c.edges.push(id);
             }
-            ids.push(id);
         }
-        Ok(ids)
+        Ok(done.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// Attaches one edge for `owner`: shares the group's identical edge, or builds it.
+    fn attach_one(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        owner: Option<ConnId>,
+        e: &ConfigEdge,
+        payload_size: u32,
+    ) -> Result<(EdgeId, Claim), Refusal> {
+        let g = self.groups.get_mut(urn).expect("joined above");
+        let (id, claim) = match g.edges.iter_mut().find(|n| n.config == *e) {
+            Some(n) => {
+                let claim = Claim::Shared {
+                    was_configured: n.configured,
+                };
+                match owner {
+                    Some(conn) => n.owners.push(conn),
+                    None => n.configured = true,
+                }
+                (n.id, claim)
+            }
+            None => {
+                let id = self.next_conn;
+                let counters = Arc::new(EdgeCounters::default());
+                let spec = EdgeSpec::network(e, g.payload, payload_size, g.quota, counters.clone());
+                let (role, kind) = (spec.role(), spec.describe());
+                dp.submit(Command::AttachEdge {
+                    group: g.id,
+                    edge: id,
+                    spec,
+                })
+                .map_err(|err| match err {
+                    DataplaneError::EdgeSetup(why) => Refusal::new(
+                        ErrorCode::ERROR_CODE_CONFIG,
+                        MeshErr::ConnFailed,
+                        format!("group {urn:?}: {why}"),
+                    ),
+                    err => Refusal::new(
+                        ErrorCode::ERROR_CODE_INTERNAL,
+                        MeshErr::ConnFailed,
+                        format!("group {urn:?}: the data plane did not take the edge: {err}"),
+                    ),
+                })?;
+                self.next_conn += 1;
+                tracing::info!("group {urn:?}: edge {id} ({kind}) attached");
+                if role == Role::Source {
+                    g.source = Some(id);
+                }
+                g.edges.push(NetEdge {
+                    id,
+                    config: e.clone(),
+                    role,
+                    kind,
+                    counters,
+                    owners: owner.into_iter().collect(),
+                    configured: owner.is_none(),
+                    on_dataplane: true,
+                    retry: None,
+                });
+                (id, Claim::New)
+            }
+        };
+        if let Some(c) = owner.and_then(|conn| self.conns.get_mut(&conn)) {
+            c.edges.push(id);
+        }
+        Ok((id, claim))
+    }
+
+    /// Undoes [`attach_one`](Self::attach_one): `owner` lets go of edge `id`, which is
+    /// detached when this call built it.
+    fn release(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        owner: Option<ConnId>,
+        id: EdgeId,
+        claim: Claim,
+    ) {
+        if let Some(c) = owner.and_then(|conn| self.conns.get_mut(&conn)) {
+            c.edges.retain(|&x| x != id);
+        }
+        let Some(g) = self.groups.get_mut(urn) else {
+            return;
+        };
+        let Some(i) = g.edges.iter().position(|n| n.id == id) else {
+            return;
+        };
+        match claim {
+            Claim::New => g.detach_edge(dp, i, urn),
+            Claim::Shared { was_configured } => match owner {
+                Some(conn) => g.edges[i].owners.retain(|&o| o != conn),
+                None => g.edges[i].configured = was_configured,
+            },
+        }
     }
 
     /// Attaches network edge `edge` to group `urn` for the control plane (configuration, the
@@ -488,7 +554,7 @@ impl Mesh {
             self.check_sizes(urn, cfg)?;
             None
         } else {
-            Some(self.create_group(dp, urn, cfg)?)
+            Some(self.create_group_pool(dp, urn, cfg)?)
         };
         let edges = std::slice::from_ref(edge);
         let result = self
@@ -663,7 +729,7 @@ impl Mesh {
     }
 
     /// Creates the pool and the group, and starts it on the data plane.
-    fn create_group(
+    fn create_group_pool(
         &mut self,
         dp: &mut dyn Dataplane,
         urn: &str,
@@ -740,6 +806,7 @@ impl Mesh {
                 sinks: Vec::new(),
                 payload: *cfg.payload(),
                 edges: Vec::new(),
+                spec: None,
             },
         );
         Ok(id)
@@ -1044,7 +1111,7 @@ impl Mesh {
             return;
         };
         let members = self.conns.values().any(|c| c.urn == urn);
-        if members || !g.edges.is_empty() {
+        if members || !g.edges.is_empty() || g.spec.is_some() {
             return;
         }
         let id = g.id;
