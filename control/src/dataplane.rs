@@ -115,6 +115,9 @@ pub struct EdgeCounters {
     /// An ST 2110 tx session's SDP: where it was written and its text. Set once, by the data
     /// plane when it builds the session (on the control thread), read by the control plane.
     pub sdp: OnceLock<(String, String)>,
+    /// An RDMA rx link: the port it listens on (set by the data plane each time it builds the
+    /// link, on the control thread); 0 otherwise.
+    pub listen_port: AtomicU64,
 }
 
 impl EdgeCounters {

@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod agent;
 pub mod dataplane;
 pub mod grpc;
 pub mod mesh;

@@ -17,6 +17,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use mcm_proto::sdk::{CreateConnection, ErrorCode};
 use mcm_proto::shm::map::send_fds_nonblocking;
 
+use crate::agent::client::AgentLink;
 use crate::dataplane::{Command, Dataplane, Event, LcoreCounters, Notifier};
 use crate::grpc::GrpcServer;
 use crate::grpc::serve::{ControlPlane, Now as PlaneNow};
@@ -55,6 +56,8 @@ pub struct ServerConfig {
     pub mesh: MeshConfig,
     /// The gRPC control plane; `None` serves none.
     pub grpc: Option<GrpcConfig>,
+    /// The agent to register with (needs `grpc`); `None`: none.
+    pub agent: Option<crate::agent::client::AgentClientConfig>,
 }
 
 /// Settings of the gRPC control plane.
@@ -95,6 +98,9 @@ pub enum ServerError {
     /// The gRPC service could not start.
     #[error(transparent)]
     Grpc(#[from] crate::grpc::GrpcError),
+    /// The agent client's thread could not start.
+    #[error("agent.addr: cannot start the agent client: {0}")]
+    Agent(io::Error),
 }
 
 /// Stops a running [`ControlServer`] from another thread (e.g. the signal handler).
@@ -249,6 +255,8 @@ pub struct ControlServer {
     plane: Option<ControlPlane>,
     /// Whether gRPC calls were left waiting by the per-turn budget.
     calls_waiting: bool,
+    /// The client of the agent, when configured.
+    agent: Option<AgentLink>,
 }
 
 impl ControlServer {
@@ -273,13 +281,28 @@ impl ControlServer {
         dataplane.set_notifier(Notifier(waker.clone()));
         let plane = match &config.grpc {
             Some(g) => {
-                let (server, calls) = GrpcServer::start(g.addr, Notifier(waker.clone()))?;
+                let (caller, calls) = crate::grpc::channel(Notifier(waker.clone()));
+                let server = GrpcServer::start(g.addr, caller.clone())?;
                 let mut info = g.info.clone();
                 info.sdk_tcp = tcp.local_addr()?.to_string();
-                Some(ControlPlane::new(server, calls, info))
+                Some((ControlPlane::new(server, calls, info), caller))
             }
             None => None,
         };
+        let agent = match (&config.agent, &plane) {
+            (Some(a), Some((p, caller))) => {
+                let mut a = a.clone();
+                if a.name.is_empty() {
+                    a.name = format!("{}:{}", hostname(), p.addr().port());
+                }
+                Some(
+                    AgentLink::start(a, p.info().clone(), caller.clone())
+                        .map_err(ServerError::Agent)?,
+                )
+            }
+            _ => None,
+        };
+        let plane = plane.map(|(p, _)| p);
         let flag = Arc::new(AtomicBool::new(false));
         let handle = ShutdownHandle {
             flag: flag.clone(),
@@ -313,6 +336,7 @@ impl ControlServer {
             stats,
             plane,
             calls_waiting: false,
+            agent,
         };
         Ok((server, handle))
     }
@@ -367,6 +391,9 @@ impl ControlServer {
             if self.calls_waiting {
                 due = now;
             }
+            if let Some(a) = &self.agent {
+                due = due.min(a.next_due());
+            }
             // Clients with input left unread are served again without waiting.
             let again = std::mem::take(&mut self.again);
             if !again.is_empty() {
@@ -400,6 +427,9 @@ impl ControlServer {
             self.tick_stats(now);
             self.mesh.retry_due(self.dataplane.as_mut(), now);
             self.serve_plane(now);
+            if let Some(a) = self.agent.as_mut() {
+                a.update(self.mesh.presence(), Instant::now());
+            }
         }
         self.stop();
         Ok(())
@@ -659,12 +689,29 @@ impl ControlServer {
             }
             self.close(token);
         }
+        let agent = self.agent.take();
+        if let Some(mut a) = agent {
+            a.stop();
+            if let Some(plane) = self.plane.take() {
+                plane.stop();
+            }
+            a.join();
+        }
         if let Some(plane) = self.plane.take() {
             plane.stop();
         }
         self.dataplane.shutdown();
         remove_socket(&self.unix_path);
     }
+}
+
+/// This host's name, for the default agent name.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// The sessions' view of the registry: each request is handled against the mesh and the data

@@ -62,6 +62,9 @@ pub struct Cli {
     /// Ports receiving RDMA links listen on, `FIRST-LAST` (MCM-compatible; overrides rdma.ports).
     #[arg(short = 'p', long = "rdma_ports", value_name = "FIRST-LAST")]
     pub rdma_ports: Option<String>,
+    /// The cluster's agent, host:port (MCM-compatible; overrides agent.addr).
+    #[arg(short = 'a', long = "agent", value_name = "HOST:PORT")]
+    pub agent: Option<String>,
     /// Log filter (error, warn, info, debug, trace, or a tracing directive); default: $RUST_LOG, else info.
     #[arg(short = 'l', long, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -99,6 +102,7 @@ impl Cli {
             st2110_ip: self.st2110_ip.clone(),
             rdma_ip: self.rdma_ip.clone(),
             rdma_ports: self.rdma_ports.clone(),
+            agent: self.agent.clone(),
         }
     }
 }

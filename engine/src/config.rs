@@ -59,6 +59,19 @@ pub struct ConfigFile {
     /// `[rdma]`: links between engines.
     #[serde(default)]
     pub rdma: RdmaFile,
+    /// `[agent]`: the cluster's agent.
+    #[serde(default)]
+    pub agent: AgentFile,
+}
+
+/// `[agent]`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentFile {
+    /// The agent's `host:port` (MCM's agent listens on 50051); empty: no agent.
+    pub addr: String,
+    /// This engine's name in the cluster; empty: `<hostname>:<gRPC port>`.
+    pub name: String,
 }
 
 /// How an lcore behaves when none of its ports has work.
@@ -369,6 +382,9 @@ pub struct EngineConfig {
     pub st2110: crate::transport::st2110::Settings,
     /// RDMA links.
     pub rdma: RdmaSettings,
+    /// The agent (`host:port`) and this engine's name there (empty: the default); `None`: no
+    /// agent.
+    pub agent: Option<(String, String)>,
 }
 
 /// Parses TOML text into the file types; errors name the key and the line.
@@ -437,6 +453,8 @@ pub struct Overrides {
     pub rdma_ip: Option<String>,
     /// `-p/--rdma_ports`.
     pub rdma_ports: Option<String>,
+    /// `-a/--agent`: the agent's `host:port`.
+    pub agent: Option<String>,
 }
 
 impl Overrides {
@@ -447,6 +465,9 @@ impl Overrides {
         }
         if let Some(v) = &self.grpc {
             file.grpc.addr = port_or_addr("grpc.addr", &file.grpc.addr, v)?;
+        }
+        if let Some(v) = &self.agent {
+            file.agent.addr.clone_from(v);
         }
         set(&mut file.lcores.cpus, &self.lcores);
         set(&mut file.control.cpu, &self.control_cpu);
@@ -587,10 +608,34 @@ impl EngineConfig {
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
             rdma: validate_rdma(&file.rdma)?,
+            agent: validate_agent(&file.agent)?,
             shm_dir,
             huge_pages: file.memory.huge_pages,
         })
     }
+}
+
+fn validate_agent(f: &AgentFile) -> Result<Option<(String, String)>, ConfigError> {
+    if f.addr.is_empty() {
+        return Ok(None);
+    }
+    let ok = f
+        .addr
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+    if !ok {
+        let msg = format!(
+            "`{}` is not host:port (allowed: an address or host name and a port, e.g. \
+             127.0.0.1:50051 or agent.mesh:50051)",
+            f.addr
+        );
+        return Err(ConfigError::new("agent.addr", msg));
+    }
+    if f.name.len() > 128 || f.name.chars().any(char::is_control) {
+        let msg = "at most 128 characters, no control characters".to_owned();
+        return Err(ConfigError::new("agent.name", msg));
+    }
+    Ok(Some((f.addr.clone(), f.name.clone())))
 }
 
 fn validate_st2110(
@@ -882,6 +927,28 @@ mod tests {
 
     fn err(text: &str) -> String {
         check(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn agent_address_and_name_are_checked() {
+        assert_eq!(check("").unwrap().agent, None);
+        let c = check("[agent]\naddr = \"agent.mesh:50051\"\n").unwrap();
+        assert_eq!(
+            c.agent,
+            Some(("agent.mesh:50051".to_owned(), String::new()))
+        );
+        for bad in ["50051", "host:", ":50051", "host:0", "host:70000"] {
+            let e = err(&format!("[agent]\naddr = \"{bad}\"\n"));
+            assert!(e.starts_with("agent.addr: "), "{e}");
+            assert!(
+                e.contains("allowed: an address or host name and a port"),
+                "{e}"
+            );
+        }
+        let e = err("[agent]\naddr = \"a:1\"\nname = \"x\\ny\"\n");
+        assert!(e.starts_with("agent.name: "), "{e}");
+        let e = err("[agent]\nport = 1\n");
+        assert!(e.contains("unknown field `port`"), "{e}");
     }
 
     #[test]

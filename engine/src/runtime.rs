@@ -7,6 +7,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use mcm_control::agent::client::AgentClientConfig;
 use mcm_control::grpc::proto::control::EngineInfo;
 use mcm_control::mesh::MeshConfig;
 use mcm_control::server::{ControlServer, GrpcConfig, ServerConfig, ServerError};
@@ -130,6 +131,10 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         grpc: Some(GrpcConfig {
             addr: cfg.grpc,
             info: engine_info(cfg, &lcores),
+        }),
+        agent: cfg.agent.as_ref().map(|(addr, name)| AgentClientConfig {
+            addr: addr.clone(),
+            name: name.clone(),
         }),
     };
     let (server, shutdown) = ControlServer::bind(server_cfg, Box::new(lcores))?;

@@ -7,36 +7,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::Engine;
 
-/// Builds `mcm-ctl` with the test's profile (once per process) and returns its path.
-fn ctl_bin() -> &'static PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(c::workspace_root()).args([
-            "build",
-            "-p",
-            "mcm-control",
-            "--bin",
-            "mcm-ctl",
-        ]);
-        if cfg!(not(debug_assertions)) {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("cannot run cargo");
-        assert!(
-            out.status.success(),
-            "cargo build --bin mcm-ctl failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = c::profile_dir().join("mcm-ctl");
-        assert!(bin.is_file(), "no {}", bin.display());
-        bin
-    })
+fn ctl_bin() -> PathBuf {
+    c::control_bin("mcm-ctl")
 }
 
 /// Runs `mcm-ctl -e <engine> args...`.

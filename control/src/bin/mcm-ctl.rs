@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
 use grpcio::{CallOption, ChannelBuilder, EnvBuilder, RpcStatusCode};
 use mcm_control::grpc::proto::control::{self as pb, Direction};
-use mcm_control::grpc::proto::control_grpc::EngineClient;
+use mcm_control::grpc::proto::control_grpc::{AgentClient, EngineClient};
 use mcm_control::grpc::proto::health::{HealthCheckRequest, health_check_response::ServingStatus};
 use mcm_control::grpc::proto::health_grpc::HealthClient;
 use protobuf::MessageFull;
@@ -32,6 +32,9 @@ struct Cli {
     /// The engine's gRPC address (its grpc.addr).
     #[arg(short, long, global = true, default_value = "127.0.0.1:8001")]
     engine: String,
+    /// The agent's address (for `engines`).
+    #[arg(long, global = true, default_value = "127.0.0.1:50051")]
+    agent: String,
     /// Print the answer as JSON (protobuf's JSON mapping) instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -53,6 +56,8 @@ enum Cmd {
         /// Only this group.
         urn: Option<String>,
     },
+    /// The agent's engines and the links it made between them (asks the agent, --agent).
+    Engines,
     /// SDK connections of every group, with their counters.
     Connections,
     /// Network edges of every group (ST 2110 sessions, RDMA links), with their counters.
@@ -194,6 +199,15 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             };
             let r = engine.list_groups_opt(&req, opt()).map_err(grpc)?;
             emit(cli, &r, |r| groups_table(&r.groups))
+        }
+        Cmd::Engines => {
+            let env = Arc::new(EnvBuilder::new().cq_count(1).build());
+            let ch = ChannelBuilder::new(env).connect(&cli.agent);
+            let agent = AgentClient::new(ch);
+            let r = agent
+                .list_engines_opt(&pb::ListEnginesRequest::default(), opt())
+                .map_err(|e| Failure::from_grpc(e, &cli.agent))?;
+            emit(cli, &r, engines_text)
         }
         Cmd::Connections => {
             let r = engine
@@ -484,6 +498,49 @@ fn groups_table(groups: &[pb::Group]) -> String {
             "MADE BY",
         ],
         &rows,
+    )
+}
+
+fn engines_text(r: &pb::ListEnginesReply) -> String {
+    let engines: Vec<Vec<String>> = r
+        .engines
+        .iter()
+        .map(|e| {
+            let groups: Vec<String> = e
+                .groups
+                .iter()
+                .map(|g| format!("{} ({} tx, {} rx)", g.urn, g.senders, g.receivers))
+                .collect();
+            vec![
+                e.name.clone(),
+                e.grpc_addr.clone(),
+                e.rdma_ip.clone(),
+                format!("{} ms", e.last_seen_ms),
+                groups.join(", "),
+            ]
+        })
+        .collect();
+    let links: Vec<Vec<String>> = r
+        .links
+        .iter()
+        .map(|l| {
+            vec![
+                l.urn.clone(),
+                l.from.clone(),
+                l.to.clone(),
+                l.tx_edge.to_string(),
+                l.rx_edge.to_string(),
+                l.state.clone(),
+            ]
+        })
+        .collect();
+    format!(
+        "{}\n{}",
+        table(&["ENGINE", "GRPC", "RDMA", "LAST SEEN", "GROUPS"], &engines),
+        table(
+            &["GROUP", "FROM", "TO", "TX EDGE", "RX EDGE", "STATE"],
+            &links
+        )
     )
 }
 

@@ -81,6 +81,58 @@ pub enum Call {
     Health(String, Reply<hpb::HealthCheckResponse>),
     /// Health Watch: the status now, then changes.
     WatchHealth(String, mpsc::Sender<hpb::HealthCheckResponse>),
+    /// The agent client: the engine's groups as the agent sees them.
+    Presence(Reply<pb::EngineState>),
+    /// The agent client: which groups have their source on another engine.
+    SetSources(std::collections::HashMap<String, String>),
+    /// The agent client: attach an edge for the agent (group, edge spec).
+    AgentAttach(String, String, Reply<pb::CreateEdgeReply>),
+}
+
+/// A handle that sends [`Call`]s to the control thread and awaits their answers; cheap to
+/// clone, usable from any thread.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    tx: Sender<Call>,
+    notifier: Notifier,
+}
+
+/// A channel of calls to the control thread: the handle for callers, the receiving end for it.
+pub fn channel(notifier: Notifier) -> (Caller, Receiver<Call>) {
+    let (tx, rx) = crossbeam_channel::bounded(CALL_QUEUE);
+    (Caller { tx, notifier }, rx)
+}
+
+impl Caller {
+    /// Queues `call` for the control thread without blocking.
+    pub fn send(&self, call: Call) -> Result<(), RpcStatus> {
+        match self.tx.try_send(call) {
+            Ok(()) => {
+                self.notifier.notify();
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => Err(RpcStatus::with_message(
+                RpcStatusCode::UNAVAILABLE,
+                format!("the engine's control thread has {CALL_QUEUE} requests waiting; retry"),
+            )),
+            Err(TrySendError::Disconnected(_)) => Err(stopping()),
+        }
+    }
+
+    /// Sends the call `make` builds and awaits its answer.
+    pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Call) -> Result<T, PlaneError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(make(reply)).map_err(|s| PlaneError {
+            kind: PlaneErrorKind::Internal,
+            message: s.message().to_owned(),
+        })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(PlaneError {
+                kind: PlaneErrorKind::Internal,
+                message: "the engine is stopping".to_owned(),
+            })
+        })
+    }
 }
 
 /// Why the gRPC server could not start.
@@ -112,14 +164,10 @@ impl std::fmt::Debug for GrpcServer {
 }
 
 impl GrpcServer {
-    /// Starts the engine and health services on `addr`; requests arrive on the returned
-    /// channel, each followed by a wake-up through `notifier`.
-    pub fn start(
-        addr: SocketAddr,
-        notifier: Notifier,
-    ) -> Result<(Self, Receiver<Call>), GrpcError> {
-        let (tx, rx) = crossbeam_channel::bounded(CALL_QUEUE);
-        let front = Front { tx, notifier };
+    /// Starts the engine and health services on `addr`; requests go to the control thread
+    /// through `caller`.
+    pub fn start(addr: SocketAddr, caller: Caller) -> Result<Self, GrpcError> {
+        let front = Front { caller };
         let env = Arc::new(
             grpcio::EnvBuilder::new()
                 .cq_count(1)
@@ -136,7 +184,7 @@ impl GrpcServer {
             .map_err(|_| GrpcError::Bind(addr))?;
         server.start();
         let addr = SocketAddr::new(addr.ip(), port);
-        Ok((Self { server, addr }, rx))
+        Ok(Self { server, addr })
     }
 
     /// The bound address (resolves port 0).
@@ -165,24 +213,12 @@ impl GrpcServer {
 /// The handlers' side: forwards each request to the control thread.
 #[derive(Clone)]
 struct Front {
-    tx: Sender<Call>,
-    notifier: Notifier,
+    caller: Caller,
 }
 
 impl Front {
-    /// Queues `call` for the control thread; false (with the status sent) when it cannot.
     fn forward(&self, call: Call) -> Result<(), RpcStatus> {
-        match self.tx.try_send(call) {
-            Ok(()) => {
-                self.notifier.notify();
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => Err(RpcStatus::with_message(
-                RpcStatusCode::UNAVAILABLE,
-                format!("the engine's control thread has {CALL_QUEUE} requests waiting; retry"),
-            )),
-            Err(TrySendError::Disconnected(_)) => Err(stopping()),
-        }
+        self.caller.send(call)
     }
 
     /// Forwards a unary request made by `make` and answers `sink` when the control thread has.

@@ -74,6 +74,11 @@ impl ControlPlane {
         }
     }
 
+    /// What GetInfo says of the engine (its fixed part).
+    pub fn info(&self) -> &pb::EngineInfo {
+        &self.info
+    }
+
     /// The address the service listens on.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.server.addr()
@@ -133,12 +138,19 @@ impl ControlPlane {
                 send(r, res);
             }
             Call::CreateEdge(urn, json, r) => {
-                let res = mesh
-                    .create_edge(dp, &urn, &json)
-                    .map(|edge_id| pb::CreateEdgeReply {
+                let res = mesh.create_edge(dp, &urn, &json).map(|edge_id| {
+                    let listen_port = mesh
+                        .list(&urn)
+                        .iter()
+                        .flat_map(|g| g.edges.iter())
+                        .find(|e| e.id == edge_id)
+                        .map_or(0, |e| e.listen_port);
+                    pb::CreateEdgeReply {
                         edge_id,
+                        listen_port,
                         ..Default::default()
-                    });
+                    }
+                });
                 log_refusal("CreateEdge", &res);
                 send(r, res);
             }
@@ -193,6 +205,25 @@ impl ControlPlane {
                         super::ENGINE_SERVICE
                     )))
                 };
+                send(r, res);
+            }
+            Call::Presence(r) => send(
+                r,
+                Ok(pb::EngineState {
+                    groups: mesh.presence(),
+                    ..Default::default()
+                }),
+            ),
+            Call::SetSources(sources) => mesh.set_remote_sources(sources),
+            Call::AgentAttach(urn, json, r) => {
+                let res = mesh
+                    .create_agent_edge(dp, &urn, &json)
+                    .map(|(edge_id, port)| pb::CreateEdgeReply {
+                        edge_id,
+                        listen_port: u32::from(port),
+                        ..Default::default()
+                    });
+                log_refusal("agent AttachEdge", &res);
                 send(r, res);
             }
             Call::WatchHealth(service, mut out) => {

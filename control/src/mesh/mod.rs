@@ -109,6 +109,8 @@ struct NetEdge {
     configured: bool,
     /// Whether the data plane has it (false from a failure until it is set up again).
     on_dataplane: bool,
+    /// Attached for the agent (a link between engines): kept out of ApplyConfig's reach.
+    by_agent: bool,
     /// Its last failure and next attempt, once it has failed.
     retry: Option<Retry>,
 }
@@ -240,6 +242,9 @@ pub struct Mesh {
     next_group: GroupId,
     /// Next id of a connection or network edge (one space: an SDK connection is an edge).
     next_conn: ConnId,
+    /// Groups whose source is on another engine, by URN, with that engine's name (from the
+    /// agent): a sender here is refused.
+    remote_sources: HashMap<String, String>,
 }
 
 impl Mesh {
@@ -252,6 +257,7 @@ impl Mesh {
             tokens: HashMap::new(),
             next_group: 1,
             next_conn: 1,
+            remote_sources: HashMap::new(),
         }
     }
 
@@ -320,6 +326,18 @@ impl Mesh {
                 format!(
                     "this client already has {owned} connections (limit {} per client)",
                     self.config.max_conns_per_session
+                ),
+            ));
+        }
+        if kind == ConnKind::Tx
+            && let Some(engine) = self.remote_sources.get(&urn)
+        {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_LIMIT,
+                MeshErr::ConnConfigIncompat,
+                format!(
+                    "group {urn:?} has its source on engine {engine:?} (allowed: one source per \
+                     group across the engines of the agent)"
                 ),
             ));
         }
@@ -500,6 +518,7 @@ impl Mesh {
                     owners: owner.into_iter().collect(),
                     configured: owner.is_none(),
                     on_dataplane: true,
+                    by_agent: false,
                     retry: None,
                 });
                 (id, Claim::New)

@@ -206,6 +206,35 @@ impl Mesh {
         urn: &str,
         json: &str,
     ) -> Result<EdgeId, PlaneError> {
+        self.attach_configured(dp, urn, json, false)
+    }
+
+    /// [`create_edge`](Self::create_edge) for the agent: the edge is marked as the agent's
+    /// (ApplyConfig leaves it alone). Returns its id and, for an rx link, the port it listens on.
+    pub fn create_agent_edge(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        json: &str,
+    ) -> Result<(EdgeId, u16), PlaneError> {
+        let id = self.attach_configured(dp, urn, json, true)?;
+        let port = self
+            .groups
+            .get(urn)
+            .and_then(|g| g.edges.iter().find(|e| e.id == id))
+            .map_or(0, |e| {
+                crate::dataplane::EdgeCounters::get(&e.counters.listen_port)
+            });
+        Ok((id, port as u16))
+    }
+
+    fn attach_configured(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        urn: &str,
+        json: &str,
+        by_agent: bool,
+    ) -> Result<EdgeId, PlaneError> {
         let edge = ConfigEdge::from_json(json).map_err(|e| {
             PlaneError::new(PlaneErrorKind::Invalid, format!("edge: {}", e.message))
         })?;
@@ -229,7 +258,46 @@ impl Mesh {
         self.check_edges(urn, None, std::slice::from_ref(&edge))?;
         let payload_size = g.payload_size;
         let ids = self.attach_edges(dp, urn, None, std::slice::from_ref(&edge), payload_size)?;
+        if by_agent
+            && let Some(e) = self
+                .groups
+                .get_mut(urn)
+                .and_then(|g| g.edges.iter_mut().find(|e| e.id == ids[0]))
+        {
+            e.by_agent = true;
+        }
         Ok(ids[0])
+    }
+
+    /// Groups whose source the agent says is on another engine (URN to that engine's name);
+    /// a sender for one of them is refused here.
+    pub fn set_remote_sources(&mut self, sources: std::collections::HashMap<String, String>) {
+        self.remote_sources = sources;
+    }
+
+    /// What the agent needs to know of every group: its SDK senders and receivers here.
+    pub fn presence(&self) -> Vec<pb::GroupPresence> {
+        let mut urns: Vec<&String> = self.groups.keys().collect();
+        urns.sort();
+        urns.into_iter()
+            .map(|urn| {
+                let members = self.conns.values().filter(|c| c.urn == *urn);
+                let (mut senders, mut receivers) = (0, 0);
+                for c in members {
+                    match c.kind {
+                        ConnKind::Tx => senders += 1,
+                        ConnKind::Rx => receivers += 1,
+                    }
+                }
+                pb::GroupPresence {
+                    urn: urn.clone(),
+                    senders,
+                    receivers,
+                    payload: describe_payload(&self.groups[urn].payload),
+                    ..Default::default()
+                }
+            })
+            .collect()
     }
 
     /// Makes the control plane's groups exactly `specs` (each a group spec as in
@@ -358,7 +426,7 @@ impl Mesh {
                 .map(|g| {
                     g.edges
                         .iter()
-                        .filter(|e| e.configured)
+                        .filter(|e| e.configured && !e.by_agent)
                         .map(|e| e.config.clone())
                         .collect()
                 })
@@ -373,17 +441,25 @@ impl Mesh {
         };
         let wanted: &[ConfigEdge] = target.map_or(&[], |s| &s.edges);
         if target.is_some_and(|s| needs_new_pool(g, &s.cfg)) {
-            let had = g.edges.iter().filter(|e| e.configured).count() as u32;
+            let had = g
+                .edges
+                .iter()
+                .filter(|e| e.configured && !e.by_agent)
+                .count() as u32;
             return (wanted.len() as u32, had);
         }
         let attach = wanted
             .iter()
-            .filter(|w| !g.edges.iter().any(|e| e.configured && e.config == **w))
+            .filter(|w| {
+                !g.edges
+                    .iter()
+                    .any(|e| e.configured && !e.by_agent && e.config == **w)
+            })
             .count() as u32;
         let detach = g
             .edges
             .iter()
-            .filter(|e| e.configured && !wanted.contains(&e.config))
+            .filter(|e| e.configured && !e.by_agent && !wanted.contains(&e.config))
             .count() as u32;
         (attach, detach)
     }
@@ -400,13 +476,13 @@ impl Mesh {
             .collect();
         let g = self.groups.get(urn);
         if let Some(g) = g
-            && !members.is_empty()
+            && (!members.is_empty() || g.edges.iter().any(|e| e.by_agent))
             && needs_new_pool(g, &spec.cfg)
         {
             return Err(PlaneError::new(
                 PlaneErrorKind::Conflict,
                 format!(
-                    "group {urn:?} has {} SDK connection(s) and carries {} payload bytes and {} \
+                    "group {urn:?} has {} SDK connection(s) (or links the agent made) and carries {} payload bytes and {} \
                      metadata bytes per buffer in slots for {} frames per member; this spec \
                      asks for {}, {} and {} (allowed: the group's sizes and capacity while \
                      connections are in it)",
@@ -428,7 +504,11 @@ impl Mesh {
         let sdk_sinks = members.iter().filter(|(_, k)| *k == ConnKind::Rx).count();
         let mut edges: Vec<(&ConfigEdge, String)> = Vec::new();
         if let Some(g) = g {
-            for e in g.edges.iter().filter(|e| !e.owners.is_empty()) {
+            for e in g
+                .edges
+                .iter()
+                .filter(|e| !e.owners.is_empty() || e.by_agent)
+            {
                 edges.push((
                     &e.config,
                     format!("edge {} ({}), named by a connection", e.id, e.kind),
@@ -502,7 +582,7 @@ impl Mesh {
             };
             for i in (0..g.edges.len()).rev() {
                 let e = &mut g.edges[i];
-                if e.configured && !keep.contains(&e.config) {
+                if e.configured && !e.by_agent && !keep.contains(&e.config) {
                     e.configured = false;
                     if e.owners.is_empty() {
                         g.detach_edge(dp, i, urn);
@@ -743,6 +823,8 @@ fn edge_view(e: &super::NetEdge) -> pb::Edge {
             .map(|r| r.reason.clone())
             .unwrap_or_default(),
         counters: Some(counters(get("frames"), get("bytes"), dropped)).into(),
+        listen_port: crate::dataplane::EdgeCounters::get(&e.counters.listen_port) as u32,
+        by_agent: e.by_agent,
         details: named.iter().map(|(n, v)| ((*n).to_owned(), *v)).collect(),
         ..Default::default()
     }

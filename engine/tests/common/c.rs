@@ -76,6 +76,38 @@ pub fn profile_dir() -> PathBuf {
     deps.parent().expect("deps has a parent").to_owned()
 }
 
+/// Builds `mcm-ctl` and `mcm-agent` (mcm-control's binaries) with the test's profile, once per
+/// process, and returns the path of `name`.
+pub fn control_bin(name: &str) -> PathBuf {
+    static DONE: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DONE.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root()).args([
+            "build",
+            "-p",
+            "mcm-control",
+            "--bin",
+            "mcm-ctl",
+            "--bin",
+            "mcm-agent",
+        ]);
+        if cfg!(not(debug_assertions)) {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("cannot run cargo");
+        assert!(
+            out.status.success(),
+            "cargo build -p mcm-control --bins failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        profile_dir()
+    });
+    let bin = dir.join(name);
+    assert!(bin.is_file(), "no {}", bin.display());
+    bin
+}
+
 /// Builds `libmcm_dp.so` and `libmcm_dp.a` with the test's profile (once per process) and
 /// returns the directory holding them.
 pub fn sdk_lib_dir() -> &'static Path {

@@ -58,6 +58,7 @@ pub fn build(e: RdmaEdge, cx: &Context<'_>) -> Result<Part, String> {
         Direction::Rx => {
             let listener = listen(cx.rdma, e.link.port).map_err(fail)?;
             let at = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+            mcm_control::dataplane::EdgeCounters::set(&counters.listen_port, u64::from(at.port()));
             let serves = rx::Serves {
                 urn: site.urn.clone(),
                 provider: e.link.provider.as_str(),
