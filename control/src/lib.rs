@@ -12,5 +12,6 @@ pub mod agent;
 pub mod dataplane;
 pub mod grpc;
 pub mod mesh;
+pub mod security;
 pub mod server;
 pub mod session;

@@ -67,6 +67,8 @@ pub struct GrpcConfig {
     pub addr: SocketAddr,
     /// The engine's description for GetInfo (what does not change while it runs).
     pub info: crate::grpc::proto::control::EngineInfo,
+    /// TLS and token of the service.
+    pub security: crate::security::ServerSecurity,
 }
 
 /// Why the control server could not start.
@@ -282,10 +284,13 @@ impl ControlServer {
         let plane = match &config.grpc {
             Some(g) => {
                 let (caller, calls) = crate::grpc::channel(Notifier(waker.clone()));
-                let server = GrpcServer::start(g.addr, caller.clone())?;
+                let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+                let server =
+                    GrpcServer::start(g.addr, caller.clone(), &g.security, refused.clone())?;
                 let mut info = g.info.clone();
                 info.sdk_tcp = tcp.local_addr()?.to_string();
-                Some((ControlPlane::new(server, calls, info), caller))
+                info.grpc_security = g.security.describe();
+                Some((ControlPlane::new(server, calls, info, refused), caller))
             }
             None => None,
         };

@@ -72,6 +72,14 @@ pub struct AgentFile {
     pub addr: String,
     /// This engine's name in the cluster; empty: `<hostname>:<gRPC port>`.
     pub name: String,
+    /// CA that signed the agent's certificate; set: the agent is reached over TLS.
+    pub tls_ca: String,
+    /// This engine's client certificate and key (PEM), for an agent that requires mutual TLS.
+    pub tls_cert: String,
+    /// The key of `tls_cert`.
+    pub tls_key: String,
+    /// A file whose first line is the agent's bearer token.
+    pub token_file: String,
 }
 
 /// How an lcore behaves when none of its ports has work.
@@ -187,12 +195,25 @@ impl Default for SdkFile {
 pub struct GrpcFile {
     /// Listen address of the control-plane service (MCM's default port is 8001).
     pub addr: String,
+    /// TLS certificate chain (PEM); with `tls_key`, the service speaks TLS only.
+    pub tls_cert: String,
+    /// TLS private key (PEM).
+    pub tls_key: String,
+    /// CA that must have signed a client's certificate (mutual TLS); needs `tls_cert`.
+    pub tls_client_ca: String,
+    /// A file whose first line is the bearer token every call must carry (health checks
+    /// excepted).
+    pub token_file: String,
 }
 
 impl Default for GrpcFile {
     fn default() -> Self {
         Self {
             addr: "127.0.0.1:8001".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            token_file: String::new(),
         }
     }
 }
@@ -382,9 +403,21 @@ pub struct EngineConfig {
     pub st2110: crate::transport::st2110::Settings,
     /// RDMA links.
     pub rdma: RdmaSettings,
-    /// The agent (`host:port`) and this engine's name there (empty: the default); `None`: no
-    /// agent.
-    pub agent: Option<(String, String)>,
+    /// TLS and token of the gRPC service.
+    pub grpc_security: mcm_control::security::ServerSecurity,
+    /// The agent; `None`: none.
+    pub agent: Option<AgentSettings>,
+}
+
+/// `[agent]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// The agent's `host:port`.
+    pub addr: String,
+    /// This engine's name there; empty: the default.
+    pub name: String,
+    /// How the agent is reached.
+    pub security: mcm_control::security::ClientSecurity,
 }
 
 /// Parses TOML text into the file types; errors name the key and the line.
@@ -608,6 +641,7 @@ impl EngineConfig {
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
             rdma: validate_rdma(&file.rdma)?,
+            grpc_security: validate_grpc_security(&file.grpc)?,
             agent: validate_agent(&file.agent)?,
             shm_dir,
             huge_pages: file.memory.huge_pages,
@@ -615,7 +649,7 @@ impl EngineConfig {
     }
 }
 
-fn validate_agent(f: &AgentFile) -> Result<Option<(String, String)>, ConfigError> {
+fn validate_agent(f: &AgentFile) -> Result<Option<AgentSettings>, ConfigError> {
     if f.addr.is_empty() {
         return Ok(None);
     }
@@ -635,7 +669,86 @@ fn validate_agent(f: &AgentFile) -> Result<Option<(String, String)>, ConfigError
         let msg = "at most 128 characters, no control characters".to_owned();
         return Err(ConfigError::new("agent.name", msg));
     }
-    Ok(Some((f.addr.clone(), f.name.clone())))
+    let cert = pair("agent", &f.tls_cert, &f.tls_key)?;
+    let token = match f.token_file.as_str() {
+        "" => None,
+        p => Some(
+            mcm_control::security::read_token("agent.token_file", Path::new(p))
+                .map_err(security_error)?,
+        ),
+    };
+    Ok(Some(AgentSettings {
+        addr: f.addr.clone(),
+        name: f.name.clone(),
+        security: mcm_control::security::ClientSecurity {
+            ca: non_empty_path(&f.tls_ca),
+            cert,
+            token,
+        },
+    }))
+}
+
+/// A TLS or token file that could not be used, as a configuration error of its key.
+fn security_error(e: mcm_control::security::SecurityError) -> ConfigError {
+    ConfigError::new(
+        &e.key,
+        format!("cannot read {}: {}", e.path.display(), e.source),
+    )
+}
+
+fn non_empty_path(p: &str) -> Option<PathBuf> {
+    (!p.is_empty()).then(|| PathBuf::from(p))
+}
+
+/// A certificate and its key: both or neither.
+fn pair(section: &str, cert: &str, key: &str) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => Ok(None),
+        (false, false) => Ok(Some((PathBuf::from(cert), PathBuf::from(key)))),
+        (false, true) => Err(ConfigError::new(
+            &format!("{section}.tls_key"),
+            "required with tls_cert (allowed: both, or neither)".to_owned(),
+        )),
+        (true, false) => Err(ConfigError::new(
+            &format!("{section}.tls_cert"),
+            "required with tls_key (allowed: both, or neither)".to_owned(),
+        )),
+    }
+}
+
+fn validate_grpc_security(
+    f: &GrpcFile,
+) -> Result<mcm_control::security::ServerSecurity, ConfigError> {
+    use mcm_control::security::{ServerSecurity, ServerTls, read_file, read_token};
+    let tls = match pair("grpc", &f.tls_cert, &f.tls_key)? {
+        Some((cert, key)) => {
+            // Read now, so a missing file is a configuration error naming its key.
+            for (k, p) in [("grpc.tls_cert", &cert), ("grpc.tls_key", &key)] {
+                read_file(k, p).map_err(security_error)?;
+            }
+            let client_ca = non_empty_path(&f.tls_client_ca);
+            if let Some(ca) = &client_ca {
+                read_file("grpc.tls_client_ca", ca).map_err(security_error)?;
+            }
+            Some(ServerTls {
+                cert,
+                key,
+                client_ca,
+            })
+        }
+        None if !f.tls_client_ca.is_empty() => {
+            return Err(ConfigError::new(
+                "grpc.tls_client_ca",
+                "needs grpc.tls_cert and grpc.tls_key (mutual TLS is TLS first)".to_owned(),
+            ));
+        }
+        None => None,
+    };
+    let token = match f.token_file.as_str() {
+        "" => None,
+        p => Some(read_token("grpc.token_file", Path::new(p)).map_err(security_error)?),
+    };
+    Ok(ServerSecurity { tls, token })
 }
 
 fn validate_st2110(
@@ -933,10 +1046,8 @@ mod tests {
     fn agent_address_and_name_are_checked() {
         assert_eq!(check("").unwrap().agent, None);
         let c = check("[agent]\naddr = \"agent.mesh:50051\"\n").unwrap();
-        assert_eq!(
-            c.agent,
-            Some(("agent.mesh:50051".to_owned(), String::new()))
-        );
+        let a = c.agent.unwrap();
+        assert_eq!((a.addr.as_str(), a.name.as_str()), ("agent.mesh:50051", ""));
         for bad in ["50051", "host:", ":50051", "host:0", "host:70000"] {
             let e = err(&format!("[agent]\naddr = \"{bad}\"\n"));
             assert!(e.starts_with("agent.addr: "), "{e}");

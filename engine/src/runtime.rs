@@ -131,10 +131,12 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         grpc: Some(GrpcConfig {
             addr: cfg.grpc,
             info: engine_info(cfg, &lcores),
+            security: cfg.grpc_security.clone(),
         }),
-        agent: cfg.agent.as_ref().map(|(addr, name)| AgentClientConfig {
-            addr: addr.clone(),
-            name: name.clone(),
+        agent: cfg.agent.as_ref().map(|a| AgentClientConfig {
+            addr: a.addr.clone(),
+            name: a.name.clone(),
+            security: a.security.clone(),
         }),
     };
     let (server, shutdown) = ControlServer::bind(server_cfg, Box::new(lcores))?;
@@ -142,7 +144,10 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
     tracing::info!("TCP Server listening on {tcp}");
     tracing::info!("Unix socket listening on {}", server.unix_path().display());
     if let Some(addr) = server.grpc_addr() {
-        tracing::info!("gRPC Server listening on {addr}");
+        tracing::info!(
+            "gRPC Server listening on {addr} ({})",
+            cfg.grpc_security.describe()
+        );
     }
     let control_cpu = cfg.control_cpu;
     let closer = signals.handle();

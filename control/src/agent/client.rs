@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc;
 use futures::future::Either;
 use futures::{SinkExt as _, StreamExt as _};
-use grpcio::{ChannelBuilder, EnvBuilder, WriteFlags};
+use grpcio::{EnvBuilder, WriteFlags};
 
 use crate::grpc::proto::control as pb;
 use crate::grpc::proto::control_grpc::AgentClient as Stub;
@@ -37,6 +37,8 @@ pub struct AgentClientConfig {
     pub addr: String,
     /// This engine's name, unique in the cluster.
     pub name: String,
+    /// How the agent is reached (TLS, client certificate, token).
+    pub security: crate::security::ClientSecurity,
 }
 
 /// The control thread's handle of the agent client.
@@ -47,7 +49,7 @@ pub struct AgentLink {
     heartbeat_ms: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     last: Vec<pb::GroupPresence>,
-    next_heartbeat: Instant,
+    last_sent: Instant,
 }
 
 impl AgentLink {
@@ -70,23 +72,24 @@ impl AgentLink {
             heartbeat_ms,
             thread: Some(thread),
             last: Vec::new(),
-            next_heartbeat: Instant::now(),
+            last_sent: Instant::now(),
         })
     }
 
-    /// When the next heartbeat is due.
+    /// When the next heartbeat is due (the agent's Welcome may shorten the interval at any
+    /// time, so it is computed from the last send).
     pub fn next_due(&self) -> Instant {
-        self.next_heartbeat
+        // Relaxed: a setting read on its own.
+        let ms = self.heartbeat_ms.load(Ordering::Relaxed).max(10);
+        self.last_sent + Duration::from_millis(ms)
     }
 
     /// Hands the engine's groups to the client when they changed or a heartbeat is due.
     pub fn update(&mut self, presence: Vec<pb::GroupPresence>, now: Instant) {
-        if presence == self.last && now < self.next_heartbeat {
+        if presence == self.last && now < self.next_due() {
             return;
         }
-        // Relaxed: a setting read on its own.
-        let ms = self.heartbeat_ms.load(Ordering::Relaxed).max(10);
-        self.next_heartbeat = now + Duration::from_millis(ms);
+        self.last_sent = now;
         let Some(tx) = self.updates.as_mut() else {
             return;
         };
@@ -134,7 +137,13 @@ fn run(
     let mut backoff = RETRY_MIN;
     let mut last_error = String::new();
     while !stop.load(Ordering::Acquire) {
-        let channel = ChannelBuilder::new(env.clone()).connect(&cfg.addr);
+        let channel = match cfg.security.channel(env.clone(), &cfg.addr, "agent") {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("agent {}: {e}; not connecting", cfg.addr);
+                return;
+            }
+        };
         let stub = Stub::new(channel);
         let mut s = Session {
             cfg,
@@ -193,7 +202,9 @@ impl Session<'_> {
         stub: &Stub,
         updates: &mut mpsc::Receiver<pb::EngineState>,
     ) -> Result<(), String> {
-        let (mut sink, mut orders) = stub.connect().map_err(|e| e.to_string())?;
+        let (mut sink, mut orders) = stub
+            .connect_opt(self.cfg.security.call_option())
+            .map_err(|e| e.to_string())?;
         let flags = WriteFlags::default();
         let registration = pb::EngineReport {
             kind: Some(pb::engine_report::Kind::Registration(pb::Registration {

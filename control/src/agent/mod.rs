@@ -31,13 +31,14 @@ use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{
     DuplexSink, RequestStream, RpcContext, RpcStatus, RpcStatusCode, Server, ServerBuilder,
-    ServerCredentials, UnarySink, WriteFlags,
+    UnarySink, WriteFlags,
 };
 use mcm_proto::config::Direction;
 use mcm_proto::config::transport::Edge as ConfigEdge;
 
 use crate::grpc::proto::control as pb;
 use crate::grpc::proto::control_grpc;
+use crate::security::{ServerSecurity, TokenChecker};
 
 /// Orders buffered for one engine's stream.
 const ORDERS: usize = 256;
@@ -53,6 +54,8 @@ pub struct AgentConfig {
     pub timeout: Duration,
     /// libfabric provider of the links it makes (`tcp`, `shm`, `verbs`).
     pub provider: String,
+    /// TLS and token of its service.
+    pub security: ServerSecurity,
 }
 
 /// Why the agent could not start.
@@ -67,6 +70,9 @@ pub enum AgentError {
     /// The agent's thread could not be created.
     #[error("agent: cannot start its thread: {0}")]
     Thread(std::io::Error),
+    /// A TLS or token file could not be read.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// A running agent.
@@ -89,6 +95,7 @@ impl Agent {
     pub fn start(cfg: AgentConfig) -> Result<Self, AgentError> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicU64::new(0));
         let front = Front {
             events: tx.clone(),
             next_conn: Arc::new(AtomicU64::new(1)),
@@ -99,19 +106,22 @@ impl Agent {
                 .name_prefix("mcm-agent-grpc")
                 .build(),
         );
-        let mut server = ServerBuilder::new(env)
-            .register_service(control_grpc::create_agent(front))
-            .build()
-            .map_err(AgentError::Build)?;
+        let creds = cfg.security.credentials("agent")?;
+        let mut builder =
+            ServerBuilder::new(env).register_service(control_grpc::create_agent(front));
+        if let Some(token) = &cfg.security.token {
+            builder = builder.add_checker(TokenChecker::new(token, refused.clone(), "agent"));
+        }
+        let mut server = builder.build().map_err(AgentError::Build)?;
         let port = server
-            .add_listening_port(cfg.addr.to_string(), ServerCredentials::insecure())
+            .add_listening_port(cfg.addr.to_string(), creds)
             .map_err(|_| AgentError::Bind(cfg.addr))?;
         server.start();
         let addr = SocketAddr::new(cfg.addr.ip(), port);
         let s = stop.clone();
         let thread = std::thread::Builder::new()
             .name("mcm-agent".into())
-            .spawn(move || Core::new(cfg).run(&rx, &s))
+            .spawn(move || Core::new(cfg, refused).run(&rx, &s))
             .map_err(AgentError::Thread)?;
         Ok(Self {
             server,
@@ -279,10 +289,12 @@ struct Core {
     orders: HashMap<u64, String>,
     /// Groups whose second source was logged, to log it once.
     conflicts: Vec<(String, String)>,
+    /// Calls refused for their token.
+    refused: Arc<AtomicU64>,
 }
 
 impl Core {
-    fn new(cfg: AgentConfig) -> Self {
+    fn new(cfg: AgentConfig, refused: Arc<AtomicU64>) -> Self {
         Self {
             cfg,
             started: Instant::now(),
@@ -293,6 +305,7 @@ impl Core {
             next_order: 1,
             orders: HashMap::new(),
             conflicts: Vec::new(),
+            refused,
         }
     }
 
@@ -802,6 +815,8 @@ impl Core {
                     ..Default::default()
                 })
                 .collect(),
+            // Relaxed: a counter read on its own.
+            refused: self.refused.load(Ordering::Relaxed),
             ..Default::default()
         }
     }

@@ -3,11 +3,13 @@
 //! Runs until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use mcm_control::agent::{Agent, AgentConfig};
+use mcm_control::security::{ServerSecurity, ServerTls, read_token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -27,6 +29,18 @@ struct Cli {
     /// libfabric provider of the links.
     #[arg(long, default_value = "tcp", value_parser = ["tcp", "shm", "verbs"])]
     provider: String,
+    /// TLS certificate chain (PEM); with --tls-key, the agent speaks TLS only.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// CA that must have signed each engine's client certificate (mutual TLS).
+    #[arg(long, requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// A file whose first line is the bearer token every engine must send.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Log filter (error, warn, info, debug, trace); default: $RUST_LOG, else info.
     #[arg(short = 'l', long)]
     log_level: Option<String>,
@@ -50,12 +64,35 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let token = match &cli.token_file {
+        Some(p) => match read_token("--token-file", p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("mcm-agent: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let security = ServerSecurity {
+        tls: match (&cli.tls_cert, &cli.tls_key) {
+            (Some(cert), Some(key)) => Some(ServerTls {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: cli.tls_client_ca.clone(),
+            }),
+            _ => None,
+        },
+        token,
+    };
+    let described = security.describe();
     let heartbeat = Duration::from_millis(cli.heartbeat_ms);
     let cfg = AgentConfig {
         addr: cli.addr,
         heartbeat,
         timeout: heartbeat * cli.missed_heartbeats,
         provider: cli.provider.clone(),
+        security,
     };
     let agent = match Agent::start(cfg) {
         Ok(a) => a,
@@ -65,7 +102,7 @@ fn main() -> ExitCode {
         }
     };
     tracing::info!(
-        "mcm-agent {} listening on {} (heartbeat {} ms, links over {})",
+        "mcm-agent {} listening on {} ({described}; heartbeat {} ms, links over {})",
         env!("CARGO_PKG_VERSION"),
         agent.addr(),
         cli.heartbeat_ms,

@@ -11,11 +11,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
-use grpcio::{CallOption, ChannelBuilder, EnvBuilder, RpcStatusCode};
+use std::path::PathBuf;
+
+use grpcio::{EnvBuilder, RpcStatusCode};
 use mcm_control::grpc::proto::control::{self as pb, Direction};
 use mcm_control::grpc::proto::control_grpc::{AgentClient, EngineClient};
 use mcm_control::grpc::proto::health::{HealthCheckRequest, health_check_response::ServingStatus};
 use mcm_control::grpc::proto::health_grpc::HealthClient;
+use mcm_control::security::{ClientSecurity, read_token};
 use protobuf::MessageFull;
 
 const AFTER_HELP: &str = "Exit codes: 0 done; 1 the engine refused the request (the reason is \
@@ -38,6 +41,18 @@ struct Cli {
     /// Print the answer as JSON (protobuf's JSON mapping) instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// CA that signed the engine's (and agent's) certificate: connect over TLS.
+    #[arg(long, global = true)]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a server that requires mutual TLS.
+    #[arg(long, global = true, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Key of --tls-cert (PEM).
+    #[arg(long, global = true, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A file whose first line is the server's bearer token.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
     /// How long to wait for each answer, in milliseconds.
     #[arg(long, global = true, default_value_t = 5000)]
     timeout_ms: u64,
@@ -169,9 +184,25 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<(), Failure> {
     let env = Arc::new(EnvBuilder::new().cq_count(1).name_prefix("mcm-ctl").build());
-    let ch = ChannelBuilder::new(env).connect(&cli.engine);
+    let token = match &cli.token_file {
+        Some(p) => Some(read_token("--token-file", p).map_err(|e| Failure::Input(e.to_string()))?),
+        None => None,
+    };
+    let security = ClientSecurity {
+        ca: cli.tls_ca.clone(),
+        cert: cli.tls_cert.clone().zip(cli.tls_key.clone()),
+        token,
+    };
+    let input = |e: mcm_control::security::SecurityError| Failure::Input(e.to_string());
+    let ch = security
+        .channel(env.clone(), &cli.engine, "--engine")
+        .map_err(input)?;
     let engine = EngineClient::new(ch.clone());
-    let opt = || CallOption::default().timeout(Duration::from_millis(cli.timeout_ms));
+    let opt = || {
+        security
+            .call_option()
+            .timeout(Duration::from_millis(cli.timeout_ms))
+    };
     let grpc = |e: grpcio::Error| Failure::from_grpc(e, &cli.engine);
     match &cli.command {
         Cmd::Info => {
@@ -201,8 +232,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
             emit(cli, &r, |r| groups_table(&r.groups))
         }
         Cmd::Engines => {
-            let env = Arc::new(EnvBuilder::new().cq_count(1).build());
-            let ch = ChannelBuilder::new(env).connect(&cli.agent);
+            let ch = security
+                .channel(env, &cli.agent, "--agent")
+                .map_err(input)?;
             let agent = AgentClient::new(ch);
             let r = agent
                 .list_engines_opt(&pb::ListEnginesRequest::default(), opt())
@@ -226,7 +258,9 @@ fn run(cli: &Cli) -> Result<(), Failure> {
                 interval_ms: *interval_ms,
                 ..Default::default()
             };
-            let mut stream = engine.watch_metrics(&req).map_err(grpc)?;
+            let mut stream = engine
+                .watch_metrics_opt(&req, security.call_option())
+                .map_err(grpc)?;
             let mut n = 0u64;
             while *count == 0 || n < *count {
                 match futures::executor::block_on(stream.next()) {

@@ -16,12 +16,15 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures::channel::{mpsc, oneshot};
 use futures::{SinkExt as _, StreamExt as _};
 use grpcio::{
-    RpcContext, RpcStatus, RpcStatusCode, Server, ServerBuilder, ServerCredentials,
-    ServerStreamingSink, UnarySink, WriteFlags,
+    RpcContext, RpcStatus, RpcStatusCode, Server, ServerBuilder, ServerStreamingSink, UnarySink,
+    WriteFlags,
 };
+
+use std::sync::atomic::AtomicU64;
 
 use crate::dataplane::Notifier;
 use crate::mesh::{PlaneError, PlaneErrorKind};
+use crate::security::{ServerSecurity, TokenChecker};
 
 /// Messages and grpcio stubs generated from `control.proto` and `health.proto` by the build
 /// script.
@@ -144,9 +147,12 @@ pub enum GrpcError {
     /// The address could not be bound.
     #[error(
         "grpc.addr: cannot listen on {0} (allowed: an IP address of this host and a free port, \
-         e.g. 127.0.0.1:8001)"
+         e.g. 127.0.0.1:8001; with TLS, a certificate and key that belong together)"
     )]
     Bind(SocketAddr),
+    /// A TLS or token file could not be read.
+    #[error(transparent)]
+    Security(#[from] crate::security::SecurityError),
 }
 
 /// The running gRPC server; stopped by [`GrpcServer::shutdown`] or when dropped.
@@ -166,21 +172,29 @@ impl std::fmt::Debug for GrpcServer {
 impl GrpcServer {
     /// Starts the engine and health services on `addr`; requests go to the control thread
     /// through `caller`.
-    pub fn start(addr: SocketAddr, caller: Caller) -> Result<Self, GrpcError> {
+    pub fn start(
+        addr: SocketAddr,
+        caller: Caller,
+        security: &ServerSecurity,
+        refused: Arc<AtomicU64>,
+    ) -> Result<Self, GrpcError> {
         let front = Front { caller };
+        let creds = security.credentials("grpc").map_err(GrpcError::Security)?;
         let env = Arc::new(
             grpcio::EnvBuilder::new()
                 .cq_count(1)
                 .name_prefix("mcm-grpc")
                 .build(),
         );
-        let mut server = ServerBuilder::new(env)
+        let mut builder = ServerBuilder::new(env)
             .register_service(proto::control_grpc::create_engine(front.clone()))
-            .register_service(proto::health_grpc::create_health(front))
-            .build()
-            .map_err(GrpcError::Build)?;
+            .register_service(proto::health_grpc::create_health(front));
+        if let Some(token) = &security.token {
+            builder = builder.add_checker(TokenChecker::new(token, refused, "gRPC"));
+        }
+        let mut server = builder.build().map_err(GrpcError::Build)?;
         let port = server
-            .add_listening_port(addr.to_string(), ServerCredentials::insecure())
+            .add_listening_port(addr.to_string(), creds)
             .map_err(|_| GrpcError::Bind(addr))?;
         server.start();
         let addr = SocketAddr::new(addr.ip(), port);

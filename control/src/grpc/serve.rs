@@ -2,6 +2,8 @@
 //! the data plane, and feeds the metrics and health streams.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
@@ -39,6 +41,8 @@ pub struct ControlPlane {
     started: Instant,
     watchers: Vec<Watcher>,
     health: Vec<(String, mpsc::Sender<hpb::HealthCheckResponse>)>,
+    /// Calls refused for their token.
+    refused: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -60,7 +64,12 @@ pub struct Now {
 impl ControlPlane {
     /// The plane over a started server and its call channel; `info` is the engine's static
     /// description.
-    pub fn new(server: GrpcServer, calls: Receiver<Call>, mut info: pb::EngineInfo) -> Self {
+    pub fn new(
+        server: GrpcServer,
+        calls: Receiver<Call>,
+        mut info: pb::EngineInfo,
+        refused: Arc<AtomicU64>,
+    ) -> Self {
         info.grpc_addr = server.addr().to_string();
         info.api_version = 1;
         info.pid = std::process::id();
@@ -71,6 +80,7 @@ impl ControlPlane {
             started: Instant::now(),
             watchers: Vec::new(),
             health: Vec::new(),
+            refused,
         }
     }
 
@@ -103,6 +113,8 @@ impl ControlPlane {
                 info.sessions = now.sessions as u32;
                 info.connections = mesh.connections() as u32;
                 info.groups = mesh.groups() as u32;
+                // Relaxed: a counter read on its own.
+                info.grpc_refused = self.refused.load(Ordering::Relaxed);
                 send(r, Ok(info));
             }
             Call::List(urn, r) => {

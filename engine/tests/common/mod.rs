@@ -81,7 +81,8 @@ impl Engine {
         let line = e.wait_log("TCP Server listening on ");
         e.tcp = line.rsplit(' ').next().unwrap().parse().unwrap();
         let line = e.wait_log("gRPC Server listening on ");
-        e.grpc = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let after = line.split("gRPC Server listening on ").nth(1).unwrap();
+        e.grpc = after.split(' ').next().unwrap().parse().unwrap();
         let line = e.wait_log("Unix socket listening on ");
         e.unix = PathBuf::from(line.rsplit(' ').next().unwrap());
         e.wait_log("engine running");

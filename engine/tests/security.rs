@@ -1,0 +1,403 @@
+//! TLS, mutual TLS and bearer tokens on the gRPC endpoints, with certificates made by the
+//! openssl command line for each run: a plain client against a TLS engine, a wrong CA, a missing
+//! or wrong client certificate, a missing or wrong token are each refused; the right client is
+//! served; token refusals are counted and logged; health checks need no token; `mcm-ctl` and an
+//! engine's agent client speak the same. Nothing here listens beyond loopback.
+
+#[path = "common/c.rs"]
+mod c;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Engine;
+use grpcio::{CallOption, ChannelBuilder, ChannelCredentialsBuilder, EnvBuilder, RpcStatusCode};
+use mcm_control::grpc::proto::control as pb;
+use mcm_control::grpc::proto::control_grpc::{AgentClient, EngineClient};
+use mcm_control::grpc::proto::health::{HealthCheckRequest, health_check_response::ServingStatus};
+use mcm_control::grpc::proto::health_grpc::HealthClient;
+use mcm_control::security::ClientSecurity;
+
+/// Certificates of one run: two CAs, a server certificate for 127.0.0.1 and a client
+/// certificate from the first, a client certificate from the second.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let subj = format!("/CN={ca}");
+            let (k, p) = (format!("{ca}.key"), format!("{ca}.pem"));
+            let mut args = vec!["req", "-x509"];
+            args.extend(key);
+            args.extend(["-keyout", &k, "-out", &p, "-days", "2", "-subj", &subj]);
+            openssl(d, &args);
+        }
+        for (name, ca, san) in [
+            ("server", "ca", "subjectAltName=IP:127.0.0.1"),
+            ("client", "ca", "extendedKeyUsage=clientAuth"),
+            ("stranger", "other-ca", "extendedKeyUsage=clientAuth"),
+        ] {
+            let subj = format!("/CN={name}");
+            let (k, csr, p) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+            );
+            let mut args = vec!["req"];
+            args.extend(key);
+            args.extend(["-keyout", &k, "-out", &csr, "-subj", &subj, "-addext", san]);
+            openssl(d, &args);
+            let (cap, cak) = (format!("{ca}.pem"), format!("{ca}.key"));
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    &cap,
+                    "-CAkey",
+                    &cak,
+                    "-CAcreateserial",
+                    "-out",
+                    &p,
+                    "-days",
+                    "2",
+                    "-copy_extensions",
+                    "copy",
+                ],
+            );
+        }
+        std::fs::write(d.join("token"), "right-token\n").unwrap();
+        std::fs::write(d.join("wrong-token"), "wrong-token\n").unwrap();
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+
+    /// The `[grpc]` keys of a TLS engine requiring client certificates and the token.
+    fn grpc_section(&self) -> String {
+        format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\ntoken_file = \"{}\"\n",
+            self.path("server.pem").display(),
+            self.path("server.key").display(),
+            self.path("ca.pem").display(),
+            self.path("token").display()
+        )
+    }
+}
+
+/// An engine whose `[grpc]` section has `extra` and whose flags are `args`.
+fn engine(extra: &str, args: &[&str]) -> Engine {
+    let extra = extra.to_owned();
+    Engine::start_with(
+        move |t| t.replace("[grpc]\n", &format!("[grpc]\n{extra}")),
+        args,
+    )
+}
+
+fn env() -> Arc<grpcio::Environment> {
+    Arc::new(EnvBuilder::new().cq_count(1).build())
+}
+
+/// A TLS channel builder trusting `ca`, with an optional client certificate.
+fn tls_client(pki: &Pki, ca: &str, cert: Option<&str>) -> ChannelBuilder {
+    let mut creds = ChannelCredentialsBuilder::new().root_cert(pki.read(ca));
+    if let Some(name) = cert {
+        creds = creds.cert(
+            pki.read(&format!("{name}.pem")),
+            pki.read(&format!("{name}.key")),
+        );
+    }
+    ChannelBuilder::new(env()).set_credentials(creds.build())
+}
+
+fn with_token(token: &str) -> CallOption {
+    let mut m = grpcio::MetadataBuilder::new();
+    m.add_str("authorization", &format!("Bearer {token}"))
+        .unwrap();
+    CallOption::default()
+        .headers(m.build())
+        .timeout(Duration::from_secs(5))
+}
+
+fn code<T: std::fmt::Debug>(r: grpcio::Result<T>) -> RpcStatusCode {
+    match r {
+        Err(grpcio::Error::RpcFailure(s)) => s.code(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn info(c: &EngineClient, opt: CallOption) -> grpcio::Result<pb::EngineInfo> {
+    c.get_info_opt(&pb::GetInfoRequest::default(), opt)
+}
+
+#[test]
+fn a_tls_engine_serves_only_the_client_with_the_right_certificate_and_token() {
+    let pki = Pki::new();
+    let e = engine(&pki.grpc_section(), &[]);
+    assert!(
+        e.log_text().contains("(mutual TLS, bearer token)"),
+        "{}",
+        e.log_text()
+    );
+    let addr = e.grpc.to_string();
+    let quick = || CallOption::default().timeout(Duration::from_secs(5));
+
+    let plain = EngineClient::new(ChannelBuilder::new(env()).connect(&addr));
+    assert_eq!(
+        code(info(&plain, with_token("right-token"))),
+        RpcStatusCode::UNAVAILABLE
+    );
+
+    let wrong_ca =
+        EngineClient::new(tls_client(&pki, "other-ca.pem", Some("client")).connect(&addr));
+    assert_eq!(
+        code(info(&wrong_ca, with_token("right-token"))),
+        RpcStatusCode::UNAVAILABLE
+    );
+
+    let no_cert = EngineClient::new(tls_client(&pki, "ca.pem", None).connect(&addr));
+    assert_eq!(
+        code(info(&no_cert, with_token("right-token"))),
+        RpcStatusCode::UNAVAILABLE
+    );
+
+    let stranger = EngineClient::new(tls_client(&pki, "ca.pem", Some("stranger")).connect(&addr));
+    assert_eq!(
+        code(info(&stranger, with_token("right-token"))),
+        RpcStatusCode::UNAVAILABLE
+    );
+
+    let ch = tls_client(&pki, "ca.pem", Some("client")).connect(&addr);
+    let good = EngineClient::new(ch.clone());
+    assert_eq!(code(info(&good, quick())), RpcStatusCode::UNAUTHENTICATED);
+    assert_eq!(
+        code(info(&good, with_token("wrong-token"))),
+        RpcStatusCode::UNAUTHENTICATED
+    );
+    let (code2, msg) = match good.list_groups_opt(&pb::ListGroupsRequest::default(), quick()) {
+        Err(grpcio::Error::RpcFailure(s)) => (s.code(), s.message().to_owned()),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(code2, RpcStatusCode::UNAUTHENTICATED);
+    assert!(msg.contains("no bearer token"), "{msg}");
+    let served = info(&good, with_token("right-token")).unwrap();
+    assert_eq!(served.grpc_security, "mutual TLS, bearer token");
+    assert_eq!(served.grpc_refused, 3, "each token refusal is counted");
+    assert!(
+        e.log_text()
+            .contains("gRPC: refused /mcm.control.v1.Engine/GetInfo"),
+        "{}",
+        e.log_text()
+    );
+    // Health checks need the TLS client certificate, not the token.
+    let health = HealthClient::new(ch);
+    let status = health
+        .check_opt(&HealthCheckRequest::default(), quick())
+        .unwrap()
+        .status
+        .enum_value()
+        .unwrap();
+    assert_eq!(status, ServingStatus::SERVING);
+
+    // mcm-ctl with the same credentials, and without the token.
+    let ctl = |extra: &[&str]| {
+        let ca = pki.path("ca.pem");
+        let cert = pki.path("client.pem");
+        let key = pki.path("client.key");
+        Command::new(c::control_bin("mcm-ctl"))
+            .args(["--engine", &addr, "--timeout-ms", "5000"])
+            .arg("--tls-ca")
+            .arg(ca)
+            .arg("--tls-cert")
+            .arg(cert)
+            .arg("--tls-key")
+            .arg(key)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let token = pki.path("token");
+    let out = ctl(&["--token-file", token.to_str().unwrap(), "info"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ctl(&["info"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no bearer token"), "{err}");
+}
+
+#[test]
+fn bad_security_settings_fail_at_start_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cores.toml");
+    for (extra, want) in [
+        (
+            "tls_cert = \"/x.pem\"\n",
+            "grpc.tls_key: required with tls_cert",
+        ),
+        (
+            "tls_client_ca = \"/ca.pem\"\n",
+            "grpc.tls_client_ca: needs grpc.tls_cert",
+        ),
+        (
+            "tls_cert = \"/no/such.pem\"\ntls_key = \"/no/such.key\"\n",
+            "grpc.tls_cert: cannot read /no/such.pem",
+        ),
+        (
+            "token_file = \"/no/such/token\"\n",
+            "grpc.token_file: cannot read /no/such/token",
+        ),
+    ] {
+        let text = common::config(dir.path(), "").replace("[grpc]\n", &format!("[grpc]\n{extra}"));
+        std::fs::write(&cfg, text).unwrap();
+        let out = Command::new(common::BIN)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{extra}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{extra}: {err}");
+    }
+}
+
+#[test]
+fn engines_reach_a_tls_agent_with_their_certificate_and_token() {
+    let pki = Pki::new();
+    let mut agent = Command::new(c::control_bin("mcm-agent"))
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--heartbeat-ms",
+            "100",
+            "--missed-heartbeats",
+            "20",
+        ])
+        .arg("--tls-cert")
+        .arg(pki.path("server.pem"))
+        .arg("--tls-key")
+        .arg(pki.path("server.key"))
+        .arg("--tls-client-ca")
+        .arg(pki.path("ca.pem"))
+        .arg("--token-file")
+        .arg(pki.path("token"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = agent.stderr.take().unwrap();
+    let agent = KillOnDrop(agent);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(l);
+        }
+    });
+    let addr = loop {
+        let l = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        if let Some(rest) = l.split(" listening on ").nth(1) {
+            assert!(rest.contains("mutual TLS, bearer token"), "{l}");
+            break rest.split(' ').next().unwrap().to_owned();
+        }
+    };
+    let section = |token: &str| {
+        format!(
+            "[agent]\naddr = \"{addr}\"\ntls_ca = \"{}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n\
+             token_file = \"{}\"\n",
+            pki.path("ca.pem").display(),
+            pki.path("client.pem").display(),
+            pki.path("client.key").display(),
+            pki.path(token).display()
+        )
+    };
+    let good_section = section("token");
+    let mut good = Engine::start_with(move |t| format!("{t}{good_section}"), &[]);
+    good.wait_log("registered as");
+    let bad_section = section("wrong-token");
+    let mut bad = Engine::start_with(move |t| format!("{t}{bad_section}"), &[]);
+    bad.wait_log("cannot register");
+    assert!(
+        bad.log_text().contains("wrong bearer token"),
+        "{}",
+        bad.log_text()
+    );
+
+    let sec = ClientSecurity {
+        ca: Some(pki.path("ca.pem")),
+        cert: Some((pki.path("client.pem"), pki.path("client.key"))),
+        token: Some("right-token".to_owned()),
+    };
+    let view = AgentClient::new(sec.channel(env(), &addr, "agent").unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let v = view
+            .list_engines_opt(&pb::ListEnginesRequest::default(), sec.call_option())
+            .unwrap();
+        if v.refused > 0 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{v:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        v.engines.len(),
+        1,
+        "only the engine with the right token: {v:?} {:#?}",
+        rx.try_iter().collect::<Vec<_>>()
+    );
+    assert_eq!(v.engines[0].grpc_addr, good.grpc.to_string());
+    drop(agent);
+}
+
+/// Kills the child when the test ends, passed or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
