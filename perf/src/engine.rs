@@ -32,6 +32,8 @@ pub struct EngineOptions {
     pub wake_margin_us: u64,
     /// `[st2110] rx_read_interval_us` of the started engine.
     pub rx_read_interval_us: u32,
+    /// More command-line flags (e.g. `--agent <addr>`).
+    pub args: Vec<String>,
 }
 
 /// Command-line options naming the engine a measurement runs against.
@@ -87,6 +89,7 @@ impl EngineArgs {
             spin_us: self.spin_us,
             wake_margin_us: self.wake_margin_us,
             rx_read_interval_us: self.rx_read_interval_us,
+            args: Vec::new(),
         })?;
         let socket = e.socket.clone();
         let online = std::thread::available_parallelism().map_or(1, usize::from);
@@ -157,15 +160,19 @@ impl Engine {
             .arg("--config")
             .arg(&path)
             .args(["--log-level", "info"])
+            .args(&o.args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", o.binary.display()))?;
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = mpsc::channel();
+        // MCM_PERF_ENGINE_LOG=1 echoes every line of the engines' logs (for finding where
+        // time goes); otherwise only errors.
+        let echo_all = std::env::var_os("MCM_PERF_ENGINE_LOG").is_some();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("ERROR") {
+                if echo_all || line.contains("ERROR") {
                     eprintln!("engine: {line}");
                 }
                 let _ = tx.send(line);

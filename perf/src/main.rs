@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod agent;
 mod compare;
 mod engine;
 mod local;
@@ -50,6 +51,8 @@ enum Command {
     /// A sender on engine A, a receiver on engine B, an RDMA link between them; beside the
     /// same writes by a raw libfabric harness with no engine.
     Rdma(rdma::RdmaArgs),
+    /// Create-connection to first frame across two engines joined by the agent.
+    Agent(agent::AgentArgs),
     /// A receiver process started by `local` (not for direct use).
     #[command(hide = true)]
     RxWorker(local::WorkerArgs),
@@ -63,6 +66,7 @@ fn main() {
         Command::St2110(args) => st2110::run(&args),
         Command::Compare(args) => compare::run(&args),
         Command::Rdma(args) => rdma::run(&args),
+        Command::Agent(args) => agent::run(&args),
         Command::RxWorker(args) => local::worker(&args),
     };
     if let Err(e) = result {

@@ -162,6 +162,7 @@ pub fn run(a: &RdmaArgs) -> Result<(), String> {
         spin_us: a.spin_us,
         wake_margin_us: 1000,
         rx_read_interval_us: 25,
+        args: Vec::new(),
     };
     let (ea, eb) = (
         Engine::start(&options(a.a_cpu))?,
