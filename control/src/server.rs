@@ -52,12 +52,60 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Most concurrent SDK sessions; further clients are refused with an error.
     pub max_sessions: usize,
+    /// The Unix socket's file mode and the peers it serves.
+    pub unix_access: UnixAccess,
     /// Groups and connections: pool pages and limits.
     pub mesh: MeshConfig,
     /// The gRPC control plane; `None` serves none.
     pub grpc: Option<GrpcConfig>,
     /// The agent to register with (needs `grpc`); `None`: none.
     pub agent: Option<crate::agent::client::AgentClientConfig>,
+}
+
+/// Who may use the SDK's Unix socket: its file mode (the kernel refuses `connect` to others),
+/// then the peer's credentials (`SO_PEERCRED`) checked at accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixAccess {
+    /// Permission bits of the socket file.
+    pub mode: u32,
+    /// Peers with one of these uids are served.
+    pub uids: Vec<u32>,
+    /// Peers with one of these primary gids are served. With both lists empty: the engine's
+    /// own uid and gid, and root.
+    pub gids: Vec<u32>,
+}
+
+impl Default for UnixAccess {
+    fn default() -> Self {
+        Self {
+            mode: 0o660,
+            uids: Vec::new(),
+            gids: Vec::new(),
+        }
+    }
+}
+
+impl UnixAccess {
+    /// Whether a peer with `uid` and `gid` is served.
+    pub fn allows(&self, uid: u32, gid: u32) -> bool {
+        if self.uids.is_empty() && self.gids.is_empty() {
+            let me = rustix::process::geteuid().as_raw();
+            let my_group = rustix::process::getegid().as_raw();
+            return uid == 0 || uid == me || gid == my_group;
+        }
+        self.uids.contains(&uid) || self.gids.contains(&gid)
+    }
+
+    fn describe(&self) -> String {
+        if self.uids.is_empty() && self.gids.is_empty() {
+            return "the engine's uid and gid, and root (sdk.allowed_uids, sdk.allowed_gids)"
+                .to_owned();
+        }
+        format!(
+            "uids {:?}, gids {:?} (sdk.allowed_uids, sdk.allowed_gids)",
+            self.uids, self.gids
+        )
+    }
 }
 
 /// Settings of the gRPC control plane.
@@ -218,6 +266,8 @@ enum Fate {
 struct ControlCounters {
     accepted: u64,
     refused: u64,
+    /// Unix peers refused for their credentials.
+    peers_refused: u64,
     closed: u64,
     spurious_events: u64,
 }
@@ -259,6 +309,9 @@ pub struct ControlServer {
     calls_waiting: bool,
     /// The client of the agent, when configured.
     agent: Option<AgentLink>,
+    /// When a refused Unix peer was last logged, and how many were not logged since.
+    last_peer_log: Option<Instant>,
+    peers_suppressed: u64,
 }
 
 impl ControlServer {
@@ -275,6 +328,16 @@ impl ControlServer {
             hint: " (allowed: an IP address of this host and a free port, e.g. 127.0.0.1:8002)",
         })?;
         let mut unix = bind_unix(&config.unix)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::Permissions::from_mode(config.unix_access.mode);
+            std::fs::set_permissions(&config.unix, mode).map_err(|source| ServerError::Listen {
+                key: "sdk.unix_socket_mode",
+                addr: config.unix.display().to_string(),
+                source,
+                hint: " (cannot set the socket file's mode)",
+            })?;
+        }
         poll.registry()
             .register(&mut tcp, TCP, Interest::READABLE)?;
         poll.registry()
@@ -342,6 +405,8 @@ impl ControlServer {
             plane,
             calls_waiting: false,
             agent,
+            last_peer_log: None,
+            peers_suppressed: 0,
         };
         Ok((server, handle))
     }
@@ -494,11 +559,76 @@ impl ControlServer {
     fn accept_unix(&mut self) {
         loop {
             match self.unix.accept() {
-                Ok((s, _)) => self.admit(Stream::Unix(s), "unix".to_owned(), Transport::Unix),
+                Ok((s, _)) => {
+                    let cred = rustix::net::sockopt::socket_peercred(&s);
+                    let peer = match &cred {
+                        Ok(c) => format!(
+                            "unix pid {} uid {} gid {}",
+                            c.pid.as_raw_nonzero(),
+                            c.uid.as_raw(),
+                            c.gid.as_raw()
+                        ),
+                        Err(_) => "unix".to_owned(),
+                    };
+                    let refused = match cred {
+                        Ok(c)
+                            if self
+                                .config
+                                .unix_access
+                                .allows(c.uid.as_raw(), c.gid.as_raw()) =>
+                        {
+                            None
+                        }
+                        Ok(c) => Some(format!(
+                            "peer uid {} gid {} is not allowed on this socket (allowed: {})",
+                            c.uid.as_raw(),
+                            c.gid.as_raw(),
+                            self.config.unix_access.describe()
+                        )),
+                        Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
+                    };
+                    match refused {
+                        None => self.admit(Stream::Unix(s), peer, Transport::Unix),
+                        Some(why) => self.refuse_unix(s, &peer, why),
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => return tracing::warn!("sdk.unix_socket: accept failed: {e}"),
             }
         }
+    }
+
+    /// Answers a Unix peer that may not use the engine with an error and closes it; counted,
+    /// and logged at most once a second with the number suppressed.
+    fn refuse_unix(&mut self, s: UnixStream, peer: &str, why: String) {
+        self.counters.refused += 1;
+        self.counters.peers_refused += 1;
+        let now = Instant::now();
+        if self
+            .last_peer_log
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            let more = std::mem::take(&mut self.peers_suppressed);
+            tracing::warn!(
+                "sdk.unix_socket: refused {peer}: {why}{}",
+                if more > 0 {
+                    format!(" ({more} more refusals not logged)")
+                } else {
+                    String::new()
+                }
+            );
+            self.last_peer_log = Some(now);
+        } else {
+            self.peers_suppressed += 1;
+        }
+        let id = self.next_session;
+        self.next_session += 1;
+        let mut session = Session::new(id, now, Transport::Unix);
+        session.refuse(why);
+        // The error frame fits a fresh socket's buffer; a peer that does not read loses it.
+        let mut s = s;
+        let _ = s.write_all(session.outgoing());
+        let _ = s.shutdown(std::net::Shutdown::Both);
     }
 
     fn admit(&mut self, mut stream: Stream, peer: String, transport: Transport) {
@@ -660,12 +790,13 @@ impl ControlServer {
         }
         let k = self.counters;
         tracing::info!(
-            "stats: control sessions={} groups={} connections={} accepted={} refused={} closed={} spurious_events={}",
+            "stats: control sessions={} groups={} connections={} accepted={} refused={} peers_refused={} closed={} spurious_events={}",
             self.conns.len(),
             self.mesh.groups(),
             self.mesh.connections(),
             k.accepted,
             k.refused,
+            k.peers_refused,
             k.closed,
             k.spurious_events
         );

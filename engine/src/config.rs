@@ -174,6 +174,13 @@ pub struct SdkFile {
     pub max_sinks_per_group: u32,
     /// Most connections one SDK client may have.
     pub max_connections_per_client: usize,
+    /// Permission bits of the Unix socket file (who may connect at all), e.g. `0o660`.
+    pub unix_socket_mode: u32,
+    /// Unix socket peers whose uid is listed are served (`SO_PEERCRED`). With both lists
+    /// empty: the engine's own uid and gid, and root.
+    pub allowed_uids: Vec<u32>,
+    /// Unix socket peers whose primary gid is listed are served.
+    pub allowed_gids: Vec<u32>,
 }
 
 impl Default for SdkFile {
@@ -185,6 +192,9 @@ impl Default for SdkFile {
             max_sessions: 1024,
             max_sinks_per_group: 16,
             max_connections_per_client: 256,
+            unix_socket_mode: 0o660,
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
         }
     }
 }
@@ -393,6 +403,8 @@ pub struct EngineConfig {
     pub max_sinks_per_group: u32,
     /// Connections per SDK client.
     pub max_connections_per_client: usize,
+    /// Unix socket file mode, and the peers it serves.
+    pub unix_access: mcm_control::server::UnixAccess,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Shared-memory directory.
@@ -608,6 +620,14 @@ impl EngineConfig {
         )?;
         let max_sessions =
             in_range("sdk.max_sessions", file.sdk.max_sessions as u64, 1, 65536)? as usize;
+        if file.sdk.unix_socket_mode & !0o777 != 0 || file.sdk.unix_socket_mode & 0o600 != 0o600 {
+            let msg = format!(
+                "{:#o} is not allowed (allowed: permission bits within 0o777 that let the owner \
+                 read and write, e.g. 0o660 or 0o600)",
+                file.sdk.unix_socket_mode
+            );
+            return Err(ConfigError::new("sdk.unix_socket_mode", msg));
+        }
         let max_sinks_per_group = in_range(
             "sdk.max_sinks_per_group",
             u64::from(file.sdk.max_sinks_per_group),
@@ -636,6 +656,11 @@ impl EngineConfig {
             sdk_unix,
             handshake_timeout: Duration::from_millis(handshake_ms),
             max_sessions,
+            unix_access: mcm_control::server::UnixAccess {
+                mode: file.sdk.unix_socket_mode,
+                uids: file.sdk.allowed_uids.clone(),
+                gids: file.sdk.allowed_gids.clone(),
+            },
             max_sinks_per_group,
             max_connections_per_client,
             grpc,

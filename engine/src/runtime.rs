@@ -121,6 +121,7 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         stats_interval: cfg.stats_interval,
         handshake_timeout: cfg.handshake_timeout,
         max_sessions: cfg.max_sessions,
+        unix_access: cfg.unix_access.clone(),
         mesh: MeshConfig {
             huge_pages: huge_pages(cfg.huge_pages),
             max_sinks_per_group: cfg.max_sinks_per_group,

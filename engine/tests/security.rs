@@ -401,3 +401,102 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Connects to `socket` as uid/gid 65534 (nobody) with Python and prints what the engine sent
+/// before closing, or the connect error.
+fn connect_as_nobody(socket: &Path) -> String {
+    use std::os::unix::process::CommandExt;
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_UNIX)\n\
+        try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print('CONNECT', type(e).__name__); sys.exit(0)\n\
+        s.settimeout(10)\n\
+        data=b''\n\
+        while True:\n    b=s.recv(4096)\n    if not b: break\n    data+=b\n\
+        print('GOT', data.decode('utf-8','replace'))\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lets uid 65534 reach the engine's socket through the test's private directories.
+fn open_path_to(socket: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = socket.parent();
+    while let Some(dir) = p {
+        if dir == Path::new("/") || dir == Path::new("/tmp") {
+            break;
+        }
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        p = dir.parent();
+    }
+}
+
+#[test]
+fn the_unix_socket_serves_only_allowed_peers() {
+    use std::os::unix::fs::PermissionsExt;
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs as root (it switches uid)"
+    );
+    // Default: the socket file is 0660, so another uid cannot even connect.
+    let e = Engine::start();
+    let mode = std::fs::metadata(&e.unix).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    open_path_to(&e.unix);
+    let said = connect_as_nobody(&e.unix);
+    assert!(said.starts_with("CONNECT PermissionError"), "{said}");
+    drop(e);
+
+    // A world-writable socket: the kernel lets uid 65534 connect, the credential check does not.
+    let mut e = Engine::start_with(
+        |t| {
+            t.replace(
+                "[sdk]\n",
+                "[sdk]\nunix_socket_mode = 0o666\nallowed_uids = [0]\n",
+            )
+        },
+        &[],
+    );
+    open_path_to(&e.unix);
+    let said = connect_as_nobody(&e.unix);
+    assert!(said.starts_with("GOT"), "{said}");
+    assert!(
+        said.contains("peer uid 65534 gid 65534 is not allowed on this socket (allowed: uids [0]"),
+        "{said}"
+    );
+    e.wait_log("sdk.unix_socket: refused unix pid");
+    // The allowed uid is served.
+    let c = peer_client(&e);
+    assert!(c.is_ok(), "{:?}", c.err());
+    // Bad modes are configuration errors.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cores.toml");
+    let text =
+        common::config(dir.path(), "").replace("[sdk]\n", "[sdk]\nunix_socket_mode = 0o1777\n");
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(common::BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("sdk.unix_socket_mode: 0o1777 is not allowed")
+    );
+}
+
+fn peer_client(e: &Engine) -> Result<mcm_sdk::Client, mcm_sdk::Error> {
+    mcm_sdk::Client::with_unix_socket(&e.unix, mcm_proto::config::ClientConfig::default())
+}
