@@ -350,8 +350,11 @@ fn the_receiving_engine_killed_and_restarted_mid_stream_resumes() {
             l.links_up == u64::from(round) + 1
         });
         let c = collect(rx, 20);
+        // Paced: 20 frames at once can outrun a receiver thread this 2-CPU VM deschedules, and
+        // its group then drops (by design, counted); CI saw 19 of 20 once.
         for i in 0..20 {
             put(&tx, round * 100 + i, 5000, 0);
+            std::thread::sleep(Duration::from_millis(2));
         }
         let (got, _rx) = c.join().unwrap();
         assert_eq!(got.len(), 20, "round {round}");
