@@ -150,19 +150,13 @@ impl ControlPlane {
                 send(r, res);
             }
             Call::CreateEdge(urn, json, r) => {
-                let res = mesh.create_edge(dp, &urn, &json).map(|edge_id| {
-                    let listen_port = mesh
-                        .list(&urn)
-                        .iter()
-                        .flat_map(|g| g.edges.iter())
-                        .find(|e| e.id == edge_id)
-                        .map_or(0, |e| e.listen_port);
-                    pb::CreateEdgeReply {
-                        edge_id,
-                        listen_port,
-                        ..Default::default()
-                    }
-                });
+                let res =
+                    mesh.create_edge(dp, &urn, &json)
+                        .map(|(edge_id, port)| pb::CreateEdgeReply {
+                            edge_id,
+                            listen_port: u32::from(port),
+                            ..Default::default()
+                        });
                 log_refusal("CreateEdge", &res);
                 send(r, res);
             }

@@ -205,36 +205,29 @@ impl Mesh {
         dp: &mut dyn Dataplane,
         urn: &str,
         json: &str,
-    ) -> Result<EdgeId, PlaneError> {
+    ) -> Result<(EdgeId, u16), PlaneError> {
         self.attach_configured(dp, urn, json, false)
     }
 
     /// [`create_edge`](Self::create_edge) for the agent: the edge is marked as the agent's
-    /// (ApplyConfig leaves it alone). Returns its id and, for an rx link, the port it listens on.
+    /// (ApplyConfig leaves it alone).
     pub fn create_agent_edge(
         &mut self,
         dp: &mut dyn Dataplane,
         urn: &str,
         json: &str,
     ) -> Result<(EdgeId, u16), PlaneError> {
-        let id = self.attach_configured(dp, urn, json, true)?;
-        let port = self
-            .groups
-            .get(urn)
-            .and_then(|g| g.edges.iter().find(|e| e.id == id))
-            .map_or(0, |e| {
-                crate::dataplane::EdgeCounters::get(&e.counters.listen_port)
-            });
-        Ok((id, port as u16))
+        self.attach_configured(dp, urn, json, true)
     }
 
+    /// Attaches the edge; returns its id and, for an rx link, the port it listens on.
     fn attach_configured(
         &mut self,
         dp: &mut dyn Dataplane,
         urn: &str,
         json: &str,
         by_agent: bool,
-    ) -> Result<EdgeId, PlaneError> {
+    ) -> Result<(EdgeId, u16), PlaneError> {
         let edge = ConfigEdge::from_json(json).map_err(|e| {
             PlaneError::new(PlaneErrorKind::Invalid, format!("edge: {}", e.message))
         })?;
@@ -258,15 +251,16 @@ impl Mesh {
         self.check_edges(urn, None, std::slice::from_ref(&edge))?;
         let payload_size = g.payload_size;
         let ids = self.attach_edges(dp, urn, None, std::slice::from_ref(&edge), payload_size)?;
-        if by_agent
-            && let Some(e) = self
-                .groups
-                .get_mut(urn)
-                .and_then(|g| g.edges.iter_mut().find(|e| e.id == ids[0]))
-        {
-            e.by_agent = true;
-        }
-        Ok(ids[0])
+        let Some(e) = self
+            .groups
+            .get_mut(urn)
+            .and_then(|g| g.edges.iter_mut().find(|e| e.id == ids[0]))
+        else {
+            return Ok((ids[0], 0));
+        };
+        e.by_agent |= by_agent;
+        let port = crate::dataplane::EdgeCounters::get(&e.counters.listen_port);
+        Ok((ids[0], port as u16))
     }
 
     /// Groups whose source the agent says is on another engine (URN to that engine's name);
@@ -738,15 +732,14 @@ impl Mesh {
         }
         for (urn, g) in &self.groups {
             for e in &g.edges {
-                let v = edge_view(e);
-                let c = v.counters.into_option().unwrap_or_default();
+                let get = crate::dataplane::EdgeCounters::get;
                 out.push(Flow {
                     urn: urn.clone(),
                     id: e.id,
                     kind: e.kind.clone(),
-                    frames: c.frames,
-                    bytes: c.bytes,
-                    dropped: c.dropped,
+                    frames: get(&e.counters.frames),
+                    bytes: get(&e.counters.bytes),
+                    dropped: get(&e.counters.frames_dropped),
                 });
             }
         }
