@@ -8,6 +8,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod agent;
 pub mod dataplane;
 pub mod grpc;

@@ -191,7 +191,7 @@ impl ServerChecker for TokenChecker {
         }
         match seen {
             None => self.refuse(ctx, "no bearer token"),
-            Some(v) if constant_time_eq(v, &self.expected) => CheckResult::Continue,
+            Some(v) if crate::access::constant_time_eq(v, &self.expected) => CheckResult::Continue,
             Some(_) => self.refuse(ctx, "wrong bearer token"),
         }
     }
@@ -199,15 +199,6 @@ impl ServerChecker for TokenChecker {
     fn box_clone(&self) -> Box<dyn ServerChecker> {
         Box::new(self.clone())
     }
-}
-
-/// Compares without stopping at the first difference (the time taken says nothing of where two
-/// tokens of the same length differ).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A client's security: the CA that signed the server, its own certificate for mutual TLS,
@@ -264,6 +255,7 @@ impl ClientSecurity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::constant_time_eq;
 
     #[test]
     fn tokens_compare_whole() {

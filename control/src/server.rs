@@ -14,14 +14,16 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use std::os::fd::{AsFd, OwnedFd};
 
+use mcm_proto::config::MeshErr;
 use mcm_proto::sdk::{CreateConnection, ErrorCode};
 use mcm_proto::shm::map::send_fds_nonblocking;
 
+use crate::access::{Access, AccessConfig};
 use crate::agent::client::AgentLink;
 use crate::dataplane::{Command, Dataplane, Event, LcoreCounters, Notifier};
 use crate::grpc::GrpcServer;
 use crate::grpc::serve::{ControlPlane, Now as PlaneNow};
-use crate::mesh::{Mesh, MeshConfig};
+use crate::mesh::{IdentityQuota, Mesh, MeshConfig};
 use crate::session::{Created, Flow, Handler, Refusal, Session, Transport};
 
 const TCP: Token = Token(0);
@@ -54,6 +56,10 @@ pub struct ServerConfig {
     pub max_sessions: usize,
     /// The Unix socket's file mode and the peers it serves.
     pub unix_access: UnixAccess,
+    /// The TCP port's access tokens and each client identity's quotas.
+    pub access: AccessConfig,
+    /// A session holding connections that is silent this long is closed; `None`: never.
+    pub keepalive_timeout: Option<Duration>,
     /// Groups and connections: pool pages and limits.
     pub mesh: MeshConfig,
     /// The gRPC control plane; `None` serves none.
@@ -266,8 +272,6 @@ enum Fate {
 struct ControlCounters {
     accepted: u64,
     refused: u64,
-    /// Unix peers refused for their credentials.
-    peers_refused: u64,
     closed: u64,
     spurious_events: u64,
 }
@@ -309,9 +313,8 @@ pub struct ControlServer {
     calls_waiting: bool,
     /// The client of the agent, when configured.
     agent: Option<AgentLink>,
-    /// When a refused Unix peer was last logged, and how many were not logged since.
-    last_peer_log: Option<Instant>,
-    peers_suppressed: u64,
+    /// Sessions' identities, quotas, refusals.
+    access: Access,
 }
 
 impl ControlServer {
@@ -353,6 +356,9 @@ impl ControlServer {
                 let mut info = g.info.clone();
                 info.sdk_tcp = tcp.local_addr()?.to_string();
                 info.grpc_security = g.security.describe();
+                info.sdk_security = sdk_security(&config);
+                info.sdk_keepalive_timeout_ms =
+                    config.keepalive_timeout.map_or(0, |t| t.as_millis() as u32);
                 Some((ControlPlane::new(server, calls, info, refused), caller))
             }
             None => None,
@@ -391,6 +397,7 @@ impl ControlServer {
             unix,
             unix_path: config.unix.clone(),
             mesh: Mesh::new(config.mesh.clone()),
+            access: Access::new(config.access.clone()),
             again: Vec::new(),
             sessions: HashMap::new(),
             config,
@@ -405,8 +412,6 @@ impl ControlServer {
             plane,
             calls_waiting: false,
             agent,
-            last_peer_log: None,
-            peers_suppressed: 0,
         };
         Ok((server, handle))
     }
@@ -515,6 +520,8 @@ impl ControlServer {
                     let mut handler = MeshHandler {
                         mesh: &mut self.mesh,
                         dataplane: self.dataplane.as_mut(),
+                        access: &mut self.access,
+                        keepalive: self.config.keepalive_timeout,
                     };
                     let fate =
                         conn.on_ready(readable, writable, self.poll.registry(), t, &mut handler);
@@ -538,7 +545,10 @@ impl ControlServer {
         self.calls_waiting = plane.serve(
             &mut self.mesh,
             self.dataplane.as_mut(),
-            PlaneNow { sessions },
+            PlaneNow {
+                sessions,
+                access: &self.access,
+            },
         );
         plane.tick(&self.mesh, self.dataplane.as_ref(), now);
     }
@@ -570,26 +580,29 @@ impl ControlServer {
                         ),
                         Err(_) => "unix".to_owned(),
                     };
-                    let refused = match cred {
+                    let verdict = match &cred {
                         Ok(c)
                             if self
                                 .config
                                 .unix_access
                                 .allows(c.uid.as_raw(), c.gid.as_raw()) =>
                         {
-                            None
+                            Ok(c.uid.as_raw())
                         }
-                        Ok(c) => Some(format!(
+                        Ok(c) => Err(format!(
                             "peer uid {} gid {} is not allowed on this socket (allowed: {})",
                             c.uid.as_raw(),
                             c.gid.as_raw(),
                             self.config.unix_access.describe()
                         )),
-                        Err(e) => Some(format!("cannot read the peer's credentials: {e}")),
+                        Err(e) => Err(format!("cannot read the peer's credentials: {e}")),
                     };
-                    match refused {
-                        None => self.admit(Stream::Unix(s), peer, Transport::Unix),
-                        Some(why) => self.refuse_unix(s, &peer, why),
+                    match verdict {
+                        Ok(uid) => {
+                            let id = self.admit(Stream::Unix(s), peer, Transport::Unix);
+                            self.access.unix_peer(id, uid);
+                        }
+                        Err(why) => self.refuse_unix(s, &peer, why),
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -598,29 +611,12 @@ impl ControlServer {
         }
     }
 
-    /// Answers a Unix peer that may not use the engine with an error and closes it; counted,
-    /// and logged at most once a second with the number suppressed.
+    /// Answers a Unix peer that may not use the engine with an error and closes it (counted and
+    /// logged by [`Access::peer_refused`]).
     fn refuse_unix(&mut self, s: UnixStream, peer: &str, why: String) {
         self.counters.refused += 1;
-        self.counters.peers_refused += 1;
         let now = Instant::now();
-        if self
-            .last_peer_log
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
-        {
-            let more = std::mem::take(&mut self.peers_suppressed);
-            tracing::warn!(
-                "sdk.unix_socket: refused {peer}: {why}{}",
-                if more > 0 {
-                    format!(" ({more} more refusals not logged)")
-                } else {
-                    String::new()
-                }
-            );
-            self.last_peer_log = Some(now);
-        } else {
-            self.peers_suppressed += 1;
-        }
+        self.access.peer_refused(peer, &why, now);
         let id = self.next_session;
         self.next_session += 1;
         let mut session = Session::new(id, now, Transport::Unix);
@@ -631,14 +627,17 @@ impl ControlServer {
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
 
-    fn admit(&mut self, mut stream: Stream, peer: String, transport: Transport) {
+    /// Serves a new client (or refuses it when the engine has too many sessions); answers its
+    /// session id.
+    fn admit(&mut self, mut stream: Stream, peer: String, transport: Transport) -> u64 {
         let token = Token(self.next_token);
         self.next_token += 1;
         let id = self.next_session;
         self.next_session += 1;
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = stream.register(self.poll.registry(), token, interest) {
-            return tracing::warn!("cannot register SDK client {peer}: {e}");
+            tracing::warn!("cannot register SDK client {peer}: {e}");
+            return id;
         }
         let mut conn = Conn {
             stream,
@@ -659,6 +658,7 @@ impl ControlServer {
         }
         self.sessions.insert(id, token);
         self.conns.insert(token, conn);
+        id
     }
 
     fn close(&mut self, token: Token) {
@@ -667,6 +667,7 @@ impl ControlServer {
             let id = conn.session.id();
             self.sessions.remove(&id);
             self.mesh.session_closed(self.dataplane.as_mut(), id);
+            self.access.closed(id);
             self.counters.closed += 1;
             tracing::debug!(session = conn.session.id(), peer = %conn.peer, "SDK client closed");
         }
@@ -679,6 +680,22 @@ impl ControlServer {
         for (&token, conn) in &mut self.conns {
             if conn.housekeeping(now, limit, registry, token) == Fate::Drop {
                 expired.push(token);
+                continue;
+            }
+            // A client that holds connections and says nothing is hung or stopped (SIGSTOP, a
+            // paused container): close it so its connections and quota are freed.
+            let Some(timeout) = self.config.keepalive_timeout else {
+                continue;
+            };
+            if conn.closing_since.is_some() || self.mesh.held_by(conn.session.id()) == 0 {
+                continue;
+            }
+            if let Some(why) = conn.session.check_keepalive(now, timeout) {
+                self.access.timed_out(conn.session.id(), &why, now);
+                conn.begin_close();
+                if conn.flush(registry, token) == Fate::Drop {
+                    expired.push(token);
+                }
             }
         }
         for token in expired {
@@ -789,14 +806,18 @@ impl ControlServer {
             );
         }
         let k = self.counters;
+        let a = self.access.counters();
         tracing::info!(
-            "stats: control sessions={} groups={} connections={} accepted={} refused={} peers_refused={} closed={} spurious_events={}",
+            "stats: control sessions={} groups={} connections={} accepted={} refused={} peers_refused={} token_refused={} quota_refused={} keepalive_timeouts={} closed={} spurious_events={}",
             self.conns.len(),
             self.mesh.groups(),
             self.mesh.connections(),
             k.accepted,
             k.refused,
-            k.peers_refused,
+            a.peer,
+            a.token,
+            a.quota,
+            a.keepalive,
             k.closed,
             k.spurious_events
         );
@@ -841,6 +862,19 @@ impl ControlServer {
     }
 }
 
+/// How the SDK ports are protected, for GetInfo.
+fn sdk_security(c: &ServerConfig) -> String {
+    let tcp = match &c.access.tokens {
+        Some(t) => format!("tcp: access token required ({} identities)", t.len()),
+        None => "tcp: no access token (sdk.access_tokens_file unset)".to_owned(),
+    };
+    format!(
+        "{tcp}; unix: mode {:#o}, peers {}",
+        c.unix_access.mode,
+        c.unix_access.describe()
+    )
+}
+
 /// This host's name, for the default agent name.
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -855,17 +889,68 @@ fn hostname() -> String {
 struct MeshHandler<'a> {
     mesh: &'a mut Mesh,
     dataplane: &'a mut dyn Dataplane,
+    access: &'a mut Access,
+    keepalive: Option<Duration>,
 }
 
 impl Handler for MeshHandler<'_> {
+    fn hello(
+        &mut self,
+        session: u64,
+        transport: Transport,
+        access_token: &str,
+    ) -> Result<u32, Refusal> {
+        let unix = transport == Transport::Unix;
+        match self
+            .access
+            .hello(session, unix, access_token, Instant::now())
+        {
+            Ok(_) => Ok(self
+                .keepalive
+                .map_or(0, |t| (t.as_millis() / 3).max(1) as u32)),
+            Err((true, msg)) => Err(Refusal::new(
+                ErrorCode::ERROR_CODE_UNAUTHENTICATED,
+                MeshErr::ClientConfigInval,
+                msg,
+            )),
+            Err((false, msg)) => Err(Refusal::new(
+                ErrorCode::ERROR_CODE_QUOTA,
+                MeshErr::MaxConn,
+                msg,
+            )),
+        }
+    }
+
     fn create_connection(
         &mut self,
         session: u64,
         req: &CreateConnection,
         transport: Transport,
     ) -> Result<Created, Refusal> {
-        self.mesh
-            .create(self.dataplane, session, req, transport, Instant::now())
+        let now = Instant::now();
+        let res = match self.access.identity(session) {
+            Some(who) => {
+                let quotas = self.access.config().quotas;
+                let member = self.access.sessions_of(who);
+                let quota = IdentityQuota {
+                    who,
+                    member: &member,
+                    connections: quotas.connections,
+                    groups: quotas.groups,
+                };
+                self.mesh
+                    .create(self.dataplane, session, req, transport, now, Some(&quota))
+            }
+            None => self
+                .mesh
+                .create(self.dataplane, session, req, transport, now, None),
+        };
+        if let Err(r) = &res
+            && r.code == ErrorCode::ERROR_CODE_QUOTA
+        {
+            self.access.quota_refused(session, &r.message, now);
+        }
+        res
     }
 
     fn fetch_fds(&mut self, _session: u64, token: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {

@@ -79,6 +79,15 @@ pub type Created = (ConnectionCreated, Vec<OwnedFd>);
 
 /// The engine state behind the sessions' requests (implemented over the mesh registry).
 pub trait Handler {
+    /// Admits `session` at its Hello carrying `access_token` (see [`crate::access`]); answers
+    /// the keepalive interval to tell the client, in milliseconds (0: none). A refusal closes
+    /// the session.
+    fn hello(
+        &mut self,
+        session: u64,
+        transport: Transport,
+        access_token: &str,
+    ) -> Result<u32, Refusal>;
     /// Creates a connection for `session` from MCM's connection JSON.
     fn create_connection(
         &mut self,
@@ -227,6 +236,24 @@ impl Session {
         self.flow()
     }
 
+    /// Closes a session that holds connections and has not been heard from within `timeout`
+    /// (its client is hung or stopped). Answers whether it was closed and why.
+    pub fn check_keepalive(&mut self, now: Instant, timeout: Duration) -> Option<String> {
+        if self.state != State::Ready || now.duration_since(self.last_heard) < timeout {
+            return None;
+        }
+        let msg = format!(
+            "nothing heard from the client for {} ms while it holds connections (limit \
+             sdk.keepalive_timeout_ms = {}; the SDK sends a Keepalive every {} ms): it is \
+             taken for hung, and its connections are deleted",
+            now.duration_since(self.last_heard).as_millis(),
+            timeout.as_millis(),
+            timeout.as_millis() / 3
+        );
+        self.close_with(ErrorCode::ERROR_CODE_KEEPALIVE_TIMEOUT, None, msg.clone());
+        Some(msg)
+    }
+
     /// Refuses the session before any frame is handled (e.g. too many sessions).
     pub fn refuse(&mut self, message: String) -> Flow {
         self.fail(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, message);
@@ -244,7 +271,7 @@ impl Session {
         use client_message::Body;
         let id = self.id;
         match (self.state, msg.body) {
-            (State::AwaitHello, Some(Body::Hello(h))) => self.hello(h),
+            (State::AwaitHello, Some(Body::Hello(h))) => self.hello(h, handler),
             (State::Ready, Some(Body::Keepalive(k))) => {
                 let mut reply = EngineMessage::new();
                 reply.set_keepalive(k);
@@ -326,7 +353,7 @@ impl Session {
         }
     }
 
-    fn hello(&mut self, h: mcm_proto::sdk::Hello) {
+    fn hello(&mut self, h: mcm_proto::sdk::Hello, handler: &mut dyn Handler) {
         if h.protocol_version != PROTOCOL_VERSION {
             let msg = format!(
                 "protocol version {} is not supported (this engine speaks version {PROTOCOL_VERSION})",
@@ -334,7 +361,11 @@ impl Session {
             );
             return self.fail(ErrorCode::ERROR_CODE_UNSUPPORTED_VERSION, msg);
         }
-        for (field, value) in [("client_name", &h.client_name), ("client_id", &h.client_id)] {
+        for (field, value) in [
+            ("client_name", &h.client_name),
+            ("client_id", &h.client_id),
+            ("access_token", &h.access_token),
+        ] {
             if value.len() > MAX_NAME_LEN {
                 let msg = format!(
                     "{field} is {} bytes long (allowed: at most {MAX_NAME_LEN})",
@@ -344,8 +375,13 @@ impl Session {
             }
         }
         self.client_name = h.client_name;
+        let keepalive_interval_ms = match handler.hello(self.id, self.transport, &h.access_token) {
+            Ok(ms) => ms,
+            Err(r) => return self.fail_refusal(r),
+        };
         self.state = State::Ready;
         let mut reply = HelloReply::new();
+        reply.keepalive_interval_ms = keepalive_interval_ms;
         reply.protocol_version = PROTOCOL_VERSION;
         reply.engine_version = env!("CARGO_PKG_VERSION").to_owned();
         reply.session_id = self.id;
@@ -364,8 +400,18 @@ impl Session {
 
     fn fail(&mut self, code: ErrorCode, message: String) {
         tracing::warn!(session = self.id, client = %self.client_name, "closing session: {message}");
+        self.close_with(code, None, message);
+    }
+
+    /// Closes the session for a refusal the handler logged and counted already.
+    fn fail_refusal(&mut self, r: Refusal) {
+        self.close_with(r.code, r.mesh_error, r.message);
+    }
+
+    fn close_with(&mut self, code: ErrorCode, mesh_error: Option<MeshErr>, message: String) {
         let mut err = mcm_proto::sdk::Error::new();
         err.code = code.into();
+        err.mesh_error = mesh_error.map_or(0, |e| e.code() as u32);
         err.message = message;
         err.fatal = true;
         let mut msg = EngineMessage::new();
@@ -429,6 +475,16 @@ mod tests {
     struct Refuse;
 
     impl Handler for Refuse {
+        fn hello(&mut self, _: u64, _: Transport, token: &str) -> Result<u32, Refusal> {
+            match token {
+                "wrong" => Err(Refusal::new(
+                    ErrorCode::ERROR_CODE_UNAUTHENTICATED,
+                    MeshErr::ClientConfigInval,
+                    "a wrong access token",
+                )),
+                _ => Ok(5000),
+            }
+        }
         fn create_connection(
             &mut self,
             _: u64,
@@ -505,6 +561,7 @@ mod tests {
         };
         assert_eq!((h.protocol_version, h.session_id), (PROTOCOL_VERSION, 7));
         assert_eq!(h.engine_version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(h.keepalive_interval_ms, 5000, "the handler's interval");
 
         let mut k = Keepalive::new();
         k.nonce = 99;
@@ -513,6 +570,74 @@ mod tests {
         assert_eq!(s.process_r(now), Flow::Continue);
         let r = replies(&mut s);
         assert!(matches!(&r[0], engine_message::Body::Keepalive(k) if k.nonce == 99));
+    }
+
+    #[test]
+    fn a_hello_the_handler_refuses_closes_the_session_with_its_reason() {
+        let now = Instant::now();
+        let mut s = new_session(3, now);
+        let mut h = Hello::new();
+        h.protocol_version = PROTOCOL_VERSION;
+        h.access_token = "wrong".into();
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::Hello(h)));
+        assert_eq!(s.process_r(now), Flow::Close);
+        let r = replies(&mut s);
+        let engine_message::Body::Error(e) = &r[0] else {
+            panic!("{r:?}")
+        };
+        assert!(e.fatal);
+        assert_eq!(
+            e.code.enum_value(),
+            Ok(ErrorCode::ERROR_CODE_UNAUTHENTICATED)
+        );
+        assert_eq!(e.mesh_error, MeshErr::ClientConfigInval.code() as u32);
+        assert_eq!(e.message, "a wrong access token");
+        // An access token longer than allowed never reaches the handler.
+        let mut s = new_session(4, now);
+        let mut h = Hello::new();
+        h.protocol_version = PROTOCOL_VERSION;
+        h.access_token = "x".repeat(MAX_NAME_LEN + 1);
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::Hello(h)));
+        assert_eq!(s.process_r(now), Flow::Close);
+        let (code, msg) = error_of(&replies(&mut s)[0]);
+        assert_eq!(code, ErrorCode::ERROR_CODE_INVALID_ARGUMENT);
+        assert!(msg.starts_with("access_token is 257 bytes long"), "{msg}");
+    }
+
+    #[test]
+    fn a_silent_session_is_closed_at_its_keepalive_timeout() {
+        let t0 = Instant::now();
+        let limit = Duration::from_secs(15);
+        let mut s = new_session(5, t0);
+        assert_eq!(
+            s.check_keepalive(t0 + limit * 2, limit),
+            None,
+            "not before Hello (the handshake deadline covers that)"
+        );
+        s.decoder().buffer(&hello(PROTOCOL_VERSION, "app"));
+        s.process_r(t0);
+        replies(&mut s);
+        s.decoder()
+            .buffer(&client_frame(client_message::Body::Keepalive(
+                Keepalive::new(),
+            )));
+        let t1 = t0 + Duration::from_secs(10);
+        s.process_r(t1);
+        replies(&mut s);
+        assert_eq!(s.check_keepalive(t1 + limit / 2, limit), None);
+        let why = s.check_keepalive(t1 + limit, limit).unwrap();
+        assert!(
+            why.starts_with(
+                "nothing heard from the client for 15000 ms while it holds connections"
+            ),
+            "{why}"
+        );
+        assert_eq!(s.state(), State::Closing);
+        let (code, msg) = error_of(&replies(&mut s)[0]);
+        assert_eq!(code, ErrorCode::ERROR_CODE_KEEPALIVE_TIMEOUT);
+        assert_eq!(msg, why);
     }
 
     #[test]
@@ -545,6 +670,9 @@ mod tests {
     struct WithFds;
 
     impl Handler for WithFds {
+        fn hello(&mut self, _: u64, _: Transport, _: &str) -> Result<u32, Refusal> {
+            Ok(0)
+        }
         fn create_connection(
             &mut self,
             _: u64,

@@ -181,6 +181,19 @@ pub struct SdkFile {
     pub allowed_uids: Vec<u32>,
     /// Unix socket peers whose primary gid is listed are served.
     pub allowed_gids: Vec<u32>,
+    /// A file of `<identity> <token>` lines; when set, a TCP client's Hello must carry one of
+    /// the tokens (its identity for quotas). Empty: TCP clients need none.
+    pub access_tokens_file: String,
+    /// Most sessions one client identity (uid on the Unix socket, token on TCP) may have.
+    pub max_sessions_per_identity: usize,
+    /// Most connections one client identity may hold.
+    pub max_connections_per_identity: usize,
+    /// Most groups one client identity may hold connections in.
+    pub max_groups_per_identity: usize,
+    /// A session holding connections that the engine has not heard from for this many
+    /// milliseconds is closed and its connections deleted (the SDK sends a Keepalive every
+    /// third of it). 0: never.
+    pub keepalive_timeout_ms: u64,
 }
 
 impl Default for SdkFile {
@@ -195,6 +208,11 @@ impl Default for SdkFile {
             unix_socket_mode: 0o660,
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
+            access_tokens_file: String::new(),
+            max_sessions_per_identity: 256,
+            max_connections_per_identity: 1024,
+            max_groups_per_identity: 256,
+            keepalive_timeout_ms: 15_000,
         }
     }
 }
@@ -405,6 +423,10 @@ pub struct EngineConfig {
     pub max_connections_per_client: usize,
     /// Unix socket file mode, and the peers it serves.
     pub unix_access: mcm_control::server::UnixAccess,
+    /// TCP access tokens and per-identity quotas.
+    pub sdk_access: mcm_control::access::AccessConfig,
+    /// SDK keepalive timeout; `None`: none.
+    pub keepalive_timeout: Option<Duration>,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Shared-memory directory.
@@ -640,6 +662,11 @@ impl EngineConfig {
             1,
             65536,
         )? as usize;
+        let sdk_access = validate_sdk_access(&file.sdk)?;
+        let keepalive_ms = file.sdk.keepalive_timeout_ms;
+        if keepalive_ms != 0 {
+            in_range("sdk.keepalive_timeout_ms", keepalive_ms, 300, 3_600_000)?;
+        }
         let stats_ms = file.control.stats_interval_ms;
         if stats_ms != 0 {
             in_range("control.stats_interval_ms", stats_ms, 100, 86_400_000)?;
@@ -663,6 +690,8 @@ impl EngineConfig {
             },
             max_sinks_per_group,
             max_connections_per_client,
+            sdk_access,
+            keepalive_timeout: (keepalive_ms != 0).then(|| Duration::from_millis(keepalive_ms)),
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
             rdma: validate_rdma(&file.rdma)?,
@@ -672,6 +701,33 @@ impl EngineConfig {
             huge_pages: file.memory.huge_pages,
         })
     }
+}
+
+fn validate_sdk_access(f: &SdkFile) -> Result<mcm_control::access::AccessConfig, ConfigError> {
+    let tokens = match f.access_tokens_file.as_str() {
+        "" => None,
+        p => Some(
+            mcm_control::access::AccessTokens::load("sdk.access_tokens_file", Path::new(p))
+                .map_err(|e| {
+                    let msg = e.trim_start_matches("sdk.access_tokens_file: ").to_owned();
+                    ConfigError::new("sdk.access_tokens_file", msg)
+                })?,
+        ),
+    };
+    let quota = |key: &'static str, v: usize| -> Result<usize, ConfigError> {
+        Ok(in_range(key, v as u64, 1, 65536)? as usize)
+    };
+    Ok(mcm_control::access::AccessConfig {
+        tokens,
+        quotas: mcm_control::access::Quotas {
+            sessions: quota("sdk.max_sessions_per_identity", f.max_sessions_per_identity)?,
+            connections: quota(
+                "sdk.max_connections_per_identity",
+                f.max_connections_per_identity,
+            )?,
+            groups: quota("sdk.max_groups_per_identity", f.max_groups_per_identity)?,
+        },
+    })
 }
 
 fn validate_agent(f: &AgentFile) -> Result<Option<AgentSettings>, ConfigError> {

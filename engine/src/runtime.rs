@@ -122,6 +122,8 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         handshake_timeout: cfg.handshake_timeout,
         max_sessions: cfg.max_sessions,
         unix_access: cfg.unix_access.clone(),
+        access: cfg.sdk_access.clone(),
+        keepalive_timeout: cfg.keepalive_timeout,
         mesh: MeshConfig {
             huge_pages: huge_pages(cfg.huge_pages),
             max_sinks_per_group: cfg.max_sinks_per_group,

@@ -476,6 +476,9 @@ fn the_unix_socket_serves_only_allowed_peers() {
         "{said}"
     );
     e.wait_log("sdk.unix_socket: refused unix pid");
+    let control = EngineClient::new(ChannelBuilder::new(env()).connect(&e.grpc.to_string()));
+    let i = info(&control, CallOption::default()).unwrap();
+    assert_eq!(i.sdk_refused_peer, 1, "the refusal is counted");
     // The allowed uid is served.
     let c = peer_client(&e);
     assert!(c.is_ok(), "{:?}", c.err());

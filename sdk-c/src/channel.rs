@@ -36,11 +36,18 @@ pub(crate) struct Channel {
     /// The engine said this session is over (fatal error or end of stream).
     dead: Option<String>,
     session_id: u64,
+    /// How often the engine wants to hear from this session; `None`: it does not time out.
+    keepalive: Option<Duration>,
 }
 
 impl Channel {
-    /// Connects over TCP to `addr` and says Hello.
-    pub(crate) fn tcp(addr: &str, name: &str, timeout: Duration) -> Result<Self> {
+    /// Connects over TCP to `addr` and says Hello, with the SDK access token if there is one.
+    pub(crate) fn tcp(
+        addr: &str,
+        name: &str,
+        access_token: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let sock = connect_tcp(addr, timeout).map_err(|e| {
             Error::mesh(
                 MeshErr::ConnFailed,
@@ -48,7 +55,7 @@ impl Channel {
             )
         })?;
         let _ = sock.set_nodelay(true);
-        Self::greet(Sock::Tcp(sock), name, timeout)
+        Self::greet(Sock::Tcp(sock), name, access_token, timeout)
     }
 
     /// Connects to the engine's Unix socket at `path` and says Hello.
@@ -62,27 +69,37 @@ impl Channel {
                 ),
             )
         })?;
-        Self::greet(Sock::Unix(sock), name, timeout)
+        // The Unix socket knows its peers by their uid: no access token travels over it.
+        Self::greet(Sock::Unix(sock), name, None, timeout)
     }
 
-    fn greet(sock: Sock, name: &str, timeout: Duration) -> Result<Self> {
+    fn greet(
+        sock: Sock,
+        name: &str,
+        access_token: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Self> {
         let mut chan = Self {
             sock,
             decoder: FrameDecoder::new(),
             fds: Vec::new(),
             dead: None,
             session_id: 0,
+            keepalive: None,
         };
         let mut hello = Hello::new();
         hello.protocol_version = mcm_proto::PROTOCOL_VERSION;
         hello.client_name = name.chars().take(MAX_NAME_CHARS).collect();
         hello.client_id = "mcm-sdk/v1".to_owned();
+        hello.access_token = access_token.unwrap_or_default().to_owned();
         let mut msg = ClientMessage::new();
         msg.set_hello(hello);
         let (reply, _) = chan.request(&msg, timeout)?;
         match reply {
             engine_message::Body::HelloReply(r) => {
                 chan.session_id = r.session_id;
+                chan.keepalive = (r.keepalive_interval_ms > 0)
+                    .then(|| Duration::from_millis(r.keepalive_interval_ms.into()));
                 Ok(chan)
             }
             other => Err(unexpected("HelloReply", &other)),
@@ -92,6 +109,34 @@ impl Channel {
     /// The engine's id for this session.
     pub(crate) fn session_id(&self) -> u64 {
         self.session_id
+    }
+
+    /// How often the engine wants to hear from this session, if it times sessions out.
+    pub(crate) fn keepalive_interval(&self) -> Option<Duration> {
+        self.keepalive
+    }
+
+    /// Sends a Keepalive without waiting for its answer (read, and dropped, by the next
+    /// request or [`poll_dead`](Self::poll_dead)), then reads what the engine sent.
+    pub(crate) fn keepalive(&mut self) {
+        if self.dead.is_some() {
+            return;
+        }
+        let mut msg = ClientMessage::new();
+        msg.set_keepalive(mcm_proto::sdk::Keepalive::new());
+        let mut bytes = Vec::new();
+        if frame::encode(&msg, &mut bytes).is_err() {
+            return;
+        }
+        let written = match &mut self.sock {
+            Sock::Tcp(s) => s.write_all(&bytes),
+            Sock::Unix(s) => s.write_all(&bytes),
+        };
+        if let Err(e) = written {
+            let _ = self.die(format!("cannot send to the engine: {e}"));
+            return;
+        }
+        self.poll_dead();
     }
 
     /// The socket (to watch for the engine going away).

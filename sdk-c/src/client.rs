@@ -3,8 +3,8 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use mcm_proto::config::{ClientConfig, ConnectionConfig, Direction, MeshErr};
 use mcm_proto::sdk::{ClientMessage, DeleteConnection, GetStats, Stats, engine_message};
@@ -28,6 +28,16 @@ pub(crate) struct Shared {
     pub(crate) sock_fd: OwnedFd,
     /// Open connections.
     pub(crate) conns: AtomicUsize,
+    /// The keepalive thread, woken to exit when this is dropped.
+    keepalive: OnceLock<std::thread::Thread>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(t) = self.keepalive.get() {
+            t.unpark();
+        }
+    }
 }
 
 impl Shared {
@@ -37,13 +47,17 @@ impl Shared {
         self.chan.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the engine ended the session; reads pending input without blocking, and never
-    /// waits for the lock (a request in progress on another thread answers for it).
-    pub(crate) fn engine_gone(&self) -> bool {
+    /// Why the engine ended the session, if it did; reads pending input without blocking, and
+    /// never waits for the lock (a request in progress on another thread answers for it).
+    pub(crate) fn engine_gone(&self) -> Option<String> {
+        let reason = |c: &mut Channel| {
+            c.poll_dead();
+            c.dead().map(str::to_owned)
+        };
         match self.chan.try_lock() {
-            Ok(mut c) => c.poll_dead(),
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().poll_dead(),
-            Err(std::sync::TryLockError::WouldBlock) => false,
+            Ok(mut c) => reason(&mut c),
+            Err(std::sync::TryLockError::Poisoned(p)) => reason(&mut p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
@@ -79,8 +93,13 @@ impl Client {
         match std::env::var_os(ENV_UNIX_SOCKET).filter(|v| !v.is_empty()) {
             Some(path) => Self::with_unix_socket(Path::new(&path), config),
             None => {
-                let chan =
-                    Channel::tcp(&config.proxy.to_string(), &client_name(), REQUEST_TIMEOUT)?;
+                let token = config.access_token.as_ref().map(|t| t.expose());
+                let chan = Channel::tcp(
+                    &config.proxy.to_string(),
+                    &client_name(),
+                    token,
+                    REQUEST_TIMEOUT,
+                )?;
                 Self::from_channel(chan, config)
             }
         }
@@ -97,14 +116,28 @@ impl Client {
             .fd()
             .try_clone_to_owned()
             .map_err(|e| Error::os(e.raw_os_error().unwrap_or(libc_eio()), e.to_string()))?;
-        Ok(Self {
-            shared: Arc::new(Shared {
-                config,
-                chan: Mutex::new(chan),
-                sock_fd,
-                conns: AtomicUsize::new(0),
-            }),
-        })
+        let interval = chan.keepalive_interval();
+        let shared = Arc::new(Shared {
+            config,
+            chan: Mutex::new(chan),
+            sock_fd,
+            conns: AtomicUsize::new(0),
+            keepalive: OnceLock::new(),
+        });
+        if let Some(every) = interval {
+            let weak = Arc::downgrade(&shared);
+            let thread = std::thread::Builder::new()
+                .name("mcm-keepalive".to_owned())
+                .spawn(move || keepalive_loop(&weak, every))
+                .map_err(|e| {
+                    Error::os(
+                        e.raw_os_error().unwrap_or(libc_eio()),
+                        format!("cannot start the SDK keepalive thread: {e}"),
+                    )
+                })?;
+            let _ = shared.keepalive.set(thread.thread().clone());
+        }
+        Ok(Self { shared })
     }
 
     /// The validated configuration.
@@ -165,6 +198,30 @@ impl Client {
     /// The shared state (for the C API).
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+}
+
+/// Tells the engine every `every` that this process is alive, so it keeps the session's
+/// connections; a process that is stopped (SIGSTOP, a frozen container) stops telling it. A
+/// request in progress holds the lock and is itself heard by the engine, so that turn is
+/// skipped. Ends when the client is gone.
+fn keepalive_loop(shared: &Weak<Shared>, every: Duration) {
+    let mut next = Instant::now() + every;
+    loop {
+        std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if Instant::now() < next {
+            continue;
+        }
+        next = Instant::now() + every;
+        if let Ok(mut chan) = shared.chan.try_lock() {
+            if chan.dead().is_some() {
+                return;
+            }
+            chan.keepalive();
+        }
     }
 }
 

@@ -295,8 +295,10 @@ impl Core {
                     ));
                 }
                 Wait::Socket => {
-                    if self.shared.engine_gone() {
-                        return Err(Error::closed("the engine closed the session"));
+                    if let Some(why) = self.shared.engine_gone() {
+                        return Err(Error::closed(format!(
+                            "the engine closed the session: {why}"
+                        )));
                     }
                     // Another thread's reply is pending on the socket; let it read.
                     std::thread::sleep(Duration::from_millis(1));

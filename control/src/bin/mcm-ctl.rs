@@ -491,10 +491,43 @@ fn info_text(i: &pb::EngineInfo) -> String {
                 i.sessions, i.connections, i.groups
             ),
         ),
+        ("grpc auth", i.grpc_security.clone()),
+        ("sdk auth", i.sdk_security.clone()),
+        (
+            "quotas",
+            format!(
+                "per identity: {} sessions, {} connections, {} groups; keepalive timeout {}",
+                i.max_sessions_per_identity,
+                i.max_connections_per_identity,
+                i.max_groups_per_identity,
+                match i.sdk_keepalive_timeout_ms {
+                    0 => "off".to_owned(),
+                    ms => format!("{ms} ms"),
+                }
+            ),
+        ),
+        (
+            "refused",
+            format!(
+                "grpc token {}, sdk token {}, unix peer {}, quota {}; keepalive timeouts {}",
+                i.grpc_refused,
+                i.sdk_refused_token,
+                i.sdk_refused_peer,
+                i.sdk_refused_quota,
+                i.sdk_keepalive_timeouts
+            ),
+        ),
     ];
     let mut out = String::new();
     for (k, v) in rows {
         let _ = writeln!(out, "{k:<11} {v}");
+    }
+    for id in &i.identities {
+        let _ = writeln!(
+            out,
+            "{:<11} {}: {} sessions, {} connections, {} groups, {} refused",
+            "identity", id.name, id.sessions, id.connections, id.groups, id.refused
+        );
     }
     out
 }

@@ -56,9 +56,11 @@ impl std::fmt::Debug for ControlPlane {
 
 /// What the control thread tells the plane about itself.
 #[derive(Debug, Clone, Copy)]
-pub struct Now {
+pub struct Now<'a> {
     /// SDK sessions open.
     pub sessions: usize,
+    /// The sessions' identities and refusals.
+    pub access: &'a crate::access::Access,
 }
 
 impl ControlPlane {
@@ -115,6 +117,7 @@ impl ControlPlane {
                 info.groups = mesh.groups() as u32;
                 // Relaxed: a counter read on its own.
                 info.grpc_refused = self.refused.load(Ordering::Relaxed);
+                sdk_info(&mut info, now.access, mesh);
                 send(r, Ok(info));
             }
             Call::List(urn, r) => {
@@ -380,6 +383,34 @@ fn health(status: Status) -> hpb::HealthCheckResponse {
         status: status.into(),
         ..Default::default()
     }
+}
+
+/// The SDK's refusals, quotas and identities in `info`.
+fn sdk_info(info: &mut pb::EngineInfo, access: &crate::access::Access, mesh: &Mesh) {
+    let k = access.counters();
+    info.sdk_refused_token = k.token;
+    info.sdk_refused_peer = k.peer;
+    info.sdk_refused_quota = k.quota;
+    info.sdk_keepalive_timeouts = k.keepalive;
+    let q = access.config().quotas;
+    info.max_sessions_per_identity = q.sessions as u32;
+    info.max_connections_per_identity = q.connections as u32;
+    info.max_groups_per_identity = q.groups as u32;
+    info.identities = access
+        .uses()
+        .into_iter()
+        .map(|u| {
+            let (connections, groups) = mesh.held_by_identity(&access.sessions_of(&u.identity));
+            pb::SdkIdentity {
+                name: u.identity.to_string(),
+                sessions: u.sessions as u32,
+                connections: connections as u32,
+                groups: groups as u32,
+                refused: u.refused,
+                ..Default::default()
+            }
+        })
+        .collect();
 }
 
 /// Logs a refused change (each is a request an operator made; not a flood to rate-limit).

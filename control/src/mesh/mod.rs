@@ -245,6 +245,20 @@ pub struct Mesh {
     /// Groups whose source is on another engine, by URN, with that engine's name (from the
     /// agent): a sender here is refused.
     remote_sources: HashMap<String, String>,
+    /// Connections each session holds.
+    held: HashMap<u64, usize>,
+}
+
+/// What the sessions of one client identity may hold together, checked by [`Mesh::create`].
+pub struct IdentityQuota<'a> {
+    /// The identity, for the refusal's text.
+    pub who: &'a crate::access::Identity,
+    /// Whether a session has this identity.
+    pub member: &'a dyn Fn(u64) -> bool,
+    /// Most connections.
+    pub connections: usize,
+    /// Most distinct groups with one of its connections.
+    pub groups: usize,
 }
 
 impl Mesh {
@@ -258,7 +272,26 @@ impl Mesh {
             next_group: 1,
             next_conn: 1,
             remote_sources: HashMap::new(),
+            held: HashMap::new(),
         }
+    }
+
+    /// Connections `session` holds.
+    pub fn held_by(&self, session: u64) -> usize {
+        self.held.get(&session).copied().unwrap_or(0)
+    }
+
+    /// Connections and distinct groups held by the sessions `member` accepts.
+    pub fn held_by_identity(&self, member: &dyn Fn(u64) -> bool) -> (usize, usize) {
+        let mut groups: Vec<&str> = Vec::new();
+        let mut conns = 0;
+        for c in self.conns.values().filter(|c| member(c.session)) {
+            conns += 1;
+            if !groups.contains(&c.urn.as_str()) {
+                groups.push(&c.urn);
+            }
+        }
+        (conns, groups.len())
     }
 
     /// Number of connections.
@@ -276,7 +309,8 @@ impl Mesh {
         self.conns.get(&conn).map(|c| c.session)
     }
 
-    /// Creates a connection for `session` (see the module documentation).
+    /// Creates a connection for `session` (see the module documentation), within `quota`
+    /// when one is given.
     pub fn create(
         &mut self,
         dp: &mut dyn Dataplane,
@@ -284,6 +318,7 @@ impl Mesh {
         req: &CreateConnection,
         transport: Transport,
         now: Instant,
+        quota: Option<&IdentityQuota<'_>>,
     ) -> Result<Created, Refusal> {
         let (kind, dir) = match req.kind.enum_value() {
             Ok(ConnectionKind::CONNECTION_KIND_TX) => (ConnKind::Tx, Direction::Tx),
@@ -318,7 +353,7 @@ impl Mesh {
                 edges.push(e.clone());
             }
         }
-        let owned = self.conns.values().filter(|c| c.session == session).count();
+        let owned = self.held_by(session);
         if owned >= self.config.max_conns_per_session {
             return Err(Refusal::new(
                 ErrorCode::ERROR_CODE_LIMIT,
@@ -328,6 +363,9 @@ impl Mesh {
                     self.config.max_conns_per_session
                 ),
             ));
+        }
+        if let Some(q) = quota {
+            self.check_quota(q, &urn)?;
         }
         if kind == ConnKind::Tx
             && let Some(engine) = self.remote_sources.get(&urn)
@@ -909,6 +947,7 @@ impl Mesh {
             ConnKind::Rx => g.sinks.push(id),
         }
         self.next_conn += 1;
+        *self.held.entry(session).or_default() += 1;
         self.conns.insert(
             id,
             Conn {
@@ -1023,6 +1062,38 @@ impl Mesh {
         self.tokens.retain(|_, p| p.session != session);
     }
 
+    /// Refuses a connection to group `urn` that would take `q`'s identity over a quota.
+    fn check_quota(&self, q: &IdentityQuota<'_>, urn: &str) -> Result<(), Refusal> {
+        let (conns, groups) = self.held_by_identity(q.member);
+        let refuse = |message: String| {
+            Err(Refusal::new(
+                ErrorCode::ERROR_CODE_QUOTA,
+                MeshErr::MaxConn,
+                message,
+            ))
+        };
+        if conns >= q.connections {
+            return refuse(format!(
+                "{} already holds {conns} connections, its quota \
+                 (sdk.max_connections_per_identity = {}); delete one first",
+                q.who, q.connections
+            ));
+        }
+        let joins = self
+            .conns
+            .values()
+            .any(|c| c.urn == urn && (q.member)(c.session));
+        if !joins && groups >= q.groups {
+            return refuse(format!(
+                "{} already holds connections in {groups} groups, its quota \
+                 (sdk.max_groups_per_identity = {}); group {urn:?} would be one more (joining \
+                 a group it is in is allowed)",
+                q.who, q.groups
+            ));
+        }
+        Ok(())
+    }
+
     /// Drops expired fd tokens.
     pub fn expire_tokens(&mut self, now: Instant) {
         self.tokens.retain(|_, p| p.expires > now);
@@ -1091,6 +1162,12 @@ impl Mesh {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(n) = self.held.get_mut(&c.session) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&c.session);
+            }
+        }
         self.tokens.retain(|_, p| p.conn != conn);
         let Some(g) = self.groups.get_mut(&c.urn) else {
             return;
@@ -1277,7 +1354,7 @@ mod tests {
     fn the_first_member_sizes_the_pool_and_the_last_one_destroys_the_group() {
         let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
         let (rx, fds) = m
-            .create(&mut dp, 1, &req(RX, "a", 32), Transport::Unix, now)
+            .create(&mut dp, 1, &req(RX, "a", 32), Transport::Unix, now, None)
             .unwrap();
         assert_eq!(fds.len(), 4);
         assert!(rx.fds_attached);
@@ -1296,7 +1373,7 @@ mod tests {
             (32, 32, "a")
         );
         let (tx, _) = m
-            .create(&mut dp, 2, &req(TX, "a", 64), Transport::Unix, now)
+            .create(&mut dp, 2, &req(TX, "a", 64), Transport::Unix, now, None)
             .unwrap();
         assert_eq!(tx.quota, 32, "a member's quota is capped by the group's");
         m.activate(&mut dp, 2, tx.conn_id).unwrap();
@@ -1317,10 +1394,58 @@ mod tests {
     }
 
     #[test]
+    fn an_identity_is_held_to_its_quotas_of_connections_and_groups() {
+        use crate::access::Identity;
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        // Sessions 1 and 2 are one identity; session 3 another.
+        let who = Identity::Uid(1000);
+        let member = |s: u64| s == 1 || s == 2;
+        let q = IdentityQuota {
+            who: &who,
+            member: &member,
+            connections: 3,
+            groups: 2,
+        };
+        let create = |m: &mut Mesh, dp: &mut Recorder, session, r: CreateConnection| {
+            m.create(dp, session, &r, Transport::Unix, now, Some(&q))
+        };
+        create(&mut m, &mut dp, 1, req(RX, "a", 4)).unwrap();
+        create(&mut m, &mut dp, 2, req(RX, "b", 4)).unwrap();
+        let e = create(&mut m, &mut dp, 2, req(RX, "c", 4)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ERROR_CODE_QUOTA, "{e:?}");
+        assert_eq!(e.mesh_error, Some(MeshErr::MaxConn));
+        assert!(
+            e.message.contains(
+                "uid 1000 already holds connections in 2 groups, its quota \
+                 (sdk.max_groups_per_identity = 2)"
+            ),
+            "{e:?}"
+        );
+        assert_eq!(m.groups(), 2, "nothing was made of the refused request");
+        // Joining a group it is in is allowed, up to the connections quota.
+        create(&mut m, &mut dp, 2, req(TX, "a", 4)).unwrap();
+        let e = create(&mut m, &mut dp, 1, req(RX, "b", 4)).unwrap_err();
+        assert!(
+            e.message
+                .contains("uid 1000 already holds 3 connections, its quota"),
+            "{e:?}"
+        );
+        assert_eq!(m.held_by_identity(&member), (3, 2));
+        // Another identity is not affected.
+        m.create(&mut dp, 3, &req(RX, "c", 4), Transport::Unix, now, None)
+            .unwrap();
+        // Deleting frees the place.
+        m.session_closed(&mut dp, 1);
+        assert_eq!((m.held_by(1), m.held_by(2)), (0, 2));
+        create(&mut m, &mut dp, 2, req(RX, "b", 4)).unwrap();
+    }
+
+    #[test]
     fn refusals_name_the_rule_and_carry_the_mcm_code() {
         let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
         let refuse = |m: &mut Mesh, dp: &mut Recorder, session, r: CreateConnection| {
-            m.create(dp, session, &r, Transport::Unix, now).unwrap_err()
+            m.create(dp, session, &r, Transport::Unix, now, None)
+                .unwrap_err()
         };
         let e = refuse(&mut m, &mut dp, 1, req(RX, "a", 3));
         assert_eq!(e.mesh_error, Some(MeshErr::ConnConfigInval), "{e:?}");
@@ -1329,7 +1454,7 @@ mod tests {
         bad_kind.kind = ConnectionKind::CONNECTION_KIND_UNSPECIFIED.into();
         let e = refuse(&mut m, &mut dp, 1, bad_kind);
         assert!(e.message.contains("allowed: TX = 1, RX = 2"), "{e:?}");
-        m.create(&mut dp, 1, &req(TX, "a", 4), Transport::Unix, now)
+        m.create(&mut dp, 1, &req(TX, "a", 4), Transport::Unix, now, None)
             .unwrap();
         let e = refuse(&mut m, &mut dp, 2, req(TX, "a", 4));
         assert_eq!(e.code, ErrorCode::ERROR_CODE_LIMIT);
@@ -1338,12 +1463,12 @@ mod tests {
             "{e:?}"
         );
         for _ in 0..3 {
-            m.create(&mut dp, 2, &req(RX, "a", 4), Transport::Unix, now)
+            m.create(&mut dp, 2, &req(RX, "a", 4), Transport::Unix, now, None)
                 .unwrap();
         }
         let e = refuse(&mut m, &mut dp, 3, req(RX, "a", 4));
         assert_eq!(e.mesh_error, Some(MeshErr::MaxConn), "{e:?}");
-        m.create(&mut dp, 2, &req(RX, "b", 4), Transport::Unix, now)
+        m.create(&mut dp, 2, &req(RX, "b", 4), Transport::Unix, now, None)
             .unwrap();
         let e = refuse(&mut m, &mut dp, 2, req(RX, "c", 4));
         assert!(e.message.contains("limit 4 per client"), "{e:?}");
@@ -1361,7 +1486,7 @@ mod tests {
     fn tcp_clients_get_a_single_use_token_that_expires() {
         let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
         let (c, fds) = m
-            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now)
+            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now, None)
             .unwrap();
         assert!(fds.is_empty() && !c.fds_attached);
         assert_eq!(c.fd_socket, "/run/mcm/sdk.sock");
@@ -1369,14 +1494,14 @@ mod tests {
         assert_eq!((id, fds.len()), (c.conn_id, 4));
         assert!(m.fetch_fds(&c.fd_token, now).is_err(), "used once");
         let (c, _) = m
-            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now)
+            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now, None)
             .unwrap();
         assert!(
             m.fetch_fds(&c.fd_token, now + TOKEN_LIFETIME).is_err(),
             "expired"
         );
         let (c, _) = m
-            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now)
+            .create(&mut dp, 1, &req(RX, "a", 4), Transport::Tcp, now, None)
             .unwrap();
         m.expire_tokens(now + TOKEN_LIFETIME);
         assert!(
@@ -1416,6 +1541,7 @@ mod tests {
                 &with_edges(RX, "g", &[("rx", 5000), ("tx", 6000)]),
                 Transport::Unix,
                 now,
+                None,
             )
             .unwrap();
         // The same tx edge again, and a second source: the source is refused, whole.
@@ -1426,12 +1552,20 @@ mod tests {
                 &with_edges(RX, "g", &[("tx", 6000), ("rx", 5002)]),
                 Transport::Unix,
                 now,
+                None,
             )
             .unwrap_err();
         assert!(e.message.contains("edges[1]"), "{e:?}");
         assert!(e.message.contains("already has a source edge"), "{e:?}");
         let e = m
-            .create(&mut dp, 2, &with_edges(TX, "g", &[]), Transport::Unix, now)
+            .create(
+                &mut dp,
+                2,
+                &with_edges(TX, "g", &[]),
+                Transport::Unix,
+                now,
+                None,
+            )
             .unwrap_err();
         assert!(
             e.message
@@ -1445,6 +1579,7 @@ mod tests {
                 &with_edges(RX, "g", &[("tx", 6000)]),
                 Transport::Unix,
                 now,
+                None,
             )
             .unwrap();
         m.delete(&mut dp, 1, a.conn_id).unwrap();
@@ -1494,6 +1629,7 @@ mod tests {
                 &with_edges(RX, "cfg", &[("tx", 6000)]),
                 Transport::Unix,
                 now,
+                None,
             )
             .unwrap();
         m.delete(&mut dp, 1, rx.conn_id).unwrap();
@@ -1553,7 +1689,7 @@ mod tests {
         });
         let (mut dp, now) = (Recorder::default(), Instant::now());
         let (a, _) = m
-            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
+            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now, None)
             .unwrap();
         let link = last_attached(&dp);
         (m, dp, now, a, link)
@@ -1571,10 +1707,10 @@ mod tests {
             dp.commands
         );
         let (b, _) = m
-            .create(&mut dp, 1, &req(RX, "g", 4), Transport::Unix, now)
+            .create(&mut dp, 1, &req(RX, "g", 4), Transport::Unix, now, None)
             .unwrap();
         let (h, _) = m
-            .create(&mut dp, 2, &req(RX, "h", 4), Transport::Unix, now)
+            .create(&mut dp, 2, &req(RX, "h", 4), Transport::Unix, now, None)
             .unwrap();
         let rdma = dp.commands.iter().filter(|c| c.contains(" rdma ")).count();
         assert_eq!(
@@ -1656,7 +1792,7 @@ mod tests {
 
         // A failure that is not the link's (the group is gone on the data plane) forgets it.
         let (b, _) = m
-            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now)
+            .create(&mut dp, 1, &req(TX, "g", 4), Transport::Unix, now, None)
             .unwrap();
         let link = last_attached(&dp);
         m.edge_failed(&mut dp, link, &EdgeFailure::NoGroup);

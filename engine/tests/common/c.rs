@@ -203,6 +203,7 @@ pub fn command(program: &Path) -> Command {
         .env_remove("MCM_SDK_UNIX_SOCKET")
         .env_remove("MCM_MEDIA_PROXY_IP")
         .env_remove("MCM_MEDIA_PROXY_PORT")
+        .env_remove("MCM_SDK_ACCESS_TOKEN")
         .stdin(Stdio::null());
     cmd
 }

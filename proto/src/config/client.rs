@@ -6,6 +6,11 @@
 //! | `apiConnectionString` | `"Server=127.0.0.1; Port=8002"` | `Server=<host>; Port=<1..=65535>` |
 //! | `apiDefaultTimeoutMicroseconds` | 1000000 | `0..=`[`MAX_TIMEOUT_US`] |
 //! | `maxMediaConnections` | 32 | `1..=`[`MAX_CONNECTIONS`] |
+//! | `apiAccessToken` | none | 1 to [`MAX_ACCESS_TOKEN_LEN`] printable ASCII characters |
+//!
+//! `apiAccessToken` is the SDK access token an engine with `sdk.access_tokens_file` requires of
+//! TCP clients (not one of the one-time fd tokens the engine hands out itself); without it in
+//! the JSON, [`ENV_ACCESS_TOKEN`] is read. It is sent in Hello and never shown by `Debug`.
 //!
 //! Host and port are each taken from `apiConnectionString`, else from the environment
 //! ([`ENV_PROXY_IP`], [`ENV_PROXY_PORT`]; an empty variable counts as unset), else the default.
@@ -39,6 +44,10 @@ pub const MAX_CONNECTIONS: u32 = 1024;
 pub const ENV_PROXY_IP: &str = "MCM_MEDIA_PROXY_IP";
 /// Environment variable naming the proxy port when `apiConnectionString` does not.
 pub const ENV_PROXY_PORT: &str = "MCM_MEDIA_PROXY_PORT";
+/// Environment variable holding the SDK access token when the JSON has no `apiAccessToken`.
+pub const ENV_ACCESS_TOKEN: &str = "MCM_SDK_ACCESS_TOKEN";
+/// Longest SDK access token (the engine accepts no longer one).
+pub const MAX_ACCESS_TOKEN_LEN: usize = 256;
 /// Longest host name accepted (the DNS limit).
 pub const MAX_HOST_LEN: usize = 253;
 
@@ -65,6 +74,23 @@ impl fmt::Display for ProxyAddr {
     }
 }
 
+/// An SDK access token; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken(String);
+
+impl AccessToken {
+    /// The token's text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(..)")
+    }
+}
+
 /// A validated client configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -74,6 +100,8 @@ pub struct ClientConfig {
     pub default_timeout: Duration,
     /// Most connections the client may have at once, `1..=`[`MAX_CONNECTIONS`].
     pub max_connections: u32,
+    /// The SDK access token sent in Hello, if any.
+    pub access_token: Option<AccessToken>,
 }
 
 impl Default for ClientConfig {
@@ -85,6 +113,7 @@ impl Default for ClientConfig {
             },
             default_timeout: DEFAULT_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            access_token: None,
         }
     }
 }
@@ -104,8 +133,9 @@ impl ClientConfig {
         let env = |key: &str| env(key).filter(|v| !v.trim().is_empty());
         let text = json.map(str::trim).unwrap_or_default();
         if text.is_empty() {
-            return proxy_addr(None, env).map(|proxy| Self {
-                proxy,
+            return Ok(Self {
+                proxy: proxy_addr(None, env)?,
+                access_token: access_token(None, env)?,
                 ..Self::default()
             });
         }
@@ -113,6 +143,7 @@ impl ClientConfig {
         let root = Obj::root(&value, CLASS)?;
         check_version(&root)?;
         let proxy = proxy_addr(root.str(CONN_STRING)?, env)?;
+        let access_token = access_token(root.str("apiAccessToken")?, env)?;
         let timeout_us = root.uint(
             "apiDefaultTimeoutMicroseconds",
             0..=MAX_TIMEOUT_US,
@@ -127,6 +158,7 @@ impl ClientConfig {
             proxy,
             default_timeout: Duration::from_micros(timeout_us),
             max_connections,
+            access_token,
         })
     }
 }
@@ -142,6 +174,35 @@ fn check_version(root: &Obj<'_>) -> Result<(), ConfigError> {
             ),
         )),
     }
+}
+
+/// The access token of the JSON, else of the environment, else none.
+fn access_token(
+    json: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<AccessToken>, ConfigError> {
+    let (origin, text) = match json {
+        Some(t) => ("apiAccessToken", t.to_owned()),
+        None => match env(ENV_ACCESS_TOKEN) {
+            Some(t) => (ENV_ACCESS_TOKEN, t.trim().to_owned()),
+            None => return Ok(None),
+        },
+    };
+    let ok = !text.is_empty()
+        && text.len() <= MAX_ACCESS_TOKEN_LEN
+        && text.bytes().all(|b| b.is_ascii_graphic());
+    if !ok {
+        // The value is a secret: say what is wrong with it, not what it is.
+        return Err(ConfigError::new(
+            CLASS,
+            format!(
+                "{origin}: a token of {} bytes is not allowed (allowed: 1 to \
+                 {MAX_ACCESS_TOKEN_LEN} printable ASCII characters, no spaces)",
+                text.len()
+            ),
+        ));
+    }
+    Ok(Some(AccessToken(text)))
 }
 
 /// Host and port from the connection string, else the environment, else the defaults.
@@ -265,6 +326,36 @@ mod tests {
             ENV_PROXY_PORT => port.clone(),
             _ => None,
         }
+    }
+
+    #[test]
+    fn the_access_token_comes_from_the_json_else_the_environment() {
+        let env = |k: &str| (k == ENV_ACCESS_TOKEN).then(|| " from-env-0123456789 ".to_owned());
+        let c =
+            ClientConfig::from_json_with_env(Some(r#"{"apiAccessToken": "from-json-0123"}"#), env)
+                .unwrap();
+        assert_eq!(
+            c.access_token.as_ref().map(AccessToken::expose),
+            Some("from-json-0123")
+        );
+        assert!(
+            !format!("{c:?}").contains("from-json"),
+            "Debug hides the token"
+        );
+        let c = ClientConfig::from_json_with_env(None, env).unwrap();
+        assert_eq!(
+            c.access_token.as_ref().map(AccessToken::expose),
+            Some("from-env-0123456789")
+        );
+        assert_eq!(parse("{}").unwrap().access_token, None);
+        let e = parse_err(r#"{"apiAccessToken": "has space"}"#);
+        assert!(
+            e.starts_with("apiAccessToken: a token of 9 bytes is not allowed"),
+            "{e}"
+        );
+        assert!(!e.contains("has space"), "{e}");
+        let e = parse_err(r#"{"apiAccessToken": ""}"#);
+        assert!(e.contains("a token of 0 bytes"), "{e}");
     }
 
     #[test]
