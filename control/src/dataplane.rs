@@ -713,6 +713,9 @@ pub trait Dataplane: Send {
     fn payload_bytes_copied(&self) -> u64;
     /// Stops every lcore and waits for it to exit. Called once, at shutdown.
     fn shutdown(&mut self);
+    /// Work the data plane keeps for the control thread's quiet moments (e.g. opening
+    /// provider objects ahead of the next link), called at start and every housekeeping turn.
+    fn maintain(&mut self) {}
 }
 
 #[cfg(test)]

@@ -443,6 +443,7 @@ impl ControlServer {
     /// and removes the Unix socket.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
+        self.dataplane.maintain();
         let mut next_housekeeping = Instant::now() + HOUSEKEEPING;
         // Acquire pairs with the Release store in ShutdownHandle::shutdown.
         while !self.flag.load(Ordering::Acquire) {
@@ -702,6 +703,7 @@ impl ControlServer {
             self.close(token);
         }
         self.mesh.expire_tokens(now);
+        self.dataplane.maintain();
     }
 
     fn drain_events(&mut self) {

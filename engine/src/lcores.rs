@@ -70,6 +70,9 @@ pub struct Lcores {
     st2110: transport::st2110::Settings,
     /// Where RDMA links listen.
     rdma: crate::config::RdmaSettings,
+    /// Provider objects opened ahead for the next RDMA links.
+    #[cfg(feature = "rdma")]
+    rdma_spares: std::cell::RefCell<transport::rdma::spares::Spares>,
 }
 
 impl Lcores {
@@ -151,6 +154,13 @@ impl Lcores {
             copied: Arc::new(AtomicU64::new(0)),
             st2110: cfg.st2110.clone(),
             rdma: cfg.rdma.clone(),
+            #[cfg(feature = "rdma")]
+            rdma_spares: {
+                // The agent's links use tcp with one endpoint unless told otherwise.
+                let mut s = transport::rdma::spares::Spares::new(cfg.rdma.ip);
+                s.want(mcm_proto::config::transport::RdmaProvider::Tcp, 1);
+                std::cell::RefCell::new(s)
+            },
         };
         match failed {
             Some(cpu) => Err(StartError::Pin { cpu }),
@@ -347,6 +357,8 @@ impl Dataplane for Lcores {
                     group: site,
                     copied: &self.copied,
                     pool_id: *pool_id,
+                    #[cfg(feature = "rdma")]
+                    rdma_spares: &self.rdma_spares,
                 };
                 let index = *index;
                 let part = transport::build(spec, &cx).map_err(DataplaneError::EdgeSetup)?;
@@ -385,6 +397,11 @@ impl Dataplane for Lcores {
             pending |= !l.backlog.is_empty();
         }
         pending
+    }
+
+    fn maintain(&mut self) {
+        #[cfg(feature = "rdma")]
+        self.rdma_spares.get_mut().refill();
     }
 
     fn payload_bytes_copied(&self) -> u64 {

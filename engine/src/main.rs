@@ -6,6 +6,11 @@ use clap::Parser;
 use mcm_engine::cli::Cli;
 
 fn main() -> ExitCode {
+    #[cfg(feature = "rdma")]
+    // SAFETY: first thing in main: no other thread exists and libfabric has not been called.
+    unsafe {
+        mcm_engine::transport::rdma::tune_provider_env();
+    }
     let cli = Cli::parse();
     let config = match cli.engine_config() {
         Ok(c) => c,

@@ -48,6 +48,9 @@ pub struct Context<'a> {
     pub copied: &'a Arc<AtomicU64>,
     /// The group's pool id (descriptors to SDK clients name it).
     pub pool_id: u32,
+    /// Provider objects opened ahead for RDMA links.
+    #[cfg(feature = "rdma")]
+    pub rdma_spares: &'a std::cell::RefCell<rdma::spares::Spares>,
 }
 
 /// Builds the edge `spec` describes, on the control thread (sockets opened, files written);

@@ -16,6 +16,7 @@ pub mod fabric;
 pub mod handshake;
 pub mod link;
 pub mod rx;
+pub mod spares;
 pub mod tx;
 pub mod window;
 
@@ -31,6 +32,41 @@ use crate::group::Part;
 /// Environment variable of a test hook: the sending end of every link this engine builds
 /// corrupts the tag of frame N (counted from 0), naming a slot that was never granted.
 pub const CORRUPT_TAG_ENV: &str = "MCM_TEST_RDMA_CORRUPT_TAG";
+
+/// Provider settings a link needs, set in the environment at start-up where the operator has
+/// not set them (libfabric reads its variables once, at its first call). `ofi_rxm` over `tcp`
+/// allocates and clears its bounce buffers when an endpoint is enabled: with its defaults
+/// (16 KiB buffers, 4096 receive buffers on the shared receive context, 2048-entry contexts)
+/// that is over 60 MB and about 35 ms per endpoint on the VM measured, paid on every link set-up
+/// on both ends. A link's messages are 256-byte credit batches (frames are RMA writes straight
+/// into the peer's pool, not messages), and at most a window of writes and a few credit
+/// messages are in flight, so these sizes still leave room for all of them; enabling an
+/// endpoint then takes about 1 ms. And `ofi_rxm` connects a pair of endpoints on their first
+/// message, progressing that connection at most every `FI_OFI_RXM_CM_PROGRESS_INTERVAL` µs of
+/// CQ reads (default 10 000): 10 ms before a new link's first credit could arrive. At 200 µs
+/// (the links' own poll interval) the first message takes under 2 ms.
+pub const PROVIDER_ENV: [(&str, &str); 6] = [
+    ("FI_OFI_RXM_CM_PROGRESS_INTERVAL", "200"),
+    ("FI_OFI_RXM_BUFFER_SIZE", "1024"),
+    ("FI_OFI_RXM_MSG_RX_SIZE", "128"),
+    ("FI_OFI_RXM_MSG_TX_SIZE", "128"),
+    ("FI_OFI_RXM_TX_SIZE", "256"),
+    ("FI_OFI_RXM_RX_SIZE", "256"),
+];
+
+/// Sets each of [`PROVIDER_ENV`] that is not set already.
+///
+/// # Safety
+/// No other thread may be running (it changes the process environment), and no libfabric call
+/// may have been made yet.
+pub unsafe fn tune_provider_env() {
+    for (key, value) in PROVIDER_ENV {
+        if std::env::var_os(key).is_none() {
+            // SAFETY: the caller guarantees this process has no other thread yet.
+            unsafe { std::env::set_var(key, value) };
+        }
+    }
+}
 
 /// The providers libfabric can serve links with on `ip` here (`tcp`, `shm`, `verbs`), asked
 /// once at start-up for the control plane's GetInfo.
@@ -51,7 +87,10 @@ pub fn build(e: RdmaEdge, cx: &Context<'_>) -> Result<Part, String> {
     let (direction, quota, counters) = (e.direction, e.quota, e.counters.clone());
     let name = EdgeSpec::Rdma(e.clone()).describe();
     let fail = |m: String| format!("{name}: {m}");
-    let fabric = link::Fabric::open(e.link.provider, cx.rdma.ip, usize::from(e.link.endpoints))
+    let fabric = cx
+        .rdma_spares
+        .borrow_mut()
+        .take(e.link.provider, cx.rdma.ip, usize::from(e.link.endpoints))
         .map_err(fail)?;
     let site = cx.group;
     match direction {
