@@ -504,7 +504,8 @@ impl ControlServer {
             self.mesh.retry_due(self.dataplane.as_mut(), now);
             self.serve_plane(now);
             if let Some(a) = self.agent.as_mut() {
-                a.update(self.mesh.presence(), Instant::now());
+                let mesh = &self.mesh;
+                a.update(mesh.generation(), || mesh.presence(), Instant::now());
             }
         }
         self.stop();

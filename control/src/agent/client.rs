@@ -49,6 +49,8 @@ pub struct AgentLink {
     heartbeat_ms: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
     last: Vec<pb::GroupPresence>,
+    /// The registry's generation when `last` was computed.
+    generation: u64,
     last_sent: Instant,
 }
 
@@ -72,6 +74,7 @@ impl AgentLink {
             heartbeat_ms,
             thread: Some(thread),
             last: Vec::new(),
+            generation: u64::MAX,
             last_sent: Instant::now(),
         })
     }
@@ -85,8 +88,21 @@ impl AgentLink {
     }
 
     /// Hands the engine's groups to the client when they changed or a heartbeat is due.
-    pub fn update(&mut self, presence: Vec<pb::GroupPresence>, now: Instant) {
-        if presence == self.last && now < self.next_due() {
+    /// `presence` is asked for only then: `generation` (the registry's
+    /// [`Mesh::generation`](crate::mesh::Mesh::generation)) says whether anything changed.
+    pub fn update(
+        &mut self,
+        generation: u64,
+        presence: impl FnOnce() -> Vec<pb::GroupPresence>,
+        now: Instant,
+    ) {
+        let due = now >= self.next_due();
+        if generation == self.generation && !due {
+            return;
+        }
+        self.generation = generation;
+        let presence = presence();
+        if presence == self.last && !due {
             return;
         }
         self.last_sent = now;

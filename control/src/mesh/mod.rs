@@ -247,6 +247,8 @@ pub struct Mesh {
     remote_sources: HashMap<String, String>,
     /// Connections each session holds.
     held: HashMap<u64, usize>,
+    /// Bumped whenever a group or connection comes or goes (what the agent is told changes).
+    generation: u64,
 }
 
 /// What the sessions of one client identity may hold together, checked by [`Mesh::create`].
@@ -273,7 +275,14 @@ impl Mesh {
             next_conn: 1,
             remote_sources: HashMap::new(),
             held: HashMap::new(),
+            generation: 0,
         }
+    }
+
+    /// A number that changes whenever a group or a connection is added or removed, so that a
+    /// caller can skip recomputing [`presence`](Self::presence) when nothing changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Connections `session` holds.
@@ -403,6 +412,7 @@ impl Mesh {
             && let Some(gid) = created_group
             && self.groups.get(&urn).is_some_and(|g| g.id == gid)
         {
+            self.generation += 1;
             self.groups.remove(&urn);
             let _ = dp.submit(Command::DestroyGroup { group: gid });
         }
@@ -849,6 +859,7 @@ impl Mesh {
             metadata_capacity: geometry.metadata_capacity,
             ..WireGeometry::new()
         };
+        self.generation += 1;
         self.groups.insert(
             urn.to_owned(),
             Group {
@@ -948,6 +959,7 @@ impl Mesh {
         }
         self.next_conn += 1;
         *self.held.entry(session).or_default() += 1;
+        self.generation += 1;
         self.conns.insert(
             id,
             Conn {
@@ -1162,6 +1174,7 @@ impl Mesh {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
+        self.generation += 1;
         if let Some(n) = self.held.get_mut(&c.session) {
             *n -= 1;
             if *n == 0 {
@@ -1211,6 +1224,7 @@ impl Mesh {
             return;
         }
         let id = g.id;
+        self.generation += 1;
         self.groups.remove(urn);
         if let Err(e) = dp.submit(Command::DestroyGroup { group: id }) {
             tracing::error!("group {urn:?}: destroy not delivered to the data plane: {e}");

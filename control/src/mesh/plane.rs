@@ -12,6 +12,8 @@
 //! data plane refuses something half-way (a port in use), puts back every group it had changed:
 //! nothing is left half-applied.
 
+use std::collections::HashMap;
+
 use mcm_proto::config::transport::{Connection, Edge as ConfigEdge};
 use mcm_proto::config::{ConnectionConfig, Direction, MeshErr};
 use mcm_proto::sdk::ErrorCode;
@@ -271,18 +273,19 @@ impl Mesh {
 
     /// What the agent needs to know of every group: its SDK senders and receivers here.
     pub fn presence(&self) -> Vec<pb::GroupPresence> {
+        let mut members: HashMap<&str, (u32, u32)> = HashMap::with_capacity(self.groups.len());
+        for c in self.conns.values() {
+            let m = members.entry(c.urn.as_str()).or_default();
+            match c.kind {
+                ConnKind::Tx => m.0 += 1,
+                ConnKind::Rx => m.1 += 1,
+            }
+        }
         let mut urns: Vec<&String> = self.groups.keys().collect();
         urns.sort();
         urns.into_iter()
             .map(|urn| {
-                let members = self.conns.values().filter(|c| c.urn == *urn);
-                let (mut senders, mut receivers) = (0, 0);
-                for c in members {
-                    match c.kind {
-                        ConnKind::Tx => senders += 1,
-                        ConnKind::Rx => receivers += 1,
-                    }
-                }
+                let (senders, receivers) = members.get(urn.as_str()).copied().unwrap_or_default();
                 pb::GroupPresence {
                     urn: urn.clone(),
                     senders,

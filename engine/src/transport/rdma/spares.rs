@@ -18,7 +18,7 @@ use mcm_proto::config::transport::RdmaProvider;
 use super::link::Fabric;
 
 /// How long the worker waits after a request before it opens the objects.
-const OPEN_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+const OPEN_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// A kind of provider objects: the provider and the number of endpoints.
 type Kind = (RdmaProvider, usize);
