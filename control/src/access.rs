@@ -206,6 +206,14 @@ pub struct RateLimit {
 }
 
 impl RateLimit {
+    /// Nothing logged yet.
+    pub const fn new() -> Self {
+        Self {
+            last: None,
+            suppressed: 0,
+        }
+    }
+
     /// Whether to log now: `Some(n)` with the number of messages held back since the last one
     /// logged, or `None` (counted as held back).
     pub fn allow(&mut self, now: Instant, period: Duration) -> Option<u64> {

@@ -64,6 +64,8 @@ pub fn init_logging(filter: Option<&str>) {
         .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr)
         .try_init();
+    // gRPC core's own lines (TLS handshakes it refuses among them) go through the same log.
+    mcm_control::grpc::corelog::install();
 }
 
 /// Signals whose handlers a linked library may have taken before `main`.

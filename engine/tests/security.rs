@@ -178,33 +178,60 @@ fn a_tls_engine_serves_only_the_client_with_the_right_certificate_and_token() {
     let addr = e.grpc.to_string();
     let quick = || CallOption::default().timeout(Duration::from_secs(5));
 
-    let plain = EngineClient::new(ChannelBuilder::new(env()).connect(&addr));
-    assert_eq!(
-        code(info(&plain, with_token("right-token"))),
-        RpcStatusCode::UNAVAILABLE
+    let ch = tls_client(&pki, "ca.pem", Some("client")).connect(&addr);
+    let good = EngineClient::new(ch.clone());
+    // Handshakes gRPC core refused, as the engine counts them (each failing client is refused
+    // at least once; gRPC clients retry within their deadline).
+    let tls_refused = || {
+        info(&good, with_token("right-token"))
+            .unwrap()
+            .grpc_tls_refused
+    };
+    let mut seen = tls_refused();
+    assert_eq!(seen, 0);
+    let mut refused_and_counted = |client: EngineClient, what: &str| {
+        assert_eq!(
+            code(info(&client, with_token("right-token"))),
+            RpcStatusCode::UNAVAILABLE,
+            "{what}"
+        );
+        // The server side may log its end of the handshake a moment after the client gave up.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut now = tls_refused();
+        while now == seen && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            now = tls_refused();
+        }
+        assert!(now > seen, "{what}: not counted ({now})");
+        seen = now;
+    };
+    refused_and_counted(
+        EngineClient::new(ChannelBuilder::new(env()).connect(&addr)),
+        "a plain client",
     );
-
+    // A client trusting another CA refuses the engine, not the other way round: the engine
+    // sees a connection closed in its handshake. The refusing side counts it (an engine's own
+    // agent client does: see engines_reach_a_tls_agent_with_their_certificate_and_token).
     let wrong_ca =
         EngineClient::new(tls_client(&pki, "other-ca.pem", Some("client")).connect(&addr));
     assert_eq!(
         code(info(&wrong_ca, with_token("right-token"))),
         RpcStatusCode::UNAVAILABLE
     );
-
-    let no_cert = EngineClient::new(tls_client(&pki, "ca.pem", None).connect(&addr));
-    assert_eq!(
-        code(info(&no_cert, with_token("right-token"))),
-        RpcStatusCode::UNAVAILABLE
+    refused_and_counted(
+        EngineClient::new(tls_client(&pki, "ca.pem", None).connect(&addr)),
+        "a client without a certificate",
     );
-
-    let stranger = EngineClient::new(tls_client(&pki, "ca.pem", Some("stranger")).connect(&addr));
-    assert_eq!(
-        code(info(&stranger, with_token("right-token"))),
-        RpcStatusCode::UNAVAILABLE
+    refused_and_counted(
+        EngineClient::new(tls_client(&pki, "ca.pem", Some("stranger")).connect(&addr)),
+        "a client certificate from another CA",
     );
-
-    let ch = tls_client(&pki, "ca.pem", Some("client")).connect(&addr);
-    let good = EngineClient::new(ch.clone());
+    assert!(
+        e.log_text()
+            .contains("TLS handshake refused: Handshake failed"),
+        "{}",
+        e.log_text()
+    );
     assert_eq!(code(info(&good, quick())), RpcStatusCode::UNAUTHENTICATED);
     assert_eq!(
         code(info(&good, with_token("wrong-token"))),
@@ -364,6 +391,17 @@ fn engines_reach_a_tls_agent_with_their_certificate_and_token() {
         "{}",
         bad.log_text()
     );
+    // An engine that trusts another CA refuses the agent's certificate, and counts it.
+    let distrust = section("token").replace(
+        &pki.path("ca.pem").display().to_string(),
+        &pki.path("other-ca.pem").display().to_string(),
+    );
+    let mut distrusting = Engine::start_with(move |t| format!("{t}{distrust}"), &[]);
+    distrusting.wait_log("cannot register");
+    distrusting.wait_log("TLS handshake refused: Handshake failed");
+    let own = EngineClient::new(ChannelBuilder::new(env()).connect(&distrusting.grpc.to_string()));
+    let counted = info(&own, CallOption::default()).unwrap().grpc_tls_refused;
+    assert!(counted > 0, "the refusal is counted");
 
     let sec = ClientSecurity {
         ca: Some(pki.path("ca.pem")),
@@ -389,6 +427,18 @@ fn engines_reach_a_tls_agent_with_their_certificate_and_token() {
         rx.try_iter().collect::<Vec<_>>()
     );
     assert_eq!(v.engines[0].grpc_addr, good.grpc.to_string());
+    // A plain client is refused in the TLS handshake, and the agent counts it.
+    assert_eq!(v.tls_refused, 0, "{v:?}");
+    let plain = AgentClient::new(ChannelBuilder::new(env()).connect(&addr));
+    let r = plain.list_engines_opt(
+        &pb::ListEnginesRequest::default(),
+        CallOption::default().timeout(Duration::from_secs(5)),
+    );
+    assert_eq!(code(r), RpcStatusCode::UNAVAILABLE);
+    let v = view
+        .list_engines_opt(&pb::ListEnginesRequest::default(), sec.call_option())
+        .unwrap();
+    assert!(v.tls_refused > 0, "{v:?}");
     drop(agent);
 }
 

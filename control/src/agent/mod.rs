@@ -817,6 +817,7 @@ impl Core {
                 .collect(),
             // Relaxed: a counter read on its own.
             refused: self.refused.load(Ordering::Relaxed),
+            tls_refused: crate::grpc::corelog::tls_refused(),
             ..Default::default()
         }
     }

@@ -509,7 +509,9 @@ fn info_text(i: &pb::EngineInfo) -> String {
         (
             "refused",
             format!(
-                "grpc token {}, sdk token {}, unix peer {}, quota {}; keepalive timeouts {}",
+                "grpc tls {}, grpc token {}, sdk token {}, unix peer {}, quota {}; keepalive \
+                 timeouts {}",
+                i.grpc_tls_refused,
                 i.grpc_refused,
                 i.sdk_refused_token,
                 i.sdk_refused_peer,

@@ -39,6 +39,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/control/mod.rs"));
 }
 
+pub mod corelog;
 pub mod serve;
 
 use proto::control as pb;

@@ -117,6 +117,7 @@ impl ControlPlane {
                 info.groups = mesh.groups() as u32;
                 // Relaxed: a counter read on its own.
                 info.grpc_refused = self.refused.load(Ordering::Relaxed);
+                info.grpc_tls_refused = super::corelog::tls_refused();
                 sdk_info(&mut info, now.access, mesh);
                 send(r, Ok(info));
             }
