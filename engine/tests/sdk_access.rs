@@ -152,21 +152,9 @@ fn the_tcp_port_serves_only_clients_with_an_access_token() {
     drop((rx, alice, local));
 
     // A bad tokens file stops the engine at start with the line that is wrong.
-    let cfg = dir.path().join("bad.toml");
     let bad = dir.path().join("bad-tokens");
     std::fs::write(&bad, "alice short\n").unwrap();
-    let text = common::config(dir.path(), "").replace(
-        "[sdk]\n",
-        &format!("[sdk]\naccess_tokens_file = \"{}\"\n", bad.display()),
-    );
-    std::fs::write(&cfg, text).unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = common::refused_sdk_config(&format!("access_tokens_file = \"{}\"", bad.display()));
     assert!(
         stderr.contains("sdk.access_tokens_file:")
             && stderr.contains("line 1: the token of \"alice\" is 5 bytes long"),
@@ -331,21 +319,12 @@ fn a_stopped_client_loses_its_connections_at_the_keepalive_timeout() {
     assert_eq!(info(&e).sdk_keepalive_timeouts, 1);
     drop((held, idle));
 
-    // 0 turns the timeout off; below 300 ms is refused.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("cores.toml");
-    let text =
-        common::config(dir.path(), "").replace("[sdk]\n", "[sdk]\nkeepalive_timeout_ms = 100\n");
-    std::fs::write(&cfg, text).unwrap();
-    let out = std::process::Command::new(common::BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("sdk.keepalive_timeout_ms: 100"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    // 0 turns the timeout off (the SDK is told no interval); below 300 ms is refused.
+    let off = Engine::start_with(
+        |t| t.replace("[sdk]\n", "[sdk]\nkeepalive_timeout_ms = 0\n"),
+        &[],
     );
+    assert_eq!(info(&off).sdk_keepalive_timeout_ms, 0);
+    let stderr = common::refused_sdk_config("keepalive_timeout_ms = 100");
+    assert!(stderr.contains("sdk.keepalive_timeout_ms: 100"), "{stderr}");
 }

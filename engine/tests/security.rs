@@ -533,20 +533,10 @@ fn the_unix_socket_serves_only_allowed_peers() {
     let c = peer_client(&e);
     assert!(c.is_ok(), "{:?}", c.err());
     // Bad modes are configuration errors.
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("cores.toml");
-    let text =
-        common::config(dir.path(), "").replace("[sdk]\n", "[sdk]\nunix_socket_mode = 0o1777\n");
-    std::fs::write(&cfg, text).unwrap();
-    let out = Command::new(common::BIN)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let stderr = common::refused_sdk_config("unix_socket_mode = 0o1777");
     assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("sdk.unix_socket_mode: 0o1777 is not allowed")
+        stderr.contains("sdk.unix_socket_mode: 0o1777 is not allowed"),
+        "{stderr}"
     );
 }
 

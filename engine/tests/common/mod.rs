@@ -34,6 +34,23 @@ pub fn config(dir: &Path, extra: &str) -> String {
     )
 }
 
+/// Runs the engine on the test template with `lines` added to its `[sdk]` table, expecting it
+/// to refuse the configuration (exit status 2); returns what it printed on stderr.
+pub fn refused_sdk_config(lines: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("cores.toml");
+    let text = config(dir.path(), "").replace("[sdk]\n", &format!("[sdk]\n{lines}\n"));
+    std::fs::write(&cfg, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 impl Engine {
     /// Starts the engine with the test template; `patch` edits the TOML text.
     pub fn start_with(patch: impl FnOnce(String) -> String, args: &[&str]) -> Engine {
