@@ -194,8 +194,23 @@ pub struct AccessCounters {
     pub peer: u64,
     /// Sessions, connections or groups refused for a quota.
     pub quota: u64,
-    /// Sessions closed for not being heard from.
+    /// Sessions holding connections closed for not being heard from.
     pub keepalive: u64,
+    /// Sessions holding no connection closed for not being heard from.
+    pub idle: u64,
+    /// Sessions closed for a frame begun and not finished in time.
+    pub slow_frame: u64,
+}
+
+/// Which deadline closed a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deadline {
+    /// `sdk.keepalive_timeout_ms`, with connections held.
+    Keepalive,
+    /// `sdk.idle_timeout_ms`, with no connection.
+    Idle,
+    /// `sdk.frame_timeout_ms`.
+    Frame,
 }
 
 /// Lets a repeated warning through at most once per period and counts what it held back.
@@ -236,6 +251,32 @@ impl RateLimit {
             String::new()
         }
     }
+}
+
+/// Logs at `$level` (`warn`, `info`, ...) at most once a second per call site, with the number
+/// of messages held back since appended: for anything a client can make the engine say
+/// repeatedly.
+#[macro_export]
+macro_rules! log_limited {
+    ($level:ident, $($arg:tt)*) => {{
+        static LIMIT: std::sync::Mutex<$crate::access::RateLimit> =
+            std::sync::Mutex::new($crate::access::RateLimit::new());
+        let held = match LIMIT.lock() {
+            Ok(mut l) => l.allow(std::time::Instant::now(), std::time::Duration::from_secs(1)),
+            Err(p) => p
+                .into_inner()
+                .allow(std::time::Instant::now(), std::time::Duration::from_secs(1)),
+        };
+        if let Some(n) = held {
+            tracing::$level!("{}{}", format_args!($($arg)*), $crate::access::RateLimit::suffix(n));
+        }
+    }};
+}
+
+/// [`log_limited!`] at warning level.
+#[macro_export]
+macro_rules! warn_limited {
+    ($($arg:tt)*) => { $crate::log_limited!(warn, $($arg)*) };
 }
 
 /// One identity's use, as shown by the control plane.
@@ -384,9 +425,13 @@ impl Access {
         self.warn(now, format_args!("sdk.unix_socket: refused {peer}: {msg}"));
     }
 
-    /// `session` was closed for silence: counted and logged.
-    pub fn timed_out(&mut self, session: u64, msg: &str, now: Instant) {
-        self.counters.keepalive += 1;
+    /// `session` was closed by `deadline`: counted and logged.
+    pub fn timed_out(&mut self, deadline: Deadline, session: u64, msg: &str, now: Instant) {
+        match deadline {
+            Deadline::Keepalive => self.counters.keepalive += 1,
+            Deadline::Idle => self.counters.idle += 1,
+            Deadline::Frame => self.counters.slow_frame += 1,
+        }
         self.warn(now, format_args!("SDK session {session} closed: {msg}"));
     }
 

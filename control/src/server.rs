@@ -18,7 +18,7 @@ use mcm_proto::config::MeshErr;
 use mcm_proto::sdk::{CreateConnection, ErrorCode};
 use mcm_proto::shm::map::send_fds_nonblocking;
 
-use crate::access::{Access, AccessConfig};
+use crate::access::{Access, AccessConfig, Deadline};
 use crate::agent::client::AgentLink;
 use crate::dataplane::{Command, Dataplane, Event, LcoreCounters, Notifier};
 use crate::grpc::GrpcServer;
@@ -40,6 +40,11 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 const READ_BUDGET: usize = 256 << 10;
 /// Period of housekeeping (handshake deadlines, linger expiry).
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
+/// After `accept` failed (out of descriptors), when the listeners are tried again even without
+/// a readiness event (they are edge-triggered: a full backlog raises no new one).
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Most waiting clients one accept pass closes for lack of descriptors.
+const SHED_BATCH: usize = 64;
 
 /// Settings of the control thread.
 #[derive(Debug, Clone)]
@@ -60,6 +65,10 @@ pub struct ServerConfig {
     pub access: AccessConfig,
     /// A session holding connections that is silent this long is closed; `None`: never.
     pub keepalive_timeout: Option<Duration>,
+    /// A session holding no connection that is silent this long is closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// A frame begun must be complete within this.
+    pub frame_timeout: Duration,
     /// Groups and connections: pool pages and limits.
     pub mesh: MeshConfig,
     /// The gRPC control plane; `None` serves none.
@@ -272,6 +281,8 @@ enum Fate {
 struct ControlCounters {
     accepted: u64,
     refused: u64,
+    /// Waiting clients closed because the process was out of descriptors.
+    shed: u64,
     closed: u64,
     spurious_events: u64,
 }
@@ -315,6 +326,11 @@ pub struct ControlServer {
     agent: Option<AgentLink>,
     /// Sessions' identities, quotas, refusals.
     access: Access,
+    /// A descriptor held in reserve: given up to accept (and close) a waiting client when the
+    /// process is out of descriptors, so the backlog drains instead of wedging the listener.
+    reserve: Option<OwnedFd>,
+    /// When the listeners are tried again after a failed accept.
+    accept_retry: Option<Instant>,
 }
 
 impl ControlServer {
@@ -398,6 +414,8 @@ impl ControlServer {
             unix_path: config.unix.clone(),
             mesh: Mesh::new(config.mesh.clone()),
             access: Access::new(config.access.clone()),
+            reserve: open_reserve(),
+            accept_retry: None,
             again: Vec::new(),
             sessions: HashMap::new(),
             config,
@@ -470,6 +488,9 @@ impl ControlServer {
             if let Some(a) = &self.agent {
                 due = due.min(a.next_due());
             }
+            if let Some(at) = self.accept_retry {
+                due = due.min(at);
+            }
             // Clients with input left unread are served again without waiting.
             let again = std::mem::take(&mut self.again);
             if !again.is_empty() {
@@ -496,6 +517,11 @@ impl ControlServer {
                 }
             }
             let now = Instant::now();
+            if self.accept_retry.is_some_and(|at| now >= at) {
+                self.accept_retry = None;
+                self.accept_tcp();
+                self.accept_unix();
+            }
             if now >= next_housekeeping {
                 self.housekeeping(now);
                 next_housekeeping = now + HOUSEKEEPING;
@@ -523,7 +549,10 @@ impl ControlServer {
                         mesh: &mut self.mesh,
                         dataplane: self.dataplane.as_mut(),
                         access: &mut self.access,
-                        keepalive: self.config.keepalive_timeout,
+                        keepalive: [self.config.keepalive_timeout, self.config.idle_timeout]
+                            .into_iter()
+                            .flatten()
+                            .min(),
                     };
                     let fate =
                         conn.on_ready(readable, writable, self.poll.registry(), t, &mut handler);
@@ -563,9 +592,57 @@ impl ControlServer {
                     self.admit(Stream::Tcp(s), peer.to_string(), Transport::Tcp);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => return tracing::warn!("sdk.tcp: accept failed: {e}"),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.accept_failed(Transport::Tcp, &e),
             }
         }
+    }
+
+    /// `accept` failed with `e`: retried on a timer; when the process is out of descriptors,
+    /// waiting clients are taken with the reserved descriptor and closed with an error frame,
+    /// so the backlog drains and the listener keeps working once descriptors are free again.
+    fn accept_failed(&mut self, listener: Transport, e: &io::Error) {
+        let key = match listener {
+            Transport::Tcp => "sdk.tcp",
+            Transport::Unix => "sdk.unix_socket",
+        };
+        self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+        let out_of_fds = e.raw_os_error().is_some_and(|n| {
+            n == rustix::io::Errno::MFILE.raw_os_error()
+                || n == rustix::io::Errno::NFILE.raw_os_error()
+        });
+        if !out_of_fds {
+            crate::warn_limited!(
+                "{key}: accept failed: {e}; trying again in {} ms",
+                ACCEPT_RETRY.as_millis()
+            );
+            return;
+        }
+        let mut shed = 0;
+        while shed < SHED_BATCH {
+            self.reserve = None;
+            let msg = "the engine is out of file descriptors; try again later";
+            let taken = match listener {
+                Transport::Tcp => self.tcp.accept().map(|(mut s, _)| {
+                    let _ = s.write(&refusal_frame(msg));
+                }),
+                Transport::Unix => self.unix.accept().map(|(mut s, _)| {
+                    let _ = s.write(&refusal_frame(msg));
+                }),
+            };
+            self.reserve = open_reserve();
+            if taken.is_err() {
+                break;
+            }
+            shed += 1;
+        }
+        self.counters.refused += shed as u64;
+        self.counters.shed += shed as u64;
+        crate::warn_limited!(
+            "{key}: accept failed: {e}: out of file descriptors (raise the limit, `ulimit -n`); \
+             {shed} waiting clients closed with an error, accepting again in {} ms",
+            ACCEPT_RETRY.as_millis()
+        );
     }
 
     fn accept_unix(&mut self) {
@@ -608,7 +685,8 @@ impl ControlServer {
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => return tracing::warn!("sdk.unix_socket: accept failed: {e}"),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.accept_failed(Transport::Unix, &e),
             }
         }
     }
@@ -619,13 +697,9 @@ impl ControlServer {
         self.counters.refused += 1;
         let now = Instant::now();
         self.access.peer_refused(peer, &why, now);
-        let id = self.next_session;
-        self.next_session += 1;
-        let mut session = Session::new(id, now, Transport::Unix);
-        session.refuse(why);
         // The error frame fits a fresh socket's buffer; a peer that does not read loses it.
         let mut s = s;
-        let _ = s.write_all(session.outgoing());
+        let _ = s.write_all(&refusal_frame(&why));
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
 
@@ -638,7 +712,7 @@ impl ControlServer {
         self.next_session += 1;
         let interest = Interest::READABLE | Interest::WRITABLE;
         if let Err(e) = stream.register(self.poll.registry(), token, interest) {
-            tracing::warn!("cannot register SDK client {peer}: {e}");
+            crate::warn_limited!("cannot register SDK client {peer}: {e}");
             return id;
         }
         let mut conn = Conn {
@@ -684,16 +758,32 @@ impl ControlServer {
                 expired.push(token);
                 continue;
             }
-            // A client that holds connections and says nothing is hung or stopped (SIGSTOP, a
-            // paused container): close it so its connections and quota are freed.
-            let Some(timeout) = self.config.keepalive_timeout else {
-                continue;
-            };
-            if conn.closing_since.is_some() || self.mesh.held_by(conn.session.id()) == 0 {
+            if conn.closing_since.is_some() {
                 continue;
             }
-            if let Some(why) = conn.session.check_keepalive(now, timeout) {
-                self.access.timed_out(conn.session.id(), &why, now);
+            // A client that holds connections and says nothing is hung or stopped (SIGSTOP, a
+            // paused container); one that holds none and says nothing only takes a session; one
+            // that sends a frame a byte at a time holds its session too. Each is closed.
+            let id = conn.session.id();
+            let closed = match (self.mesh.held_by(id), self.config.keepalive_timeout) {
+                (0, _) => self
+                    .config
+                    .idle_timeout
+                    .and_then(|t| conn.session.check_idle(now, t))
+                    .map(|w| (Deadline::Idle, w)),
+                (_, Some(t)) => conn
+                    .session
+                    .check_keepalive(now, t)
+                    .map(|w| (Deadline::Keepalive, w)),
+                (_, None) => None,
+            }
+            .or_else(|| {
+                conn.session
+                    .check_partial_frame(now, self.config.frame_timeout)
+                    .map(|w| (Deadline::Frame, w))
+            });
+            if let Some((deadline, why)) = closed {
+                self.access.timed_out(deadline, id, &why, now);
                 conn.begin_close();
                 if conn.flush(registry, token) == Fate::Drop {
                     expired.push(token);
@@ -811,12 +901,13 @@ impl ControlServer {
         let k = self.counters;
         let a = self.access.counters();
         tracing::info!(
-            "stats: control sessions={} groups={} connections={} accepted={} refused={} peers_refused={} token_refused={} quota_refused={} keepalive_timeouts={} closed={} spurious_events={}",
+            "stats: control sessions={} groups={} connections={} accepted={} refused={} shed={} peers_refused={} token_refused={} quota_refused={} keepalive_timeouts={} closed={} spurious_events={}",
             self.conns.len(),
             self.mesh.groups(),
             self.mesh.connections(),
             k.accepted,
             k.refused,
+            k.shed,
             a.peer,
             a.token,
             a.quota,
@@ -865,6 +956,18 @@ impl ControlServer {
     }
 }
 
+/// One fatal `Error` frame saying `why`, for a client refused before it has a session.
+fn refusal_frame(why: &str) -> Vec<u8> {
+    let mut session = Session::new(0, Instant::now(), Transport::Tcp);
+    session.refuse(why.to_owned());
+    session.outgoing().to_vec()
+}
+
+/// The reserved descriptor (`/dev/null`, read-only).
+fn open_reserve() -> Option<OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
+}
+
 /// How the SDK ports are protected, for GetInfo.
 fn sdk_security(c: &ServerConfig) -> String {
     let tcp = match &c.access.tokens {
@@ -893,6 +996,7 @@ struct MeshHandler<'a> {
     mesh: &'a mut Mesh,
     dataplane: &'a mut dyn Dataplane,
     access: &'a mut Access,
+    /// The shorter of the keepalive and idle timeouts, if either is on.
     keepalive: Option<Duration>,
 }
 

@@ -119,6 +119,8 @@ pub struct Session {
     client_name: String,
     connected_at: Instant,
     last_heard: Instant,
+    /// Since when part of a frame has waited for the rest.
+    partial_since: Option<Instant>,
 }
 
 impl Session {
@@ -134,6 +136,7 @@ impl Session {
             client_name: String::new(),
             connected_at: now,
             last_heard: now,
+            partial_since: None,
         }
     }
 
@@ -206,6 +209,12 @@ impl Session {
                 Err(e) => self.frame_error(&e),
             }
         }
+        // The bytes of a frame not complete yet: the clock of sdk.frame_timeout_ms runs.
+        if self.decoder.pending() == 0 {
+            self.partial_since = None;
+        } else {
+            self.partial_since.get_or_insert(now);
+        }
         self.flow()
     }
 
@@ -251,6 +260,40 @@ impl Session {
             timeout.as_millis() / 3
         );
         self.close_with(ErrorCode::ERROR_CODE_KEEPALIVE_TIMEOUT, None, msg.clone());
+        Some(msg)
+    }
+
+    /// Closes a session that holds no connection and has not been heard from within
+    /// `timeout` (`sdk.idle_timeout_ms`; the SDK's keepalives count). Answers why, if closed.
+    pub fn check_idle(&mut self, now: Instant, timeout: Duration) -> Option<String> {
+        if self.state != State::Ready || now.duration_since(self.last_heard) < timeout {
+            return None;
+        }
+        let msg = format!(
+            "nothing heard from the client for {} ms and it holds no connection (limit \
+             sdk.idle_timeout_ms = {})",
+            now.duration_since(self.last_heard).as_millis(),
+            timeout.as_millis()
+        );
+        self.close_with(ErrorCode::ERROR_CODE_KEEPALIVE_TIMEOUT, None, msg.clone());
+        Some(msg)
+    }
+
+    /// Closes a session whose client began a frame more than `timeout` ago and has not sent the
+    /// rest (`sdk.frame_timeout_ms`). Answers why, if closed.
+    pub fn check_partial_frame(&mut self, now: Instant, timeout: Duration) -> Option<String> {
+        let since = self.partial_since?;
+        if self.state == State::Closing || now.duration_since(since) < timeout {
+            return None;
+        }
+        let msg = format!(
+            "a frame begun {} ms ago is still incomplete ({} bytes of it arrived; allowed: a \
+             whole frame within sdk.frame_timeout_ms = {})",
+            now.duration_since(since).as_millis(),
+            self.decoder.pending(),
+            timeout.as_millis()
+        );
+        self.fail(ErrorCode::ERROR_CODE_MALFORMED_FRAME, msg.clone());
         Some(msg)
     }
 
@@ -399,7 +442,11 @@ impl Session {
     }
 
     fn fail(&mut self, code: ErrorCode, message: String) {
-        tracing::warn!(session = self.id, client = %self.client_name, "closing session: {message}");
+        crate::warn_limited!(
+            "session {} ({}): closing: {message}",
+            self.id,
+            self.client_name
+        );
         self.close_with(code, None, message);
     }
 
@@ -422,7 +469,13 @@ impl Session {
 
     /// Refuses one request; the session goes on.
     fn reject(&mut self, r: Refusal) {
-        tracing::info!(session = self.id, client = %self.client_name, "request refused: {}", r.message);
+        crate::log_limited!(
+            info,
+            "session {} ({}): request refused: {}",
+            self.id,
+            self.client_name,
+            r.message
+        );
         let mut err = mcm_proto::sdk::Error::new();
         err.code = r.code.into();
         err.mesh_error = r.mesh_error.map_or(0, |e| e.code() as u32);

@@ -194,6 +194,11 @@ pub struct SdkFile {
     /// milliseconds is closed and its connections deleted (the SDK sends a Keepalive every
     /// third of it). 0: never.
     pub keepalive_timeout_ms: u64,
+    /// A session holding no connection that the engine has not heard from for this many
+    /// milliseconds is closed (the SDK's keepalives count). 0: never.
+    pub idle_timeout_ms: u64,
+    /// A client that begins a frame must send the rest within this many milliseconds.
+    pub frame_timeout_ms: u64,
 }
 
 impl Default for SdkFile {
@@ -213,6 +218,8 @@ impl Default for SdkFile {
             max_connections_per_identity: 1024,
             max_groups_per_identity: 256,
             keepalive_timeout_ms: 15_000,
+            idle_timeout_ms: 30_000,
+            frame_timeout_ms: 5_000,
         }
     }
 }
@@ -427,6 +434,10 @@ pub struct EngineConfig {
     pub sdk_access: mcm_control::access::AccessConfig,
     /// SDK keepalive timeout; `None`: none.
     pub keepalive_timeout: Option<Duration>,
+    /// Idle session timeout; `None`: none.
+    pub idle_timeout: Option<Duration>,
+    /// Partial frame deadline.
+    pub frame_timeout: Duration,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Shared-memory directory.
@@ -667,6 +678,16 @@ impl EngineConfig {
         if keepalive_ms != 0 {
             in_range("sdk.keepalive_timeout_ms", keepalive_ms, 300, 3_600_000)?;
         }
+        let idle_ms = file.sdk.idle_timeout_ms;
+        if idle_ms != 0 {
+            in_range("sdk.idle_timeout_ms", idle_ms, 300, 86_400_000)?;
+        }
+        let frame_ms = in_range(
+            "sdk.frame_timeout_ms",
+            file.sdk.frame_timeout_ms,
+            100,
+            600_000,
+        )?;
         let stats_ms = file.control.stats_interval_ms;
         if stats_ms != 0 {
             in_range("control.stats_interval_ms", stats_ms, 100, 86_400_000)?;
@@ -692,6 +713,8 @@ impl EngineConfig {
             max_connections_per_client,
             sdk_access,
             keepalive_timeout: (keepalive_ms != 0).then(|| Duration::from_millis(keepalive_ms)),
+            idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
+            frame_timeout: Duration::from_millis(frame_ms),
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
             rdma: validate_rdma(&file.rdma)?,

@@ -126,6 +126,8 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         unix_access: cfg.unix_access.clone(),
         access: cfg.sdk_access.clone(),
         keepalive_timeout: cfg.keepalive_timeout,
+        idle_timeout: cfg.idle_timeout,
+        frame_timeout: cfg.frame_timeout,
         mesh: MeshConfig {
             huge_pages: huge_pages(cfg.huge_pages),
             max_sinks_per_group: cfg.max_sinks_per_group,

@@ -393,6 +393,8 @@ fn sdk_info(info: &mut pb::EngineInfo, access: &crate::access::Access, mesh: &Me
     info.sdk_refused_peer = k.peer;
     info.sdk_refused_quota = k.quota;
     info.sdk_keepalive_timeouts = k.keepalive;
+    info.sdk_idle_closed = k.idle;
+    info.sdk_slow_frames = k.slow_frame;
     let q = access.config().quotas;
     info.max_sessions_per_identity = q.sessions as u32;
     info.max_connections_per_identity = q.connections as u32;

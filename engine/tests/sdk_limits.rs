@@ -1,0 +1,154 @@
+//! The SDK port against a client flood: an engine out of file descriptors keeps accepting once
+//! descriptors are free again (before, the edge-triggered listener with a full backlog was never
+//! polled again), and says so in a rate-limited warning. Loopback only; every loop is bounded.
+
+mod common;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::Engine;
+use rustix::process::{Pid, Resource, Rlimit, prlimit};
+
+#[test]
+fn the_tcp_listener_survives_running_out_of_descriptors() {
+    let mut e = Engine::start();
+    let pid = Pid::from_raw(e.pid()).unwrap();
+    let open = std::fs::read_dir(format!("/proc/{}/fd", e.pid()))
+        .unwrap()
+        .count() as u64;
+    let limit = open + 24;
+    prlimit(
+        Some(pid),
+        Resource::Nofile,
+        Rlimit {
+            current: Some(limit),
+            maximum: Some(limit),
+        },
+    )
+    .unwrap();
+    // More clients than the engine has descriptors for, all silent.
+    let started = Instant::now();
+    let flood: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect_timeout(&e.tcp, Duration::from_secs(1)).ok())
+        .collect();
+    assert!(flood.len() > 100, "only {} clients connected", flood.len());
+    e.wait_log("out of file descriptors");
+    drop(flood);
+    // Once the flood is gone, a normal client is served.
+    let json = format!(
+        r#"{{"apiConnectionString": "Server=127.0.0.1; Port={}"}}"#,
+        e.tcp.port()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        match mcm_sdk::Client::new(Some(&json)) {
+            Ok(c) => break c,
+            Err(err) => {
+                assert!(Instant::now() < deadline, "still refused: {err}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert!(client.stats().is_ok());
+    // Said at most once a second (with the number held back), not once per client.
+    let said = e
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("out of file descriptors"))
+        .count() as u64;
+    assert!(
+        said <= started.elapsed().as_secs() + 2,
+        "{said} lines in {:?}",
+        started.elapsed()
+    );
+}
+
+/// A raw protocol client over TCP that has said Hello.
+fn greeted(e: &Engine) -> TcpStream {
+    use mcm_proto::sdk::{ClientMessage, EngineMessage, Hello, engine_message};
+    let mut s = TcpStream::connect(e.tcp).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut h = Hello::new();
+    h.protocol_version = mcm_proto::PROTOCOL_VERSION;
+    h.client_name = "raw".into();
+    let mut m = ClientMessage::new();
+    m.set_hello(h);
+    mcm_proto::frame::write_message(&mut s, &m).unwrap();
+    let reply = mcm_proto::frame::read_message::<EngineMessage, _>(&mut s).unwrap();
+    assert!(
+        matches!(
+            reply.and_then(|r| r.body),
+            Some(engine_message::Body::HelloReply(_))
+        ),
+        "no HelloReply"
+    );
+    s
+}
+
+/// The fatal error the engine closes `s` with (then end of stream).
+fn closing_error(s: &mut TcpStream) -> String {
+    use mcm_proto::sdk::{EngineMessage, engine_message};
+    let msg = mcm_proto::frame::read_message::<EngineMessage, _>(s)
+        .unwrap()
+        .and_then(|m| m.body);
+    let Some(engine_message::Body::Error(e)) = msg else {
+        panic!("expected an Error, got {msg:?}");
+    };
+    assert!(e.fatal, "{}", e.message);
+    assert!(
+        mcm_proto::frame::read_message::<EngineMessage, _>(s)
+            .unwrap()
+            .is_none(),
+        "the session ends after its error"
+    );
+    e.message
+}
+
+#[test]
+fn silent_sessions_and_trickled_frames_are_closed_at_their_deadlines() {
+    use std::io::Write;
+    let e = Engine::start_with(
+        |t| {
+            t.replace(
+                "[sdk]\n",
+                "[sdk]\nidle_timeout_ms = 2000\nframe_timeout_ms = 1000\nkeepalive_timeout_ms = 0\n",
+            )
+        },
+        &[],
+    );
+    // Says Hello, then nothing.
+    let mut idle = greeted(&e);
+    // Says Hello, then two bytes of a frame's header.
+    let mut slow = greeted(&e);
+    slow.write_all(&[0, 0]).unwrap();
+    // An SDK client with no connection: its keepalive thread speaks for it.
+    let json = format!(
+        r#"{{"apiConnectionString": "Server=127.0.0.1; Port={}"}}"#,
+        e.tcp.port()
+    );
+    let live = mcm_sdk::Client::new(Some(&json)).unwrap();
+
+    let why = closing_error(&mut slow);
+    assert!(
+        why.starts_with("a frame begun") && why.contains("2 bytes of it arrived"),
+        "{why}"
+    );
+    assert!(why.contains("sdk.frame_timeout_ms = 1000"), "{why}");
+    let why = closing_error(&mut idle);
+    assert!(
+        why.contains("holds no connection (limit sdk.idle_timeout_ms = 2000)"),
+        "{why}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(live.stats().is_ok(), "the live client's session is kept");
+
+    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let control = mcm_control::grpc::proto::control_grpc::EngineClient::new(
+        grpcio::ChannelBuilder::new(env).connect(&e.grpc.to_string()),
+    );
+    let info = control
+        .get_info(&mcm_control::grpc::proto::control::GetInfoRequest::default())
+        .unwrap();
+    assert_eq!((info.sdk_idle_closed, info.sdk_slow_frames), (1, 1));
+}
