@@ -200,6 +200,8 @@ pub struct AccessCounters {
     pub idle: u64,
     /// Sessions closed for a frame begun and not finished in time.
     pub slow_frame: u64,
+    /// Connections deleted for not being activated in time.
+    pub unactivated: u64,
 }
 
 /// Which deadline closed a session.
@@ -211,6 +213,8 @@ pub enum Deadline {
     Idle,
     /// `sdk.frame_timeout_ms`.
     Frame,
+    /// `sdk.activate_timeout_ms` (a connection, not the session, is deleted).
+    Activate,
 }
 
 /// Lets a repeated warning through at most once per period and counts what it held back.
@@ -431,6 +435,7 @@ impl Access {
             Deadline::Keepalive => self.counters.keepalive += 1,
             Deadline::Idle => self.counters.idle += 1,
             Deadline::Frame => self.counters.slow_frame += 1,
+            Deadline::Activate => self.counters.unactivated += 1,
         }
         self.warn(now, format_args!("SDK session {session} closed: {msg}"));
     }

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub idle_timeout: Option<Duration>,
     /// A frame begun must be complete within this.
     pub frame_timeout: Duration,
+    /// A connection must be activated within this of its creation, or it is deleted.
+    pub activate_timeout: Duration,
     /// Groups and connections: pool pages and limits.
     pub mesh: MeshConfig,
     /// The gRPC control plane; `None` serves none.
@@ -794,6 +796,23 @@ impl ControlServer {
             self.close(token);
         }
         self.mesh.expire_tokens(now);
+        let late = self.mesh.expire_unactivated(
+            self.dataplane.as_mut(),
+            now,
+            self.config.activate_timeout,
+        );
+        for (session, conn) in late {
+            self.access.timed_out(
+                Deadline::Activate,
+                session,
+                &format!(
+                    "connection {conn} deleted: not activated within {} ms of its creation \
+                     (sdk.activate_timeout_ms)",
+                    self.config.activate_timeout.as_millis()
+                ),
+                now,
+            );
+        }
         self.dataplane.maintain();
     }
 
@@ -958,9 +977,7 @@ impl ControlServer {
 
 /// One fatal `Error` frame saying `why`, for a client refused before it has a session.
 fn refusal_frame(why: &str) -> Vec<u8> {
-    let mut session = Session::new(0, Instant::now(), Transport::Tcp);
-    session.refuse(why.to_owned());
-    session.outgoing().to_vec()
+    Session::error_frame(why.to_owned())
 }
 
 /// The reserved descriptor (`/dev/null`, read-only).

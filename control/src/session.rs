@@ -297,6 +297,14 @@ impl Session {
         Some(msg)
     }
 
+    /// One fatal `Error` frame saying `message`, for a client refused before it has a session
+    /// (the caller logs why).
+    pub fn error_frame(message: String) -> Vec<u8> {
+        let mut s = Self::new(0, Instant::now(), Transport::Tcp);
+        s.close_with(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, None, message);
+        s.out
+    }
+
     /// Refuses the session before any frame is handled (e.g. too many sessions).
     pub fn refuse(&mut self, message: String) -> Flow {
         self.fail(ErrorCode::ERROR_CODE_UNEXPECTED_MESSAGE, message);

@@ -199,6 +199,9 @@ pub struct SdkFile {
     pub idle_timeout_ms: u64,
     /// A client that begins a frame must send the rest within this many milliseconds.
     pub frame_timeout_ms: u64,
+    /// A connection not activated this many milliseconds after its creation is deleted (over
+    /// TCP: its fds were never fetched).
+    pub activate_timeout_ms: u64,
 }
 
 impl Default for SdkFile {
@@ -220,6 +223,7 @@ impl Default for SdkFile {
             keepalive_timeout_ms: 15_000,
             idle_timeout_ms: 30_000,
             frame_timeout_ms: 5_000,
+            activate_timeout_ms: 10_000,
         }
     }
 }
@@ -438,6 +442,8 @@ pub struct EngineConfig {
     pub idle_timeout: Option<Duration>,
     /// Partial frame deadline.
     pub frame_timeout: Duration,
+    /// Activation deadline of a connection.
+    pub activate_timeout: Duration,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Shared-memory directory.
@@ -688,6 +694,12 @@ impl EngineConfig {
             100,
             600_000,
         )?;
+        let activate_ms = in_range(
+            "sdk.activate_timeout_ms",
+            file.sdk.activate_timeout_ms,
+            100,
+            600_000,
+        )?;
         let stats_ms = file.control.stats_interval_ms;
         if stats_ms != 0 {
             in_range("control.stats_interval_ms", stats_ms, 100, 86_400_000)?;
@@ -715,6 +727,7 @@ impl EngineConfig {
             keepalive_timeout: (keepalive_ms != 0).then(|| Duration::from_millis(keepalive_ms)),
             idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
             frame_timeout: Duration::from_millis(frame_ms),
+            activate_timeout: Duration::from_millis(activate_ms),
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
             rdma: validate_rdma(&file.rdma)?,

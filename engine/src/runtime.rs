@@ -128,6 +128,7 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         keepalive_timeout: cfg.keepalive_timeout,
         idle_timeout: cfg.idle_timeout,
         frame_timeout: cfg.frame_timeout,
+        activate_timeout: cfg.activate_timeout,
         mesh: MeshConfig {
             huge_pages: huge_pages(cfg.huge_pages),
             max_sinks_per_group: cfg.max_sinks_per_group,

@@ -55,7 +55,7 @@ fn the_tcp_listener_survives_running_out_of_descriptors() {
     let said = e
         .log_text()
         .lines()
-        .filter(|l| l.contains("out of file descriptors"))
+        .filter(|l| l.contains("accept failed") && l.contains("out of file descriptors"))
         .count() as u64;
     assert!(
         said <= started.elapsed().as_secs() + 2,
@@ -151,4 +151,75 @@ fn silent_sessions_and_trickled_frames_are_closed_at_their_deadlines() {
         .get_info(&mcm_control::grpc::proto::control::GetInfoRequest::default())
         .unwrap();
     assert_eq!((info.sdk_idle_closed, info.sdk_slow_frames), (1, 1));
+}
+
+#[test]
+fn a_connection_whose_fds_are_never_fetched_is_deleted_and_frees_its_group() {
+    use mcm_proto::sdk::{
+        Activate, ClientMessage, ConnectionKind, CreateConnection, EngineMessage, engine_message,
+    };
+    let e = Engine::start_with(
+        |t| t.replace("[sdk]\n", "[sdk]\nactivate_timeout_ms = 1000\n"),
+        &[],
+    );
+    let mut s = greeted(&e);
+    let mut m = ClientMessage::new();
+    m.set_create_connection(CreateConnection {
+        kind: ConnectionKind::CONNECTION_KIND_RX.into(),
+        config_json: r#"{"bufferQueueCapacity": 4, "maxPayloadSize": 1000,
+            "connection": {"multipointGroup": {"urn": "never-fetched"}},
+            "payload": {"blob": {}}}"#
+            .into(),
+        ..Default::default()
+    });
+    mcm_proto::frame::write_message(&mut s, &m).unwrap();
+    let reply = mcm_proto::frame::read_message::<EngineMessage, _>(&mut s)
+        .unwrap()
+        .and_then(|r| r.body);
+    let Some(engine_message::Body::ConnectionCreated(created)) = reply else {
+        panic!("{reply:?}");
+    };
+    assert!(!created.fd_token.is_empty(), "a TCP client gets a token");
+    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let control = mcm_control::grpc::proto::control_grpc::EngineClient::new(
+        grpcio::ChannelBuilder::new(env).connect(&e.grpc.to_string()),
+    );
+    let groups = || {
+        control
+            .list_groups(&mcm_control::grpc::proto::control::ListGroupsRequest::default())
+            .unwrap()
+            .groups
+            .len()
+    };
+    assert_eq!(groups(), 1);
+    // Never fetched, never activated: gone after the deadline, and so is its group.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while groups() > 0 {
+        assert!(Instant::now() < deadline, "the connection is kept");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let info = control
+        .get_info(&mcm_control::grpc::proto::control::GetInfoRequest::default())
+        .unwrap();
+    assert_eq!(info.sdk_unactivated, 1);
+    // The client that comes back to it is told why.
+    let mut m = ClientMessage::new();
+    m.set_activate(Activate {
+        conn_id: created.conn_id,
+        ..Default::default()
+    });
+    mcm_proto::frame::write_message(&mut s, &m).unwrap();
+    let reply = mcm_proto::frame::read_message::<EngineMessage, _>(&mut s)
+        .unwrap()
+        .and_then(|r| r.body);
+    let Some(engine_message::Body::Error(err)) = reply else {
+        panic!("{reply:?}");
+    };
+    assert!(!err.fatal, "only the request fails");
+    assert!(
+        err.message
+            .contains("was deleted: it was not activated in time"),
+        "{}",
+        err.message
+    );
 }

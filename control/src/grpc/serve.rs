@@ -395,6 +395,7 @@ fn sdk_info(info: &mut pb::EngineInfo, access: &crate::access::Access, mesh: &Me
     info.sdk_keepalive_timeouts = k.keepalive;
     info.sdk_idle_closed = k.idle;
     info.sdk_slow_frames = k.slow_frame;
+    info.sdk_unactivated = k.unactivated;
     let q = access.config().quotas;
     info.max_sessions_per_identity = q.sessions as u32;
     info.max_connections_per_identity = q.connections as u32;

@@ -212,6 +212,8 @@ struct Conn {
     counters: Arc<ConnCounters>,
     /// Network edges of its group it named.
     edges: Vec<EdgeId>,
+    /// When it was created (it must be activated within `sdk.activate_timeout_ms`).
+    created: Instant,
 }
 
 /// What attaching an edge did, so that it can be undone.
@@ -249,6 +251,9 @@ pub struct Mesh {
     held: HashMap<u64, usize>,
     /// Bumped whenever a group or connection comes or goes (what the agent is told changes).
     generation: u64,
+    /// Connections deleted for not being activated in time, with the session they were of,
+    /// so that the client's later request about one is answered with the reason.
+    expired: HashMap<ConnId, u64>,
 }
 
 /// What the sessions of one client identity may hold together, checked by [`Mesh::create`].
@@ -276,6 +281,7 @@ impl Mesh {
             remote_sources: HashMap::new(),
             held: HashMap::new(),
             generation: 0,
+            expired: HashMap::new(),
         }
     }
 
@@ -970,6 +976,7 @@ impl Mesh {
                 pending: Some(side),
                 counters: Arc::new(ConnCounters::default()),
                 edges: Vec::new(),
+                created: now,
             },
         );
         tracing::info!(
@@ -1072,6 +1079,7 @@ impl Mesh {
             self.remove(dp, id);
         }
         self.tokens.retain(|_, p| p.session != session);
+        self.expired.retain(|_, s| *s != session);
     }
 
     /// Refuses a connection to group `urn` that would take `q`'s identity over a quota.
@@ -1109,6 +1117,28 @@ impl Mesh {
     /// Drops expired fd tokens.
     pub fn expire_tokens(&mut self, now: Instant) {
         self.tokens.retain(|_, p| p.expires > now);
+    }
+
+    /// Deletes the connections created more than `timeout` ago and never activated (a client
+    /// that never fetched its fds or never called Activate holds a group slot and its quota
+    /// otherwise). Answers the `(session, connection)` of each.
+    pub fn expire_unactivated(
+        &mut self,
+        dp: &mut dyn Dataplane,
+        now: Instant,
+        timeout: Duration,
+    ) -> Vec<(u64, ConnId)> {
+        let late: Vec<(u64, ConnId)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.pending.is_some() && now.duration_since(c.created) >= timeout)
+            .map(|(&id, c)| (c.session, id))
+            .collect();
+        for &(session, id) in &late {
+            self.remove(dp, id);
+            self.expired.insert(id, session);
+        }
+        late
     }
 
     /// Counters of `session`'s connections.
@@ -1157,6 +1187,16 @@ impl Mesh {
     }
 
     fn owned(&mut self, session: u64, conn: ConnId) -> Result<&mut Conn, Refusal> {
+        if self.expired.get(&conn) == Some(&session) {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::ConnClosed,
+                format!(
+                    "connection {conn} was deleted: it was not activated in time after its \
+                     creation (sdk.activate_timeout_ms; over TCP, were its fds fetched?)"
+                ),
+            ));
+        }
         match self.conns.get_mut(&conn) {
             Some(c) if c.session == session => Ok(c),
             _ => Err(Refusal::new(
