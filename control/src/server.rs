@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub frame_timeout: Duration,
     /// A connection must be activated within this of its creation, or it is deleted.
     pub activate_timeout: Duration,
+    /// Most clients of one peer (a TCP client's address, a Unix peer's uid) that have not said
+    /// Hello yet; more are refused.
+    pub max_waiting_per_peer: usize,
     /// Groups and connections: pool pages and limits.
     pub mesh: MeshConfig,
     /// The gRPC control plane; `None` serves none.
@@ -264,6 +267,8 @@ struct Conn {
     stream: Stream,
     session: Session,
     peer: String,
+    /// The peer it counts against until it says Hello.
+    waiting_as: Option<String>,
     /// Set once the session decided to close: drain input until EOF or this deadline.
     closing_since: Option<Instant>,
     write_interest: bool,
@@ -333,6 +338,8 @@ pub struct ControlServer {
     reserve: Option<OwnedFd>,
     /// When the listeners are tried again after a failed accept.
     accept_retry: Option<Instant>,
+    /// Per peer, its clients that have not said Hello yet.
+    waiting: HashMap<String, usize>,
 }
 
 impl ControlServer {
@@ -418,6 +425,7 @@ impl ControlServer {
             access: Access::new(config.access.clone()),
             reserve: open_reserve(),
             accept_retry: None,
+            waiting: HashMap::new(),
             again: Vec::new(),
             sessions: HashMap::new(),
             config,
@@ -558,6 +566,9 @@ impl ControlServer {
                     };
                     let fate =
                         conn.on_ready(readable, writable, self.poll.registry(), t, &mut handler);
+                    if conn.session.state() != crate::session::State::AwaitHello {
+                        release_waiting(&mut self.waiting, conn);
+                    }
                     match fate {
                         Fate::Drop => self.close(t),
                         Fate::Again => self.again.push(t),
@@ -591,7 +602,8 @@ impl ControlServer {
             match self.tcp.accept() {
                 Ok((s, peer)) => {
                     let _ = s.set_nodelay(true);
-                    self.admit(Stream::Tcp(s), peer.to_string(), Transport::Tcp);
+                    let key = peer.ip().to_string();
+                    self.admit(Stream::Tcp(s), peer.to_string(), key, Transport::Tcp);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -680,7 +692,8 @@ impl ControlServer {
                     };
                     match verdict {
                         Ok(uid) => {
-                            let id = self.admit(Stream::Unix(s), peer, Transport::Unix);
+                            let key = format!("uid {uid}");
+                            let id = self.admit(Stream::Unix(s), peer, key, Transport::Unix);
                             self.access.unix_peer(id, uid);
                         }
                         Err(why) => self.refuse_unix(s, &peer, why),
@@ -707,7 +720,13 @@ impl ControlServer {
 
     /// Serves a new client (or refuses it when the engine has too many sessions); answers its
     /// session id.
-    fn admit(&mut self, mut stream: Stream, peer: String, transport: Transport) -> u64 {
+    fn admit(
+        &mut self,
+        mut stream: Stream,
+        peer: String,
+        key: String,
+        transport: Transport,
+    ) -> u64 {
         let token = Token(self.next_token);
         self.next_token += 1;
         let id = self.next_session;
@@ -721,16 +740,28 @@ impl ControlServer {
             stream,
             session: Session::new(id, Instant::now(), transport),
             peer,
+            waiting_as: None,
             closing_since: None,
             write_interest: true,
         };
+        let waiting = self.waiting.get(&key).copied().unwrap_or(0);
         if self.conns.len() >= self.config.max_sessions {
             self.counters.refused += 1;
             let limit = self.config.max_sessions;
             conn.session
                 .refuse(format!("too many SDK sessions (limit {limit})"));
             conn.begin_close();
+        } else if waiting >= self.config.max_waiting_per_peer {
+            self.counters.refused += 1;
+            let limit = self.config.max_waiting_per_peer;
+            conn.session.refuse(format!(
+                "too many clients from {key} that have not said Hello yet (limit {limit}, \
+                 sdk.max_waiting_per_peer)"
+            ));
+            conn.begin_close();
         } else {
+            *self.waiting.entry(key.clone()).or_default() += 1;
+            conn.waiting_as = Some(key);
             self.counters.accepted += 1;
             tracing::debug!(session = id, peer = %conn.peer, "SDK client connected");
         }
@@ -743,6 +774,7 @@ impl ControlServer {
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = conn.stream.deregister(self.poll.registry());
             let id = conn.session.id();
+            release_waiting(&mut self.waiting, &mut conn);
             self.sessions.remove(&id);
             self.mesh.session_closed(self.dataplane.as_mut(), id);
             self.access.closed(id);
@@ -972,6 +1004,19 @@ impl ControlServer {
         }
         self.dataplane.shutdown();
         remove_socket(&self.unix_path);
+    }
+}
+
+/// `conn` said Hello (or is gone): it no longer counts against its peer's waiting clients.
+fn release_waiting(waiting: &mut HashMap<String, usize>, conn: &mut Conn) {
+    let Some(key) = conn.waiting_as.take() else {
+        return;
+    };
+    if let Some(n) = waiting.get_mut(&key) {
+        *n -= 1;
+        if *n == 0 {
+            waiting.remove(&key);
+        }
     }
 }
 

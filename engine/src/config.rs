@@ -202,6 +202,8 @@ pub struct SdkFile {
     /// A connection not activated this many milliseconds after its creation is deleted (over
     /// TCP: its fds were never fetched).
     pub activate_timeout_ms: u64,
+    /// Most clients of one peer (TCP address, Unix uid) that have not said Hello yet.
+    pub max_waiting_per_peer: usize,
 }
 
 impl Default for SdkFile {
@@ -224,6 +226,7 @@ impl Default for SdkFile {
             idle_timeout_ms: 30_000,
             frame_timeout_ms: 5_000,
             activate_timeout_ms: 10_000,
+            max_waiting_per_peer: 64,
         }
     }
 }
@@ -444,6 +447,8 @@ pub struct EngineConfig {
     pub frame_timeout: Duration,
     /// Activation deadline of a connection.
     pub activate_timeout: Duration,
+    /// Clients per peer before Hello.
+    pub max_waiting_per_peer: usize,
     /// gRPC address.
     pub grpc: SocketAddr,
     /// Shared-memory directory.
@@ -728,6 +733,12 @@ impl EngineConfig {
             idle_timeout: (idle_ms != 0).then(|| Duration::from_millis(idle_ms)),
             frame_timeout: Duration::from_millis(frame_ms),
             activate_timeout: Duration::from_millis(activate_ms),
+            max_waiting_per_peer: in_range(
+                "sdk.max_waiting_per_peer",
+                file.sdk.max_waiting_per_peer as u64,
+                1,
+                65536,
+            )? as usize,
             grpc,
             st2110: validate_st2110(&file.st2110, &shm_dir)?,
             rdma: validate_rdma(&file.rdma)?,

@@ -129,6 +129,7 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         idle_timeout: cfg.idle_timeout,
         frame_timeout: cfg.frame_timeout,
         activate_timeout: cfg.activate_timeout,
+        max_waiting_per_peer: cfg.max_waiting_per_peer,
         mesh: MeshConfig {
             huge_pages: huge_pages(cfg.huge_pages),
             max_sinks_per_group: cfg.max_sinks_per_group,

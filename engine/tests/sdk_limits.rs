@@ -223,3 +223,41 @@ fn a_connection_whose_fds_are_never_fetched_is_deleted_and_frees_its_group() {
         err.message
     );
 }
+
+#[test]
+fn one_peer_cannot_hold_every_handshake() {
+    use std::io::Write;
+    let e = Engine::start_with(
+        |t| t.replace("[sdk]\n", "[sdk]\nmax_waiting_per_peer = 4\n"),
+        &[],
+    );
+    // Four silent clients from 127.0.0.1 are the most that may wait to say Hello.
+    let mut silent: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(e.tcp).unwrap()).collect();
+    // Let the engine accept them before the fifth comes.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut fifth = TcpStream::connect(e.tcp).unwrap();
+    fifth
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let why = closing_error(&mut fifth);
+    assert!(
+        why.contains("too many clients from 127.0.0.1 that have not said Hello yet (limit 4"),
+        "{why}"
+    );
+    // One that says Hello frees its place.
+    let mut hello = Vec::new();
+    let mut m = mcm_proto::sdk::ClientMessage::new();
+    let mut h = mcm_proto::sdk::Hello::new();
+    h.protocol_version = mcm_proto::PROTOCOL_VERSION;
+    m.set_hello(h);
+    mcm_proto::frame::encode(&m, &mut hello).unwrap();
+    silent[0].write_all(&hello).unwrap();
+    silent[0]
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let reply =
+        mcm_proto::frame::read_message::<mcm_proto::sdk::EngineMessage, _>(&mut silent[0]).unwrap();
+    assert!(reply.is_some(), "HelloReply");
+    let _next = greeted(&e);
+    drop(silent);
+}
