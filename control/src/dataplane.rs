@@ -88,6 +88,8 @@ pub struct EdgeCounters {
     pub packets_reordered: AtomicU64,
     /// rx: packets rejected as malformed or not of this stream.
     pub packets_malformed: AtomicU64,
+    /// rx: packets dropped for coming from a source the session does not accept.
+    pub packets_foreign: AtomicU64,
     /// tx: packets sent later than their -21 schedule allowed.
     pub packets_late: AtomicU64,
     /// tx: send errors other than a full socket buffer (e.g. ICMP unreachable on loopback).
@@ -122,7 +124,7 @@ pub struct EdgeCounters {
 
 impl EdgeCounters {
     /// Every counter with its name (the names GetStats and the control plane use).
-    pub fn named(&self) -> [(&'static str, u64); 18] {
+    pub fn named(&self) -> [(&'static str, u64); 19] {
         let get = Self::get;
         [
             ("packets", get(&self.packets)),
@@ -133,6 +135,7 @@ impl EdgeCounters {
             ("packets_lost", get(&self.packets_lost)),
             ("packets_reordered", get(&self.packets_reordered)),
             ("packets_malformed", get(&self.packets_malformed)),
+            ("packets_foreign", get(&self.packets_foreign)),
             ("packets_late", get(&self.packets_late)),
             ("send_errors", get(&self.send_errors)),
             ("bytes_converted", get(&self.bytes_converted)),

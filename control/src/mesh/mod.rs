@@ -1671,6 +1671,7 @@ mod tests {
                 payload_type: 112,
                 transport_pixel_format: Some("yuv422p10rfc4175".to_owned()),
                 sdp_file: None,
+                any_source: false,
             },
         };
         let edge = m.attach_edge(&mut dp, "cfg", &cfg, &tx_edge(6000)).unwrap();

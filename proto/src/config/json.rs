@@ -153,6 +153,15 @@ impl<'a> Obj<'a> {
         }
     }
 
+    /// Field `key` as a boolean, `false` when absent.
+    pub(super) fn flag(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.get(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(other) => Err(self.type_err(key, "true or false", other)),
+        }
+    }
+
     /// Field `key` as a number (integer or not), `default` when absent.
     pub(super) fn f64(&self, key: &str, default: f64) -> Result<f64, ConfigError> {
         match self.get(key) {

@@ -21,7 +21,10 @@
 //!   (default `"yuv422p10rfc4175"`); for the others it is type-checked and ignored, as MCM does.
 //!   An empty `multicastSourceIpAddr` or `pacing` counts as absent. `sdpFile` (an mcm extension)
 //!   names an SDP file an rx session takes its stream description from (payload type, wire
-//!   format, source filter); it must agree with `ipAddr`, `port` and the payload.
+//!   format, source filter); it must agree with `ipAddr`, `port` and the payload. `anySource`
+//!   (an mcm extension, `true` or `false`, default `false`) lets an rx session accept packets
+//!   from any sender; without it a unicast rx accepts only `ipAddr` (the sender; this engine's
+//!   own address meaning senders on this host) and a multicast rx only its SSM or SDP source.
 //! - `rdma`: `{ "connectionMode" ("RC", the only mode), "maxLatencyNanoseconds" (default 0) }`.
 //!
 //! `options.rdma` is `{ "provider" ("tcp" default, "verbs"), "num_endpoints" or "numEndpoints"
@@ -168,6 +171,9 @@ impl Edge {
                 opt("pacing", s.pacing.clone());
                 opt("transportPixelFormat", s.transport_pixel_format.clone());
                 opt("sdpFile", s.sdp_file.clone());
+                if s.any_source {
+                    body.insert("anySource".into(), json!(true));
+                }
                 body.insert("transport".into(), json!(s.transport.as_str()));
                 body.insert("ipAddr".into(), json!(s.ip_addr.to_string()));
                 body.insert("port".into(), json!(s.port));
@@ -223,6 +229,11 @@ pub struct St2110 {
     pub transport_pixel_format: Option<String>,
     /// An SDP file describing the stream (rx; an mcm extension).
     pub sdp_file: Option<String>,
+    /// rx: accept packets from any sender (an mcm extension, `"anySource": true`). Without it
+    /// a unicast rx accepts only `ipAddr` (the sender; this engine's own address means a
+    /// sender on this host), and a multicast rx only `multicastSourceIpAddr` or the SDP's
+    /// source filter when given.
+    pub any_source: bool,
 }
 
 impl St2110 {
@@ -486,6 +497,7 @@ fn parse_st2110(obj: &Obj<'_>) -> Result<St2110, ConfigError> {
         transport_pixel_format: (transport == Transport::St2110_20)
             .then(|| tpf.unwrap_or(DEFAULT_TRANSPORT_PIXEL_FORMAT).to_owned()),
         sdp_file: non_empty(obj, "sdpFile")?.map(String::from),
+        any_source: obj.flag("anySource")?,
     })
 }
 
@@ -802,6 +814,19 @@ mod tests {
             s.transport_pixel_format.as_deref(),
             Some("yuv422p10rfc4175")
         );
+    }
+
+    #[test]
+    fn any_source_is_a_flag_off_by_default() {
+        let base = json!({"ipAddr": "127.0.0.1", "port": 20000});
+        assert!(!st2110(base.clone()).unwrap().any_source);
+        let mut on = base.clone();
+        on["anySource"] = json!(true);
+        assert!(st2110(on).unwrap().any_source);
+        let mut bad = base;
+        bad["anySource"] = json!("yes");
+        let e = st2110(bad).unwrap_err().to_string();
+        assert!(e.contains("anySource: expected true or false"), "{e}");
     }
 
     #[test]

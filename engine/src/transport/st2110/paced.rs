@@ -397,6 +397,8 @@ pub struct RxCounts {
     pub duplicates: u64,
     /// Datagrams that are not RTP of this stream (or whose payload the format refused).
     pub malformed: u64,
+    /// Datagrams from a source the session does not accept (dropped).
+    pub foreign: u64,
 }
 
 /// The receive loop every ST 2110 receiver shares: datagrams from one sender and payload type
@@ -426,12 +428,21 @@ struct Filter {
 }
 
 impl Filter {
-    /// Whether `d` from `meta` is of the stream (byte 1 of an RTP header holds the payload type).
-    fn admits(&self, d: &[u8], meta: &RxMeta) -> bool {
+    /// Whether `d` from `meta` is of the stream (byte 1 of an RTP header holds the payload type);
+    /// a datagram from another source is counted in `counts.foreign`, one of another payload
+    /// type in `counts.malformed`.
+    fn admits(&self, d: &[u8], meta: &RxMeta, counts: &mut RxCounts) -> bool {
+        if self.source.is_some_and(|s| *meta.source.ip() != s) {
+            counts.foreign += 1;
+            return false;
+        }
         let pt_ok = self
             .payload_type
             .is_none_or(|pt| d.get(1).is_some_and(|b| b & 0x7f == pt));
-        pt_ok && self.source.is_none_or(|s| *meta.source.ip() == s)
+        if !pt_ok {
+            counts.malformed += 1;
+        }
+        pt_ok
     }
 }
 
@@ -505,8 +516,7 @@ impl RtpRx {
         let mut work = 0;
         while work < budget {
             let n = udp.recv((budget - work) as usize, now, &mut |d, meta| {
-                if !filter.admits(d, &meta) {
-                    counts.malformed += 1;
+                if !filter.admits(d, &meta, counts) {
                     return;
                 }
                 let Ok(p) = rtp::Packet::new_checked(d) else {
@@ -563,10 +573,8 @@ impl RtpRx {
             let n = self
                 .udp
                 .recv((budget - work) as usize, now, &mut |d, meta| {
-                    if filter.admits(d, &meta) {
+                    if filter.admits(d, &meta, counts) {
                         f(d);
-                    } else {
-                        counts.malformed += 1;
                     }
                 });
             if n == 0 {
@@ -597,6 +605,7 @@ impl RtpRx {
         c.packets_reordered.store(n.reordered, Ordering::Relaxed);
         c.packets_duplicate.store(n.duplicates, Ordering::Relaxed);
         c.packets_malformed.store(n.malformed, Ordering::Relaxed);
+        c.packets_foreign.store(n.foreign, Ordering::Relaxed);
     }
 
     /// The counters so far.

@@ -590,7 +590,7 @@ fn stream_from_sdp(spec: &St2110Edge) -> Result<Option<SdpStream>, String> {
 }
 
 /// Opens an rx session's socket (see [`rx_addr`]; the SDP's source filter wins) and returns it
-/// with where it listens and, for unicast from another host, the only sender accepted.
+/// with where it listens and the only sender accepted (`None`: any, said in the log).
 fn open_rx(
     settings: &Settings,
     st: &St2110,
@@ -605,7 +605,35 @@ fn open_rx(
     let udp = UdpRx::open(at, opts)
         .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?
         .with_read_interval(settings.rx_read_interval);
-    let filter = (!group.is_multicast() && group != settings.local_ip).then_some(group);
+    // Never silently any sender: the SSM or SDP source when there is one, else for unicast
+    // `ipAddr` as the sender (this engine's own address: senders on this host); only
+    // "anySource": true takes everyone. Packets from others are dropped and counted
+    // (`packets_foreign`).
+    let filter = if st.any_source {
+        None
+    } else if let Some(s) = at.source {
+        Some(s)
+    } else if !group.is_multicast() {
+        Some(group)
+    } else {
+        None
+    };
+    match filter {
+        None if !st.any_source => mcm_control::warn_limited!(
+            "st2110 rx {group}:{}: any sender in the multicast group is accepted (no \
+             multicastSourceIpAddr or SDP source filter; \"anySource\": true says so on \
+             purpose)",
+            st.port
+        ),
+        Some(s) if s == settings.local_ip => mcm_control::log_limited!(
+            info,
+            "st2110 rx {group}:{}: accepts packets from {s} only, this engine's own address \
+             (senders on this host); give the sender's address as ipAddr, or \"anySource\": \
+             true",
+            st.port
+        ),
+        _ => {}
+    }
     Ok((udp, at, filter))
 }
 
@@ -781,6 +809,7 @@ mod tests {
                 payload_type: 112,
                 transport_pixel_format: Some("yuv422p10rfc4175".into()),
                 sdp_file,
+                any_source: false,
             },
             payload: Payload::Blob,
             payload_size: 64,

@@ -384,6 +384,8 @@ impl St20Rx {
             .store(d.reordered + d.late, Ordering::Relaxed);
         c.packets_malformed
             .store(d.malformed + self.rtp.counts().malformed, Ordering::Relaxed);
+        c.packets_foreign
+            .store(self.rtp.counts().foreign, Ordering::Relaxed);
     }
 }
 
