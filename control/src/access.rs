@@ -310,11 +310,7 @@ pub struct Access {
     sessions: HashMap<u64, Identity>,
     per: HashMap<Identity, PerIdentity>,
     counters: AccessCounters,
-    log: RateLimit,
 }
-
-/// Period of the refusal warnings.
-const LOG_PERIOD: Duration = Duration::from_secs(1);
 
 impl Access {
     /// No sessions yet.
@@ -325,7 +321,6 @@ impl Access {
             sessions: HashMap::new(),
             per: HashMap::new(),
             counters: AccessCounters::default(),
-            log: RateLimit::default(),
         }
     }
 
@@ -352,7 +347,6 @@ impl Access {
         session: u64,
         unix: bool,
         token: &str,
-        now: Instant,
     ) -> Result<&Identity, (bool, String)> {
         let identity = if unix {
             match self.peers.remove(&session) {
@@ -377,7 +371,7 @@ impl Access {
                              JSON or MCM_SDK_ACCESS_TOKEN; not an fd token)"
                         );
                         self.counters.token += 1;
-                        self.warn(now, format_args!("SDK session {session} refused: {msg}"));
+                        crate::warn_limited!("SDK session {session} refused: {msg}");
                         return Err((true, msg));
                     }
                 },
@@ -392,7 +386,7 @@ impl Access {
                 per.sessions, self.config.quotas.sessions
             );
             self.counters.quota += 1;
-            self.warn(now, format_args!("SDK session {session} refused: {msg}"));
+            crate::warn_limited!("SDK session {session} refused: {msg}");
             return Err((false, msg));
         }
         per.sessions += 1;
@@ -404,40 +398,32 @@ impl Access {
         self.sessions.get(&session)
     }
 
-    /// Whether sessions `a` and `b` have the same identity.
-    pub fn same(&self, a: u64, b: u64) -> bool {
-        match (self.sessions.get(&a), self.sessions.get(&b)) {
-            (Some(x), Some(y)) => x == y,
-            _ => false,
-        }
-    }
-
     /// A request of `session` was refused for a quota with `msg`: counted and logged.
-    pub fn quota_refused(&mut self, session: u64, msg: &str, now: Instant) {
+    pub fn quota_refused(&mut self, session: u64, msg: &str) {
         self.counters.quota += 1;
         if let Some(id) = self.sessions.get(&session)
             && let Some(per) = self.per.get_mut(id)
         {
             per.refused += 1;
         }
-        self.warn(now, format_args!("SDK session {session} refused: {msg}"));
+        crate::warn_limited!("SDK session {session} refused: {msg}");
     }
 
     /// A Unix peer was refused for its credentials with `msg`: counted and logged.
-    pub fn peer_refused(&mut self, peer: &str, msg: &str, now: Instant) {
+    pub fn peer_refused(&mut self, peer: &str, msg: &str) {
         self.counters.peer += 1;
-        self.warn(now, format_args!("sdk.unix_socket: refused {peer}: {msg}"));
+        crate::warn_limited!("sdk.unix_socket: refused {peer}: {msg}");
     }
 
     /// `session` was closed by `deadline`: counted and logged.
-    pub fn timed_out(&mut self, deadline: Deadline, session: u64, msg: &str, now: Instant) {
+    pub fn timed_out(&mut self, deadline: Deadline, session: u64, msg: &str) {
         match deadline {
             Deadline::Keepalive => self.counters.keepalive += 1,
             Deadline::Idle => self.counters.idle += 1,
             Deadline::Frame => self.counters.slow_frame += 1,
             Deadline::Activate => self.counters.unactivated += 1,
         }
-        self.warn(now, format_args!("SDK session {session} closed: {msg}"));
+        crate::warn_limited!("SDK session {session} closed: {msg}");
     }
 
     /// `session` is gone.
@@ -471,12 +457,6 @@ impl Access {
     /// The sessions of `identity`.
     pub fn sessions_of<'a>(&'a self, identity: &'a Identity) -> impl Fn(u64) -> bool + 'a {
         move |s| self.sessions.get(&s) == Some(identity)
-    }
-
-    fn warn(&mut self, now: Instant, msg: fmt::Arguments<'_>) {
-        if let Some(held_back) = self.log.allow(now, LOG_PERIOD) {
-            tracing::warn!("{msg}{}", RateLimit::suffix(held_back));
-        }
     }
 }
 
@@ -529,7 +509,6 @@ mod tests {
 
     #[test]
     fn hello_identifies_and_counts_sessions() {
-        let now = Instant::now();
         let mut a = Access::new(AccessConfig {
             tokens: Some(tokens()),
             quotas: Quotas {
@@ -538,23 +517,25 @@ mod tests {
             },
         });
         assert_eq!(
-            a.hello(1, false, T1, now).unwrap(),
+            a.hello(1, false, T1).unwrap(),
             &Identity::Token("alice".into())
         );
-        let (auth, msg) = a.hello(2, false, "", now).unwrap_err();
+        let (auth, msg) = a.hello(2, false, "").unwrap_err();
         assert!(auth && msg.contains("carried no access token"), "{msg}");
-        let (auth, msg) = a.hello(3, false, T2.get(..19).unwrap(), now).unwrap_err();
+        let (auth, msg) = a.hello(3, false, T2.get(..19).unwrap()).unwrap_err();
         assert!(auth && msg.contains("a wrong access token"), "{msg}");
         a.unix_peer(4, 1000);
-        assert_eq!(a.hello(4, true, "", now).unwrap(), &Identity::Uid(1000));
-        assert!(a.hello(5, false, T1, now).is_ok());
-        let (auth, msg) = a.hello(6, false, T1, now).unwrap_err();
+        assert_eq!(a.hello(4, true, "").unwrap(), &Identity::Uid(1000));
+        assert!(a.hello(5, false, T1).is_ok());
+        let (auth, msg) = a.hello(6, false, T1).unwrap_err();
         assert!(!auth, "{msg}");
         assert!(
             msg.contains("token \"alice\" already has 2 sessions, its quota"),
             "{msg}"
         );
-        assert!(a.same(1, 5) && !a.same(1, 4) && !a.same(1, 6));
+        assert_eq!(a.identity(5), a.identity(1));
+        assert_ne!(a.identity(4), a.identity(1));
+        assert_eq!(a.identity(6), None, "refused: no identity");
         assert_eq!(
             a.counters(),
             AccessCounters {
@@ -565,7 +546,7 @@ mod tests {
         );
         // A session that closes frees its place.
         a.closed(1);
-        assert!(a.hello(7, false, T1, now).is_ok());
+        assert!(a.hello(7, false, T1).is_ok());
         let uses = a.uses();
         assert_eq!(uses.len(), 2);
         assert_eq!(uses[0].identity, Identity::Uid(1000));
@@ -580,21 +561,29 @@ mod tests {
 
     #[test]
     fn without_tokens_tcp_clients_share_one_identity() {
-        let now = Instant::now();
         let mut a = Access::new(AccessConfig::default());
-        assert_eq!(a.hello(1, false, "anything", now).unwrap(), &Identity::Tcp);
-        assert_eq!(a.hello(2, false, "", now).unwrap(), &Identity::Tcp);
-        assert!(a.same(1, 2));
+        assert_eq!(a.hello(1, false, "anything").unwrap(), &Identity::Tcp);
+        assert_eq!(a.hello(2, false, "").unwrap(), &Identity::Tcp);
+        assert_eq!(a.identity(1), a.identity(2));
     }
 
     #[test]
     fn rate_limit_counts_what_it_holds_back() {
         let t0 = Instant::now();
         let mut r = RateLimit::default();
-        assert_eq!(r.allow(t0, LOG_PERIOD), Some(0));
-        assert_eq!(r.allow(t0 + Duration::from_millis(10), LOG_PERIOD), None);
-        assert_eq!(r.allow(t0 + Duration::from_millis(20), LOG_PERIOD), None);
-        assert_eq!(r.allow(t0 + Duration::from_secs(2), LOG_PERIOD), Some(2));
+        assert_eq!(r.allow(t0, Duration::from_secs(1)), Some(0));
+        assert_eq!(
+            r.allow(t0 + Duration::from_millis(10), Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            r.allow(t0 + Duration::from_millis(20), Duration::from_secs(1)),
+            None
+        );
+        assert_eq!(
+            r.allow(t0 + Duration::from_secs(2), Duration::from_secs(1)),
+            Some(2)
+        );
         assert_eq!(RateLimit::suffix(2), " (2 more not logged)");
         assert_eq!(RateLimit::suffix(0), "");
     }

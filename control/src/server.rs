@@ -638,10 +638,10 @@ impl ControlServer {
             let msg = "the engine is out of file descriptors; try again later";
             let taken = match listener {
                 Transport::Tcp => self.tcp.accept().map(|(mut s, _)| {
-                    let _ = s.write(&refusal_frame(msg));
+                    let _ = s.write(&Session::error_frame(msg.to_owned()));
                 }),
                 Transport::Unix => self.unix.accept().map(|(mut s, _)| {
-                    let _ = s.write(&refusal_frame(msg));
+                    let _ = s.write(&Session::error_frame(msg.to_owned()));
                 }),
             };
             self.reserve = open_reserve();
@@ -710,11 +710,10 @@ impl ControlServer {
     /// logged by [`Access::peer_refused`]).
     fn refuse_unix(&mut self, s: UnixStream, peer: &str, why: String) {
         self.counters.refused += 1;
-        let now = Instant::now();
-        self.access.peer_refused(peer, &why, now);
+        self.access.peer_refused(peer, &why);
         // The error frame fits a fresh socket's buffer; a peer that does not read loses it.
         let mut s = s;
-        let _ = s.write_all(&refusal_frame(&why));
+        let _ = s.write_all(&Session::error_frame(why));
         let _ = s.shutdown(std::net::Shutdown::Both);
     }
 
@@ -817,7 +816,7 @@ impl ControlServer {
                     .map(|w| (Deadline::Frame, w))
             });
             if let Some((deadline, why)) = closed {
-                self.access.timed_out(deadline, id, &why, now);
+                self.access.timed_out(deadline, id, &why);
                 conn.begin_close();
                 if conn.flush(registry, token) == Fate::Drop {
                     expired.push(token);
@@ -842,7 +841,6 @@ impl ControlServer {
                      (sdk.activate_timeout_ms)",
                     self.config.activate_timeout.as_millis()
                 ),
-                now,
             );
         }
         self.dataplane.maintain();
@@ -1020,11 +1018,6 @@ fn release_waiting(waiting: &mut HashMap<String, usize>, conn: &mut Conn) {
     }
 }
 
-/// One fatal `Error` frame saying `why`, for a client refused before it has a session.
-fn refusal_frame(why: &str) -> Vec<u8> {
-    Session::error_frame(why.to_owned())
-}
-
 /// The reserved descriptor (`/dev/null`, read-only).
 fn open_reserve() -> Option<OwnedFd> {
     std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
@@ -1070,10 +1063,7 @@ impl Handler for MeshHandler<'_> {
         access_token: &str,
     ) -> Result<u32, Refusal> {
         let unix = transport == Transport::Unix;
-        match self
-            .access
-            .hello(session, unix, access_token, Instant::now())
-        {
+        match self.access.hello(session, unix, access_token) {
             Ok(_) => Ok(self
                 .keepalive
                 .map_or(0, |t| (t.as_millis() / 3).max(1) as u32)),
@@ -1117,7 +1107,7 @@ impl Handler for MeshHandler<'_> {
         if let Err(r) = &res
             && r.code == ErrorCode::ERROR_CODE_QUOTA
         {
-            self.access.quota_refused(session, &r.message, now);
+            self.access.quota_refused(session, &r.message);
         }
         res
     }

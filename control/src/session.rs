@@ -248,33 +248,42 @@ impl Session {
     /// Closes a session that holds connections and has not been heard from within `timeout`
     /// (its client is hung or stopped). Answers whether it was closed and why.
     pub fn check_keepalive(&mut self, now: Instant, timeout: Duration) -> Option<String> {
-        if self.state != State::Ready || now.duration_since(self.last_heard) < timeout {
-            return None;
-        }
-        let msg = format!(
-            "nothing heard from the client for {} ms while it holds connections (limit \
-             sdk.keepalive_timeout_ms = {}; the SDK sends a Keepalive every {} ms): it is \
-             taken for hung, and its connections are deleted",
-            now.duration_since(self.last_heard).as_millis(),
-            timeout.as_millis(),
-            timeout.as_millis() / 3
-        );
-        self.close_with(ErrorCode::ERROR_CODE_KEEPALIVE_TIMEOUT, None, msg.clone());
-        Some(msg)
+        self.close_if_silent(now, timeout, |silent| {
+            format!(
+                "nothing heard from the client for {silent} ms while it holds connections \
+                 (limit sdk.keepalive_timeout_ms = {}; the SDK sends a Keepalive every {} ms): \
+                 it is taken for hung, and its connections are deleted",
+                timeout.as_millis(),
+                timeout.as_millis() / 3
+            )
+        })
     }
 
     /// Closes a session that holds no connection and has not been heard from within
     /// `timeout` (`sdk.idle_timeout_ms`; the SDK's keepalives count). Answers why, if closed.
     pub fn check_idle(&mut self, now: Instant, timeout: Duration) -> Option<String> {
-        if self.state != State::Ready || now.duration_since(self.last_heard) < timeout {
+        self.close_if_silent(now, timeout, |silent| {
+            format!(
+                "nothing heard from the client for {silent} ms and it holds no connection \
+                 (limit sdk.idle_timeout_ms = {})",
+                timeout.as_millis()
+            )
+        })
+    }
+
+    /// Closes a Ready session silent for `timeout`, with the reason `why` gives for the
+    /// milliseconds of silence; answers that reason.
+    fn close_if_silent(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        why: impl FnOnce(u128) -> String,
+    ) -> Option<String> {
+        let silent = now.duration_since(self.last_heard);
+        if self.state != State::Ready || silent < timeout {
             return None;
         }
-        let msg = format!(
-            "nothing heard from the client for {} ms and it holds no connection (limit \
-             sdk.idle_timeout_ms = {})",
-            now.duration_since(self.last_heard).as_millis(),
-            timeout.as_millis()
-        );
+        let msg = why(silent.as_millis());
         self.close_with(ErrorCode::ERROR_CODE_KEEPALIVE_TIMEOUT, None, msg.clone());
         Some(msg)
     }

@@ -12,18 +12,12 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use grpcio_sys::{gpr_log_func_args, gpr_log_severity};
 
-use crate::access::RateLimit;
-
 /// TLS handshakes gRPC core failed in this process since start.
 static TLS_REFUSED: AtomicU64 = AtomicU64::new(0);
-/// When a refused handshake was last logged.
-static TLS_LOG: Mutex<RateLimit> = Mutex::new(RateLimit::new());
 
 /// What gRPC core says when a TLS handshake fails (`ssl_transport_security.cc`).
 const HANDSHAKE_FAILED: &str = "Handshake failed";
@@ -46,13 +40,7 @@ fn line(severity: gpr_log_severity, msg: &str) {
     if msg.contains(HANDSHAKE_FAILED) {
         // Relaxed: a counter.
         TLS_REFUSED.fetch_add(1, Ordering::Relaxed);
-        let held = match TLS_LOG.lock() {
-            Ok(mut l) => l.allow(Instant::now(), Duration::from_secs(1)),
-            Err(p) => p.into_inner().allow(Instant::now(), Duration::from_secs(1)),
-        };
-        if let Some(n) = held {
-            tracing::warn!(target: "grpc", "TLS handshake refused: {msg}{}", RateLimit::suffix(n));
-        }
+        crate::warn_limited!("TLS handshake refused: {msg}");
         return;
     }
     match severity {

@@ -93,7 +93,8 @@ impl Spares {
     }
 
     /// Whether a spare of this kind is ready now.
-    pub fn has(&mut self, provider: RdmaProvider, endpoints: usize) -> bool {
+    #[cfg(test)]
+    fn has(&mut self, provider: RdmaProvider, endpoints: usize) -> bool {
         self.collect();
         self.ready.iter().any(|(k, _)| *k == (provider, endpoints))
     }
