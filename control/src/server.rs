@@ -91,8 +91,10 @@ pub struct UnixAccess {
     /// Peers with one of these uids are served.
     pub uids: Vec<u32>,
     /// Peers with one of these primary gids are served. With both lists empty: the engine's
-    /// own uid and gid, and root.
+    /// own uid and gid, root, and [`group`](Self::group).
     pub gids: Vec<u32>,
+    /// The group the socket file belongs to (`memory.group`); `None`: the engine's.
+    pub group: Option<u32>,
 }
 
 impl Default for UnixAccess {
@@ -101,6 +103,7 @@ impl Default for UnixAccess {
             mode: 0o660,
             uids: Vec::new(),
             gids: Vec::new(),
+            group: None,
         }
     }
 }
@@ -111,15 +114,20 @@ impl UnixAccess {
         if self.uids.is_empty() && self.gids.is_empty() {
             let me = rustix::process::geteuid().as_raw();
             let my_group = rustix::process::getegid().as_raw();
-            return uid == 0 || uid == me || gid == my_group;
+            return uid == 0 || uid == me || gid == my_group || Some(gid) == self.group;
         }
         self.uids.contains(&uid) || self.gids.contains(&gid)
     }
 
     fn describe(&self) -> String {
         if self.uids.is_empty() && self.gids.is_empty() {
-            return "the engine's uid and gid, and root (sdk.allowed_uids, sdk.allowed_gids)"
-                .to_owned();
+            let group = match self.group {
+                Some(g) => format!(", and gid {g} (memory.group)"),
+                None => String::new(),
+            };
+            return format!(
+                "the engine's uid and gid, and root{group} (sdk.allowed_uids, sdk.allowed_gids)"
+            );
         }
         format!(
             "uids {:?}, gids {:?} (sdk.allowed_uids, sdk.allowed_gids)",
@@ -355,17 +363,7 @@ impl ControlServer {
             source,
             hint: " (allowed: an IP address of this host and a free port, e.g. 127.0.0.1:8002)",
         })?;
-        let mut unix = bind_unix(&config.unix)?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::Permissions::from_mode(config.unix_access.mode);
-            std::fs::set_permissions(&config.unix, mode).map_err(|source| ServerError::Listen {
-                key: "sdk.unix_socket_mode",
-                addr: config.unix.display().to_string(),
-                source,
-                hint: " (cannot set the socket file's mode)",
-            })?;
-        }
+        let mut unix = bind_unix(&config.unix, &config.unix_access)?;
         poll.registry()
             .register(&mut tcp, TCP, Interest::READABLE)?;
         poll.registry()
@@ -1269,7 +1267,11 @@ impl Conn {
 }
 
 /// Binds the Unix socket, replacing a stale socket file left by a dead engine.
-fn bind_unix(path: &Path) -> Result<UnixListener, ServerError> {
+///
+/// The socket is bound under a temporary name in the same directory, given its mode and group
+/// there, and renamed into place: it never appears under its real name with the umask's mode,
+/// and a stale socket is replaced in one step.
+fn bind_unix(path: &Path, access: &UnixAccess) -> Result<UnixListener, ServerError> {
     use std::os::unix::fs::FileTypeExt;
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -1286,15 +1288,43 @@ fn bind_unix(path: &Path) -> Result<UnixListener, ServerError> {
                 reason,
             });
         }
-        tracing::info!("removing stale SDK socket {}", path.display());
-        remove_socket(path);
+        tracing::info!("replacing stale SDK socket {}", path.display());
     }
-    UnixListener::bind(path).map_err(|source| ServerError::Listen {
+    let listen_error = |source| ServerError::Listen {
         key: "sdk.unix_socket",
         addr: path.display().to_string(),
         source,
         hint: " (allowed: a path in an existing, writable directory, at most 107 bytes)",
-    })
+    };
+    let tmp = path.with_file_name(format!(".mcm-sock-{}", std::process::id()));
+    let direct = tmp.as_os_str().len() > 107;
+    let bound_at = if direct { path } else { tmp.as_path() };
+    if !direct {
+        remove_socket(&tmp);
+    }
+    let listener = UnixListener::bind(bound_at).map_err(listen_error)?;
+    let mode_error = |source| ServerError::Listen {
+        key: "sdk.unix_socket_mode",
+        addr: path.display().to_string(),
+        source,
+        hint: " (cannot set the socket file's mode or group)",
+    };
+    let prepared = (|| {
+        use std::os::unix::fs::PermissionsExt;
+        if let Some(gid) = access.group {
+            std::os::unix::fs::lchown(bound_at, None, Some(gid))?;
+        }
+        std::fs::set_permissions(bound_at, std::fs::Permissions::from_mode(access.mode))?;
+        if !direct {
+            std::fs::rename(bound_at, path)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        remove_socket(bound_at);
+        return Err(mode_error(e));
+    }
+    Ok(listener)
 }
 
 fn remove_socket(path: &Path) {

@@ -264,8 +264,13 @@ impl Default for GrpcFile {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct MemoryFile {
-    /// Directory for the engine's shared files (SDK socket, SDP files); created if missing.
+    /// The engine's private runtime directory (SDK socket, SDP files, its lock): created with
+    /// mode 0700 if missing; an existing one must be the engine user's and writable by nobody
+    /// else. Default: `/run/mcm` for root, `$XDG_RUNTIME_DIR/mcm` or `/tmp/mcm-<uid>` otherwise.
     pub shm_dir: String,
+    /// A group (name or number) whose members may reach the SDK socket: the directory becomes
+    /// 0750 and the socket file belongs to that group. Empty: none.
+    pub group: String,
     /// Huge pages for frame pools.
     pub huge_pages: HugePagesName,
 }
@@ -273,7 +278,8 @@ pub struct MemoryFile {
 impl Default for MemoryFile {
     fn default() -> Self {
         Self {
-            shm_dir: "/dev/shm/mcm".into(),
+            shm_dir: crate::rundir::default_for_this_user().display().to_string(),
+            group: String::new(),
             huge_pages: HugePagesName::Auto,
         }
     }
@@ -453,6 +459,8 @@ pub struct EngineConfig {
     pub grpc: SocketAddr,
     /// Shared-memory directory.
     pub shm_dir: PathBuf,
+    /// The group that may enter it and reach the SDK socket (`memory.group`).
+    pub shm_group: Option<u32>,
     /// Huge page policy.
     pub huge_pages: HugePagesName,
     /// ST 2110 sessions.
@@ -651,6 +659,7 @@ impl EngineConfig {
             return Err(ConfigError::new("grpc.addr", msg));
         }
         let shm_dir = validate_shm_dir(&file.memory.shm_dir)?;
+        let shm_group = validate_group(&file.memory.group)?;
         let sdk_unix = match &file.sdk.unix_socket {
             Some(p) => PathBuf::from(p),
             None => shm_dir.join("sdk.sock"),
@@ -725,6 +734,7 @@ impl EngineConfig {
                 mode: file.sdk.unix_socket_mode,
                 uids: file.sdk.allowed_uids.clone(),
                 gids: file.sdk.allowed_gids.clone(),
+                group: shm_group,
             },
             max_sinks_per_group,
             max_connections_per_client,
@@ -745,6 +755,7 @@ impl EngineConfig {
             grpc_security: validate_grpc_security(&file.grpc)?,
             agent: validate_agent(&file.agent)?,
             shm_dir,
+            shm_group,
             huge_pages: file.memory.huge_pages,
         })
     }
@@ -1129,7 +1140,7 @@ fn validate_shm_dir(dir: &str) -> Result<PathBuf, ConfigError> {
     let path = PathBuf::from(dir);
     if !path.is_absolute() {
         let msg = format!(
-            "`{dir}` is not an absolute path (allowed: an absolute directory path, e.g. /dev/shm/mcm)"
+            "`{dir}` is not an absolute path (allowed: an absolute directory path, e.g. /run/mcm)"
         );
         return Err(ConfigError::new(key, msg));
     }
@@ -1140,6 +1151,48 @@ fn validate_shm_dir(dir: &str) -> Result<PathBuf, ConfigError> {
         return Err(ConfigError::new(key, msg));
     }
     Ok(path)
+}
+
+/// `memory.group`: empty, a number, or a name from the group database.
+fn validate_group(name: &str) -> Result<Option<u32>, ConfigError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(gid) = name.parse::<u32>() {
+        return Ok(Some(gid));
+    }
+    match lookup_group(name) {
+        Some(gid) => Ok(Some(gid)),
+        None => Err(ConfigError::new(
+            "memory.group",
+            format!(
+                "`{name}` is not a group of this host (allowed: a group name from /etc/group or \
+                 a number, or empty for none)"
+            ),
+        )),
+    }
+}
+
+/// The gid of group `name` (`getgrnam_r`).
+fn lookup_group(name: &str) -> Option<u32> {
+    let cname = std::ffi::CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16 << 10];
+    // SAFETY: an all-zero `group` is a valid value of this plain C struct; it is only written by
+    // getgrnam_r below.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut out: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: the name is NUL-terminated, `buf` is writable
+    // for its length, and `grp`/`out` are local; getgrnam_r is reentrant.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            cname.as_ptr(),
+            &mut grp,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        )
+    };
+    (rc == 0 && !out.is_null()).then_some(grp.gr_gid)
 }
 
 fn validate_unix_path(path: &Path) -> Result<(), ConfigError> {
@@ -1212,7 +1265,10 @@ mod tests {
     #[test]
     fn empty_file_gives_defaults() {
         let c = check("").unwrap();
-        assert_eq!(c.sdk_unix, PathBuf::from("/dev/shm/mcm/sdk.sock"));
+        assert_eq!(
+            c.sdk_unix,
+            crate::rundir::default_for_this_user().join("sdk.sock")
+        );
         assert_eq!(c.stats_interval, Some(Duration::from_secs(10)));
         assert_eq!(c.budget, 64);
     }

@@ -5,7 +5,6 @@
 //! control thread. Shutdown runs the same list backwards.
 
 use std::io;
-use std::path::{Path, PathBuf};
 
 use mcm_control::agent::client::AgentClientConfig;
 use mcm_control::grpc::proto::control::EngineInfo;
@@ -27,16 +26,12 @@ pub enum RunError {
     /// Signal handlers could not be installed.
     #[error("cannot install SIGINT/SIGTERM handlers: {0}")]
     Signals(io::Error),
-    /// The shared-memory directory could not be created.
-    #[error(
-        "memory.shm_dir: cannot create {path}: {source} (allowed: a directory this user can create and write)"
-    )]
-    ShmDir {
-        /// The directory.
-        path: PathBuf,
-        /// What the OS said.
-        source: io::Error,
-    },
+    /// The runtime directory cannot be created or trusted.
+    #[error("memory.shm_dir: {0}")]
+    ShmDir(#[from] crate::rundir::RunDirError),
+    /// The directory of an `sdk.unix_socket` outside `memory.shm_dir` cannot be trusted.
+    #[error("sdk.unix_socket: {0}")]
+    SocketDir(crate::rundir::RunDirError),
     /// Shared memory of the configured kind is not available.
     #[error("memory.huge_pages: {0}")]
     Memory(#[from] MapError),
@@ -108,7 +103,31 @@ pub fn run(cfg: &EngineConfig) -> Result<(), RunError> {
         env!("CARGO_PKG_VERSION"),
         std::process::id()
     );
-    let shm_dir = ShmDir::create(&cfg.shm_dir)?;
+    let shm_dir = crate::rundir::RunDir::open(&cfg.shm_dir, cfg.shm_group)?;
+    tracing::info!(
+        "runtime directory {} ({}, {})",
+        shm_dir.path().display(),
+        if shm_dir.created() {
+            "created"
+        } else {
+            "verified"
+        },
+        match cfg.shm_group {
+            Some(g) => format!("mode 0750, group {g}"),
+            None => "mode 0700".to_owned(),
+        }
+    );
+    if shm_dir.stale_removed() > 0 {
+        tracing::info!(
+            "memory.shm_dir: removed {} file(s) a previous engine left",
+            shm_dir.stale_removed()
+        );
+    }
+    if let Some(parent) = cfg.sdk_unix.parent()
+        && parent != cfg.shm_dir
+    {
+        crate::rundir::check_ancestors(parent).map_err(RunError::SocketDir)?;
+    }
     probe_memory(cfg.huge_pages)?;
     let lcores = Lcores::start(cfg)?;
     for cpu in lcores.cpus() {
@@ -252,39 +271,4 @@ fn probe_memory(mode: HugePagesName) -> Result<(), MapError> {
         }
     }
     Ok(())
-}
-
-/// The shared-memory directory; removed at drop if this engine created it and it is empty.
-struct ShmDir {
-    path: PathBuf,
-    created: bool,
-}
-
-impl ShmDir {
-    fn create(path: &Path) -> Result<Self, RunError> {
-        let created = !path.exists();
-        std::fs::create_dir_all(path).map_err(|source| RunError::ShmDir {
-            path: path.to_owned(),
-            source,
-        })?;
-        tracing::info!("shared-memory directory {}", path.display());
-        Ok(Self {
-            path: path.to_owned(),
-            created,
-        })
-    }
-}
-
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        if !self.created {
-            return;
-        }
-        // Everything this engine put there (the SDK socket) is removed before this runs.
-        match std::fs::remove_dir(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("memory.shm_dir: {} left in place: {e}", self.path.display()),
-        }
-    }
 }

@@ -328,7 +328,7 @@ fn stale_socket_is_replaced_but_a_live_one_is_refused() {
     a.wait_exit();
     assert!(sock.exists(), "SIGKILL leaves the socket file");
     let mut c = Engine::start_with(|t| t, &["--unix-socket", sock.to_str().unwrap()]);
-    c.wait_log("removing stale SDK socket");
+    c.wait_log("replacing stale SDK socket");
     let mut s = unix(&c);
     greet(&mut s, "after-stale");
 }

@@ -452,46 +452,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Connects to `socket` as uid/gid 65534 (nobody) with Python and prints what the engine sent
-/// before closing, or the connect error.
-fn connect_as_nobody(socket: &Path) -> String {
-    use std::os::unix::process::CommandExt;
-    let script = "import socket,sys\n\
-        s=socket.socket(socket.AF_UNIX)\n\
-        try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print('CONNECT', type(e).__name__); sys.exit(0)\n\
-        s.settimeout(10)\n\
-        data=b''\n\
-        while True:\n    b=s.recv(4096)\n    if not b: break\n    data+=b\n\
-        print('GOT', data.decode('utf-8','replace'))\n";
-    let out = Command::new("python3")
-        .args(["-c", script])
-        .arg(socket)
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Lets uid 65534 reach the engine's socket through the test's private directories.
-fn open_path_to(socket: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mut p = socket.parent();
-    while let Some(dir) = p {
-        if dir == Path::new("/") || dir == Path::new("/tmp") {
-            break;
-        }
-        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
-        p = dir.parent();
-    }
-}
-
 #[test]
 fn the_unix_socket_serves_only_allowed_peers() {
     use std::os::unix::fs::PermissionsExt;
@@ -503,8 +463,8 @@ fn the_unix_socket_serves_only_allowed_peers() {
     let e = Engine::start();
     let mode = std::fs::metadata(&e.unix).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o660);
-    open_path_to(&e.unix);
-    let said = connect_as_nobody(&e.unix);
+    common::open_path_to(&e.unix);
+    let said = common::connect_as_nobody(&e.unix);
     assert!(said.starts_with("CONNECT PermissionError"), "{said}");
     drop(e);
 
@@ -518,8 +478,8 @@ fn the_unix_socket_serves_only_allowed_peers() {
         },
         &[],
     );
-    open_path_to(&e.unix);
-    let said = connect_as_nobody(&e.unix);
+    common::open_path_to(&e.unix);
+    let said = common::connect_as_nobody(&e.unix);
     assert!(said.starts_with("GOT"), "{said}");
     assert!(
         said.contains("peer uid 65534 gid 65534 is not allowed on this socket (allowed: uids [0]"),

@@ -63,11 +63,32 @@ impl Engine {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Engine {
+        Self::start_umask(patch, args, env, None)
+    }
+
+    /// [`start_env`](Self::start_env), with the engine started under `umask` when given.
+    pub fn start_umask(
+        patch: impl FnOnce(String) -> String,
+        args: &[&str],
+        env: &[(&str, &str)],
+        umask: Option<u32>,
+    ) -> Engine {
         let dir = tempfile::tempdir().unwrap();
         let text = patch(config(dir.path(), ""));
         let path = dir.path().join("cores.toml");
         std::fs::write(&path, text).unwrap();
-        let mut child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        if let Some(mask) = umask {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: umask is async-signal-safe and touches nothing but the child's mask.
+            unsafe {
+                cmd.pre_exec(move || {
+                    libc::umask(mask as libc::mode_t);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .arg("--config")
             .arg(&path)
             .args(["--log-level", "info"])
@@ -164,5 +185,45 @@ impl Drop for Engine {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Connects to `socket` as uid/gid 65534 (nobody) with Python and prints what the engine sent
+/// before closing, or the connect error.
+pub fn connect_as_nobody(socket: &Path) -> String {
+    use std::os::unix::process::CommandExt;
+    let script = "import socket,sys\n\
+        s=socket.socket(socket.AF_UNIX)\n\
+        try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print('CONNECT', type(e).__name__); sys.exit(0)\n\
+        s.settimeout(10)\n\
+        data=b''\n\
+        while True:\n    b=s.recv(4096)\n    if not b: break\n    data+=b\n\
+        print('GOT', data.decode('utf-8','replace'))\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(socket)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Lets uid 65534 reach the engine's socket through the test's private directories.
+pub fn open_path_to(socket: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut p = socket.parent();
+    while let Some(dir) = p {
+        if dir == Path::new("/") || dir == Path::new("/tmp") {
+            break;
+        }
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        p = dir.parent();
     }
 }

@@ -748,19 +748,19 @@ fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: Sende
 /// its group was destroyed is dropped later, on the control thread).
 #[derive(Debug)]
 pub struct SdpFile {
-    path: PathBuf,
+    dir: PathBuf,
+    name: String,
     text: String,
 }
 
 impl Drop for SdpFile {
     fn drop(&mut self) {
-        if std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.text) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        crate::rundir::remove_if_unchanged(&self.dir, &self.name, &self.text);
     }
 }
 
-/// Writes `text` to `<sdp_dir>/st2110-<dir>-<ip>-<port>.sdp`.
+/// Writes `text` to `<sdp_dir>/st2110-<dir>-<ip>-<port>.sdp` through the directory (a link
+/// planted under that name is replaced, never followed).
 fn write_sdp(
     settings: &Settings,
     dir: &str,
@@ -768,16 +768,18 @@ fn write_sdp(
     text: &str,
     counters: &mcm_control::dataplane::EdgeCounters,
 ) -> Result<SdpFile, String> {
-    let path = settings
-        .sdp_dir
-        .join(format!("st2110-{dir}-{}-{}.sdp", dest.ip(), dest.port()));
-    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let name = format!("st2110-{dir}-{}-{}.sdp", dest.ip(), dest.port());
+    let path = crate::rundir::write_file(&settings.sdp_dir, &name, text).map_err(|e| {
+        let path = settings.sdp_dir.join(&name);
+        format!("cannot write {}: {e}", path.display())
+    })?;
     // The control plane's GetSdp reads it there; a new edge has new counters, so it is unset.
     let _ = counters
         .sdp
         .set((path.display().to_string(), text.to_owned()));
     Ok(SdpFile {
-        path,
+        dir: settings.sdp_dir.clone(),
+        name,
         text: text.to_owned(),
     })
 }
