@@ -252,6 +252,35 @@ fn engine_shutdown_wakes_a_blocked_get_with_conn_closed() {
     assert_eq!(err.mesh_err(), Some(MeshErr::ConnClosed), "{err}");
 }
 
+#[test]
+fn a_sender_is_told_at_once_when_the_engine_dies() {
+    // Before: the frames put after the engine had died returned success until the lent slots
+    // ran out (a quota of frames reported sent that nobody would ever take).
+    for tcp in [false, true] {
+        let mut e = Engine::start();
+        let c = if tcp { tcp_client(&e) } else { unix_client(&e) };
+        let tx = c.create_tx(&video_json("crash", 16)).unwrap();
+        for _ in 0..3 {
+            tx.get_timeout(T).unwrap().put().unwrap();
+        }
+        // A buffer the application holds while the engine dies.
+        let held = tx.get_timeout(T).unwrap();
+        e.signal(rustix::process::Signal::KILL);
+        e.wait_exit();
+        // The kernel has closed the engine's sockets: every put and get fails from now on.
+        let err = held.put().unwrap_err();
+        assert_eq!(err.mesh_err(), Some(MeshErr::ConnClosed), "{err}");
+        assert!(
+            err.to_string().contains("the engine closed the session"),
+            "{err}"
+        );
+        for _ in 0..20 {
+            let err = tx.get_timeout(T).map(|_| ()).unwrap_err();
+            assert_eq!(err.mesh_err(), Some(MeshErr::ConnClosed), "{err}");
+        }
+    }
+}
+
 /// A client speaking the SDK protocol by hand over the Unix socket, to misbehave.
 struct Raw {
     sock: std::os::unix::net::UnixStream,

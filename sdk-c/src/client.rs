@@ -2,7 +2,7 @@
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub(crate) conns: AtomicUsize,
     /// The keepalive thread, woken to exit when this is dropped.
     keepalive: OnceLock<std::thread::Thread>,
+    /// The engine's end of the session was seen closed.
+    gone: AtomicBool,
 }
 
 impl Drop for Shared {
@@ -41,6 +43,33 @@ impl Drop for Shared {
 }
 
 impl Shared {
+    /// Whether the engine's end of the session is closed — it exited, crashed or ended the
+    /// session: a poll with no timeout for `POLLRDHUP`, remembered once seen. A sender checks it
+    /// before every put, so no frame is reported sent once the engine is known to be gone.
+    pub(crate) fn session_closed(&self) -> bool {
+        // Acquire: pairs with the Release store below (another thread saw it first).
+        if self.gone.load(Ordering::Acquire) {
+            return true;
+        }
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::from_borrowed_fd(
+            self.sock_fd.as_fd(),
+            PollFlags::RDHUP,
+        )];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let ended = PollFlags::RDHUP | PollFlags::HUP | PollFlags::ERR;
+        let closed = matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+            && fds[0].revents().intersects(ended);
+        if closed {
+            self.gone.store(true, Ordering::Release);
+        }
+        closed
+    }
+
     /// The session, locked (a poisoned lock is still usable: the channel has no invariants a
     /// panic could break half-way that a later request does not re-check).
     pub(crate) fn chan(&self) -> MutexGuard<'_, Channel> {
@@ -123,6 +152,7 @@ impl Client {
             sock_fd,
             conns: AtomicUsize::new(0),
             keepalive: OnceLock::new(),
+            gone: AtomicBool::new(false),
         });
         if let Some(every) = interval {
             let weak = Arc::downgrade(&shared);

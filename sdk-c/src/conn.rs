@@ -259,6 +259,9 @@ impl Core {
     /// Waits for the next buffer: a free slot to fill (tx) or the next frame (rx).
     pub fn get(&self, timeout: Timeout) -> Result<RawBuf> {
         self.check_open()?;
+        if self.kind == ConnKind::Tx {
+            self.check_session()?;
+        }
         if self.kind == ConnKind::Tx
             && let Some(d) = lock(&self.stash).pop()
         {
@@ -347,6 +350,7 @@ impl Core {
     pub(crate) fn try_put(&self, mut d: Descriptor, timeout: Timeout) -> Result<()> {
         if self.kind == ConnKind::Tx {
             self.check_open()?;
+            self.check_session()?;
             if d.timestamp_ns == 0 {
                 d.timestamp_ns = realtime_ns();
             }
@@ -379,6 +383,21 @@ impl Core {
                 Err(_) => std::thread::yield_now(),
             }
         }
+    }
+
+    /// A sender's frames only count as sent while the engine is there to take them.
+    fn check_session(&self) -> Result<()> {
+        if self.shared.session_closed() {
+            let why = self
+                .shared
+                .engine_gone()
+                .unwrap_or_else(|| "the engine closed the connection".to_owned());
+            return Err(Error::closed(format!(
+                "connection {}: the engine closed the session ({why}); nothing more is sent",
+                self.id
+            )));
+        }
+        Ok(())
     }
 
     fn is_shut(&self) -> bool {
