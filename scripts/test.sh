@@ -21,6 +21,9 @@ step "loom model of the SPSC ring"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="$CARGO_TARGET_DIR-loom" \
     cargo test -p mcm-proto --release --lib loom
 
+step "soak: one minute of the realistic mix, then leak and counter checks"
+scripts/soak.sh "${MCM_SOAK_SECONDS:-60}"
+
 if [ "${MCM_SKIP_MIRI:-0}" != 1 ]; then
     step "Miri over the shared-memory ring and the pool's slot access (heap-backed tests)"
     CARGO_TARGET_DIR="$CARGO_TARGET_DIR-miri" MIRIFLAGS="-Zmiri-disable-isolation" \

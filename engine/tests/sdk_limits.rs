@@ -261,3 +261,77 @@ fn one_peer_cannot_hold_every_handshake() {
     let _next = greeted(&e);
     drop(silent);
 }
+
+#[test]
+fn an_idle_flood_holds_every_session_only_until_the_idle_timeout() {
+    use mcm_proto::sdk::{ClientMessage, EngineMessage, Hello, engine_message};
+    // Before: sessions that said Hello and then nothing were never reaped, so a flood of them
+    // held every session slot for good and every new client, TCP or Unix, was refused.
+    const MAX: usize = 100;
+    let e = Engine::start_with(
+        |t| {
+            t.replace(
+                "[sdk]\n",
+                &format!(
+                    "[sdk]\nmax_sessions = {MAX}\nidle_timeout_ms = 1500\nkeepalive_timeout_ms = 0\n"
+                ),
+            )
+        },
+        &[],
+    );
+    let (mut held, mut refused) = (Vec::new(), 0);
+    for _ in 0..3 * MAX {
+        let mut s = TcpStream::connect(e.tcp).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut h = Hello::new();
+        h.protocol_version = mcm_proto::PROTOCOL_VERSION;
+        let mut m = ClientMessage::new();
+        m.set_hello(h);
+        // A refused client may find the socket closed before or after its Hello is written.
+        let _ = mcm_proto::frame::write_message(&mut s, &m);
+        match mcm_proto::frame::read_message::<EngineMessage, _>(&mut s)
+            .ok()
+            .flatten()
+            .and_then(|r| r.body)
+        {
+            Some(engine_message::Body::HelloReply(_)) => held.push(s),
+            Some(engine_message::Body::Error(e)) => {
+                assert!(e.message.contains("too many SDK sessions"), "{}", e.message);
+                refused += 1;
+            }
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((held.len(), refused), (MAX, 2 * MAX));
+    // While the flood holds every slot, a real client is refused too.
+    let err = mcm_sdk::Client::with_unix_socket(&e.unix, Default::default()).unwrap_err();
+    assert!(err.to_string().contains("too many SDK sessions"), "{err}");
+    // Each flooding session is closed at its idle deadline, with the reason.
+    for s in &mut held {
+        let why = closing_error(s);
+        assert!(why.contains("sdk.idle_timeout_ms = 1500"), "{why}");
+    }
+    // Then clients are served again, on both sockets.
+    let json = format!(
+        r#"{{"apiConnectionString": "Server=127.0.0.1; Port={}"}}"#,
+        e.tcp.port()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let tcp = loop {
+        match mcm_sdk::Client::new(Some(&json)) {
+            Ok(c) => break c,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let unix = mcm_sdk::Client::with_unix_socket(&e.unix, Default::default()).unwrap();
+    assert!(tcp.stats().is_ok() && unix.stats().is_ok());
+    let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
+    let control = mcm_control::grpc::proto::control_grpc::EngineClient::new(
+        grpcio::ChannelBuilder::new(env).connect(&e.grpc.to_string()),
+    );
+    let info = control
+        .get_info(&mcm_control::grpc::proto::control::GetInfoRequest::default())
+        .unwrap();
+    assert_eq!(info.sdk_idle_closed, MAX as u64);
+}

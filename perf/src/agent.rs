@@ -159,6 +159,7 @@ pub fn run(a: &AgentArgs) -> Result<(), String> {
         wake_margin_us: 1000,
         rx_read_interval_us: 25,
         args: vec!["--agent".to_owned(), addr.clone()],
+        sdk_lines: String::new(),
     };
     let (ea, eb) = (
         Engine::start(&options(a.a_cpu))?,

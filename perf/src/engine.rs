@@ -12,6 +12,8 @@ pub struct Engine {
     child: Child,
     /// Its SDK Unix socket.
     pub socket: PathBuf,
+    /// Its gRPC address, as it logged it.
+    pub grpc: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,6 +36,8 @@ pub struct EngineOptions {
     pub rx_read_interval_us: u32,
     /// More command-line flags (e.g. `--agent <addr>`).
     pub args: Vec<String>,
+    /// More lines of the config's `[sdk]` table (e.g. `keepalive_timeout_ms = 1500`).
+    pub sdk_lines: String,
 }
 
 /// Command-line options naming the engine a measurement runs against.
@@ -90,6 +94,7 @@ impl EngineArgs {
             wake_margin_us: self.wake_margin_us,
             rx_read_interval_us: self.rx_read_interval_us,
             args: Vec::new(),
+            sdk_lines: String::new(),
         })?;
         let socket = e.socket.clone();
         let online = std::thread::available_parallelism().map_or(1, usize::from);
@@ -144,13 +149,14 @@ impl Engine {
         let config = format!(
             "[lcores]\ncpus = [{}]\nidle = \"{}\"\nspin_us = {}\nwake_margin_us = {}\n\
              [control]\ncpu = {}\n\
-             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n[grpc]\naddr = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n\
+             stats_interval_ms = 0\n[sdk]\ntcp = \"127.0.0.1:0\"\n{}\n[grpc]\naddr = \"127.0.0.1:0\"\n[memory]\nshm_dir = \"{}\"\n\
              [st2110]\nrx_read_interval_us = {}\n",
             cpus.join(", "),
             o.idle,
             o.spin_us,
             o.wake_margin_us,
             o.control_cpu,
+            o.sdk_lines,
             dir.path().join("shm").display(),
             o.rx_read_interval_us
         );
@@ -179,6 +185,7 @@ impl Engine {
             }
         });
         let mut socket = None;
+        let mut grpc = None;
         let mut said = Vec::new();
         loop {
             let line = match rx.recv_timeout(Duration::from_secs(30)) {
@@ -200,6 +207,9 @@ impl Engine {
             if let Some(p) = line.split("Unix socket listening on ").nth(1) {
                 socket = Some(PathBuf::from(p.trim()));
             }
+            if let Some(p) = line.split("gRPC Server listening on ").nth(1) {
+                grpc = p.split_whitespace().next().map(str::to_owned);
+            }
             if line.contains("engine running") {
                 break;
             }
@@ -207,6 +217,7 @@ impl Engine {
         Ok(Self {
             child,
             socket: socket.ok_or("the engine did not log its Unix socket")?,
+            grpc,
             _dir: dir,
         })
     }

@@ -27,6 +27,7 @@ mod output;
 mod pacing;
 mod rdma;
 mod report;
+mod soak;
 mod st2110;
 
 /// mcm-perf: latency histograms and throughput of the mcm engine.
@@ -53,6 +54,12 @@ enum Command {
     Rdma(rdma::RdmaArgs),
     /// Create-connection to first frame across two engines joined by the agent.
     Agent(agent::AgentArgs),
+    /// A realistic mix (local fan-out, ST 2110 -20 and -30, clients that join, leave, crash
+    /// and hang) for a set time, then checks for leaks and counters that do not add up.
+    Soak(soak::SoakArgs),
+    /// A receiver process started by `soak` (not for direct use).
+    #[command(hide = true)]
+    SoakWorker(soak::SoakWorkerArgs),
     /// A receiver process started by `local` (not for direct use).
     #[command(hide = true)]
     RxWorker(local::WorkerArgs),
@@ -68,6 +75,8 @@ fn main() {
         Command::Rdma(args) => rdma::run(&args),
         Command::Agent(args) => agent::run(&args),
         Command::RxWorker(args) => local::worker(&args),
+        Command::Soak(args) => soak::run(&args),
+        Command::SoakWorker(args) => soak::worker(&args),
     };
     if let Err(e) = result {
         eprintln!("mcm-perf: {e}");

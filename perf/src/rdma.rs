@@ -163,6 +163,7 @@ pub fn run(a: &RdmaArgs) -> Result<(), String> {
         wake_margin_us: 1000,
         rx_read_interval_us: 25,
         args: Vec::new(),
+        sdk_lines: String::new(),
     };
     let (ea, eb) = (
         Engine::start(&options(a.a_cpu))?,
