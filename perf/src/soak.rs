@@ -341,7 +341,9 @@ fn reap(workers: &mut Vec<Worker>, churn: &mut Churn, all: bool) -> Result<(), S
             Fate::Crashes | Fate::Hangs => {
                 signal(&w.child, libc::SIGKILL);
                 let _ = w.child.wait();
-                if w.fate == Fate::Crashes {
+                // A hung worker killed at the end before its keepalive deadline is a crash
+                // to the engine (its socket closes), not a keepalive timeout.
+                if w.fate == Fate::Crashes || now < w.until {
                     churn.crashed += 1;
                 } else {
                     churn.hung += 1;
