@@ -358,6 +358,19 @@ pub enum Command {
         /// The edge.
         edge: EdgeId,
     },
+    /// Move `group` to a new frame pool `pool` (same geometry, another id): a writer that maps
+    /// the pool itself joins a group whose pool is sealed against new writers. Applied when the
+    /// group has no source: SDK receivers keep the frames they hold (their own mappings of the
+    /// old pool) and are offered the new pool's from then on; network sinks that read through
+    /// the engine's mapping first finish what they hold; links that registered the old pool
+    /// are detached with [`EdgeFailure::PoolMoved`] to be set up again. A source attached
+    /// meanwhile starts once the move is done.
+    ReplacePool {
+        /// The group.
+        group: GroupId,
+        /// The new pool.
+        pool: Pool,
+    },
     /// Stop serving a group: its remaining edges are detached as [`Command::DetachEdge`] does
     /// (sinks finish what they hold), then its pool is freed, off the lcore.
     DestroyGroup {
@@ -385,6 +398,10 @@ pub enum EdgeFailure {
     /// The group is not served (destroyed before the command arrived).
     #[error("the group is not served by the data plane")]
     NoGroup,
+    /// The group moved to a new frame pool and the edge had to let go of the old one (it mapped
+    /// the pool itself, or did not finish its frames in time): set it up again.
+    #[error("the group moved to a new frame pool; the edge is set up again on it")]
+    PoolMoved,
 }
 
 /// A rule an edge's peer broke, found on the data path: small and `Copy`, formatted only when

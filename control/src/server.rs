@@ -1114,6 +1114,17 @@ impl Handler for MeshHandler<'_> {
         self.mesh.fetch_fds(token, Instant::now())
     }
 
+    fn fetch_pool(
+        &mut self,
+        session: u64,
+        conn: u64,
+        pool: u32,
+        transport: Transport,
+    ) -> Result<(mcm_proto::sdk::PoolFd, Vec<OwnedFd>), Refusal> {
+        self.mesh
+            .fetch_pool(session, conn, pool, transport, Instant::now())
+    }
+
     fn activate(&mut self, session: u64, conn: u64) -> Result<(), Refusal> {
         self.mesh.activate(self.dataplane, session, conn)
     }

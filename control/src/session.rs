@@ -16,7 +16,7 @@ use mcm_proto::config::MeshErr;
 use mcm_proto::frame::{self, FrameDecoder, FrameError};
 use mcm_proto::sdk::{
     Activated, ClientMessage, ConnectionCreated, ConnectionDeleted, CreateConnection,
-    EngineMessage, ErrorCode, Fds, HelloReply, Stats, client_message,
+    EngineMessage, ErrorCode, Fds, HelloReply, PoolFd, Stats, client_message,
 };
 
 /// Longest accepted `client_name` or `client_id`, in bytes.
@@ -97,6 +97,14 @@ pub trait Handler {
     ) -> Result<Created, Refusal>;
     /// The fds of the connection a one-time `token` was issued for.
     fn fetch_fds(&mut self, session: u64, token: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal>;
+    /// The read-only fd of pool `pool` of receiver `conn`'s group (see `FetchPool`).
+    fn fetch_pool(
+        &mut self,
+        session: u64,
+        conn: u64,
+        pool: u32,
+        transport: Transport,
+    ) -> Result<(PoolFd, Vec<OwnedFd>), Refusal>;
     /// Starts moving frames on `session`'s connection `conn`; the server answers with
     /// [`Session::activated`] when the data plane reports the connection attached.
     fn activate(&mut self, session: u64, conn: u64) -> Result<(), Refusal>;
@@ -365,6 +373,16 @@ impl Session {
                     "FetchFds needs a Unix-socket session (fds cannot travel over TCP)",
                 )),
             },
+            (State::Ready, Some(Body::FetchPool(req))) => {
+                match handler.fetch_pool(id, req.conn_id, req.pool_id, self.transport) {
+                    Ok((pool, fds)) => {
+                        let mut reply = EngineMessage::new();
+                        reply.set_pool_fd(pool);
+                        self.send_with_fds(&reply, fds);
+                    }
+                    Err(r) => self.reject(r),
+                }
+            }
             // The reply comes from `activated`, once the data plane has attached the connection.
             (State::Ready, Some(Body::Activate(req))) => {
                 if let Err(r) = handler.activate(id, req.conn_id) {
@@ -397,6 +415,7 @@ impl Session {
                     Some(Body::Activate(_)) => "Activate",
                     Some(Body::DeleteConnection(_)) => "DeleteConnection",
                     Some(Body::FetchFds(_)) => "FetchFds",
+                    Some(Body::FetchPool(_)) => "FetchPool",
                     Some(Body::GetStats(_)) => "GetStats",
                     Some(_) => "an unknown message",
                     None => "a message with no body",
@@ -404,7 +423,8 @@ impl Session {
                 let allowed = match state {
                     State::AwaitHello => "Hello",
                     _ => {
-                        "Keepalive, CreateConnection, FetchFds, Activate, DeleteConnection, GetStats"
+                        "Keepalive, CreateConnection, FetchFds, FetchPool, Activate, DeleteConnection, \
+                         GetStats"
                     }
                 };
                 let msg = format!("unexpected {got} in state {state:?} (allowed: {allowed})");
@@ -562,6 +582,19 @@ mod tests {
             _: Transport,
         ) -> Result<Created, Refusal> {
             Err(refusal())
+        }
+        fn fetch_pool(
+            &mut self,
+            _: u64,
+            _: u64,
+            _: u32,
+            _: Transport,
+        ) -> Result<(mcm_proto::sdk::PoolFd, Vec<OwnedFd>), Refusal> {
+            Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::ConnFailed,
+                "no pool",
+            ))
         }
         fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
             Err(refusal())
@@ -753,6 +786,19 @@ mod tests {
             Ok((
                 ConnectionCreated::new(),
                 vec![fd.into(), std::fs::File::open("/dev/null").unwrap().into()],
+            ))
+        }
+        fn fetch_pool(
+            &mut self,
+            _: u64,
+            _: u64,
+            _: u32,
+            _: Transport,
+        ) -> Result<(mcm_proto::sdk::PoolFd, Vec<OwnedFd>), Refusal> {
+            Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::ConnFailed,
+                "no pool",
             ))
         }
         fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {

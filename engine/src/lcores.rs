@@ -370,6 +370,23 @@ impl Dataplane for Lcores {
                 let msg = GroupMsg::Detach { edge };
                 self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
             }
+            dataplane::Command::ReplacePool { group, pool } => {
+                let pool_fd = pool.dup_fd().map_err(|e| {
+                    DataplaneError::EdgeSetup(format!("cannot keep the pool's descriptor: {e}"))
+                })?;
+                let (index, pool_id, site) = self
+                    .groups
+                    .get_mut(&group)
+                    .ok_or(DataplaneError::UnknownGroup { group })?;
+                // Edges built from now on (a link's own mapping, descriptors' pool id) are of
+                // the new pool; the port switches before any of them attaches.
+                *pool_id = pool.id();
+                site.pool_fd = pool_fd;
+                site.geometry = pool.geometry();
+                let index = *index;
+                let msg = GroupMsg::ReplacePool(pool);
+                self.send(index, Command::ToPort(PortId(group), Box::new(msg)))
+            }
             dataplane::Command::DestroyGroup { group } => {
                 let index = self.group_lcore(group)?.0;
                 self.remove_port(index, PortId(group))?;

@@ -35,6 +35,9 @@ pub enum RunError {
     /// Shared memory of the configured kind is not available.
     #[error("memory.huge_pages: {0}")]
     Memory(#[from] MapError),
+    /// The kernel cannot seal frame pools against writers, which keeps receivers read-only.
+    #[error("frame pools: {0}")]
+    Seal(String),
     /// The lcores could not start.
     #[error(transparent)]
     Lcores(#[from] StartError),
@@ -255,8 +258,22 @@ fn huge_pages(mode: HugePagesName) -> HugePages {
 }
 
 /// Checks that pools of the configured kind can be created, and logs which kind is used.
-fn probe_memory(mode: HugePagesName) -> Result<(), MapError> {
+fn probe_memory(mode: HugePagesName) -> Result<(), RunError> {
     let probe = Region::create("mcm-probe", PROBE_LEN, huge_pages(mode))?;
+    // Receivers are read-only only because the kernel enforces the write seal, even on an fd
+    // reopened read-write: checked once here, not trusted.
+    probe.seal(true).map_err(|e| {
+        RunError::Seal(format!(
+            "this kernel cannot seal memory against writers (F_SEAL_FUTURE_WRITE needs Linux \
+             5.1 or later): {e}"
+        ))
+    })?;
+    if let Some(what) = mcm_proto::shm::map::probe_write_seal(&probe) {
+        return Err(RunError::Seal(format!(
+            "this kernel let a sealed memfd reopened read-write make {what}; receivers could \
+             write frames"
+        )));
+    }
     match (probe.kind(), probe.huge_fallback()) {
         (MemKind::Huge2M, _) => {
             tracing::info!("memory: frame pools on 2 MiB huge pages (memfd, MFD_HUGETLB)")

@@ -281,83 +281,11 @@ fn a_sender_is_told_at_once_when_the_engine_dies() {
     }
 }
 
-/// A client speaking the SDK protocol by hand over the Unix socket, to misbehave.
-struct Raw {
-    sock: std::os::unix::net::UnixStream,
-    decoder: mcm_proto::frame::FrameDecoder,
-}
-
-impl Raw {
-    fn connect(e: &Engine) -> Raw {
-        let sock = std::os::unix::net::UnixStream::connect(&e.unix).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut r = Raw {
-            sock,
-            decoder: mcm_proto::frame::FrameDecoder::new(),
-        };
-        let mut h = mcm_proto::sdk::Hello::new();
-        h.protocol_version = mcm_proto::PROTOCOL_VERSION;
-        let mut m = ClientMessage::new();
-        m.set_hello(h);
-        assert!(matches!(r.request(&m).0, Body::HelloReply(_)));
-        r
-    }
-
-    fn request(&mut self, m: &ClientMessage) -> (Body, Vec<std::os::fd::OwnedFd>) {
-        mcm_proto::frame::write_message(&mut self.sock, m).unwrap();
-        self.recv()
-    }
-
-    fn recv(&mut self) -> (Body, Vec<std::os::fd::OwnedFd>) {
-        let mut fds = Vec::new();
-        loop {
-            if let Some(body) = self.decoder.next_frame().unwrap() {
-                let msg: EngineMessage = mcm_proto::frame::decode(body).unwrap();
-                return (msg.body.unwrap(), fds);
-            }
-            let mut buf = [0u8; 4096];
-            let (n, got) = mcm_proto::shm::map::recv_fds(self.sock.as_fd(), &mut buf, 8).unwrap();
-            assert!(n > 0, "the engine closed the session");
-            fds.extend(got);
-            self.decoder.buffer(&buf[..n]);
-        }
-    }
-
-    /// Creates and activates a connection; returns its id and its mapped block.
-    fn connect_group(&mut self, kind: ConnectionKind, json: &str) -> (u64, ClientSide) {
-        let mut m = ClientMessage::new();
-        m.set_create_connection(CreateConnection {
-            kind: kind.into(),
-            config_json: json.to_owned(),
-            ..CreateConnection::new()
-        });
-        let (Body::ConnectionCreated(c), fds) = self.request(&m) else {
-            panic!("no ConnectionCreated")
-        };
-        let [_pool, block, cb, eb]: [std::os::fd::OwnedFd; 4] = fds.try_into().unwrap();
-        let k = match kind {
-            ConnectionKind::CONNECTION_KIND_TX => ConnKind::Tx,
-            _ => ConnKind::Rx,
-        };
-        let side = ClientSide::attach(block.as_fd(), cb, eb, k).unwrap();
-        let mut m = ClientMessage::new();
-        m.set_activate(Activate {
-            conn_id: c.conn_id,
-            ..Activate::new()
-        });
-        assert!(matches!(self.request(&m).0, Body::Activated(_)));
-        (c.conn_id, side)
-    }
-}
-
-use std::os::fd::AsFd;
-
+use common::raw::Raw;
 use mcm_proto::sdk::engine_message::Body;
 use mcm_proto::sdk::{
-    Activate, ClientMessage, ConnectionKind, CreateConnection, EngineMessage, ErrorCode, FetchFds,
+    ClientMessage, ConnectionKind, CreateConnection, EngineMessage, ErrorCode, FetchFds,
 };
-use mcm_proto::shm::conn::{ClientSide, ConnKind};
 use mcm_proto::shm::desc::Descriptor;
 
 #[test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use mcm_proto::config::{ConnectionConfig, Direction, MeshErr};
 use mcm_proto::sdk::{
-    Activate, ClientMessage, ConnectionKind, CreateConnection, FetchFds, engine_message,
+    Activate, ClientMessage, ConnectionKind, CreateConnection, FetchFds, FetchPool, engine_message,
 };
 use mcm_proto::shm::conn::{ClientSide, ConnKind, Doorbell, Inbox, Outbox, Wait};
 use mcm_proto::shm::desc::Descriptor;
@@ -55,8 +55,10 @@ pub struct Core {
     id: u64,
     shared: Arc<Shared>,
     kind: ConnKind,
-    pool: PoolView,
-    pool_id: u32,
+    /// The pools mapped: a sender's one; a receiver's current one and any older one it still
+    /// has buffers of (its group moves to a new pool when a new sender joins).
+    pools: Mutex<Pools>,
+    geometry: PoolGeometry,
     inbox: Mutex<Inbox>,
     outbox: Mutex<Outbox>,
     bell: Arc<Doorbell>,
@@ -67,6 +69,40 @@ pub struct Core {
     group: String,
     /// tx: slots the application got and dropped without sending; lent again first.
     stash: Mutex<Vec<Descriptor>>,
+}
+
+/// A connection's pool mappings.
+#[derive(Debug, Default)]
+struct Pools {
+    views: Vec<Mapped>,
+}
+
+#[derive(Debug)]
+struct Mapped {
+    id: u32,
+    view: PoolView,
+    /// Buffers of it the application holds (receivers).
+    lent: u32,
+}
+
+impl Pools {
+    fn find(&self, id: u32) -> Option<usize> {
+        self.views.iter().position(|m| m.id == id)
+    }
+
+    /// Unmaps the pools no buffer is lent from, except the newest (pool ids only grow).
+    fn prune(&mut self) {
+        let newest = self.views.iter().map(|m| m.id).max().unwrap_or(0);
+        self.views.retain(|m| m.id == newest || m.lent > 0);
+    }
+}
+
+/// What a descriptor from the engine turned out to be.
+enum Lent {
+    /// A buffer for the application.
+    Buf(RawBuf),
+    /// A frame of a pool the engine no longer gives out: released unread.
+    Skip,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,10 +191,22 @@ impl Core {
         fds: Vec<OwnedFd>,
     ) -> Result<Arc<Self>> {
         let failed = |what: String| Error::mesh(MeshErr::ConnFailed, what);
-        let [pool_fd, block, client_bell, engine_bell]: [OwnedFd; 4] =
-            fds.try_into().map_err(|fds: Vec<OwnedFd>| {
-                failed(format!("the engine sent {} fds (expected 4)", fds.len()))
-            })?;
+        // A receiver may be created before its group's pool is sealed: then it comes later.
+        let later = created.pool_fd_later && kind == ConnKind::Rx;
+        let mut fds = fds.into_iter();
+        let expected = if later { 3 } else { 4 };
+        if fds.len() != expected {
+            return Err(failed(format!(
+                "the engine sent {} fds (expected {expected})",
+                fds.len()
+            )));
+        }
+        let pool_fd = if later { None } else { fds.next() };
+        let (Some(block), Some(client_bell), Some(engine_bell)) =
+            (fds.next(), fds.next(), fds.next())
+        else {
+            return Err(failed("the engine sent too few fds".to_owned()));
+        };
         let wire = created.pool.as_ref().cloned().unwrap_or_default();
         let geometry = PoolGeometry {
             slot_count: wire.slot_count,
@@ -180,8 +228,16 @@ impl Core {
             ConnKind::Tx => Access::ReadWrite,
             ConnKind::Rx => Access::ReadOnly,
         };
-        let pool = PoolView::attach(pool_fd.as_fd(), geometry, access)
-            .map_err(|e| failed(format!("cannot map the frame pool: {e}")))?;
+        let mut pools = Pools::default();
+        if let Some(fd) = pool_fd {
+            let view = PoolView::attach(fd.as_fd(), geometry, access)
+                .map_err(|e| failed(format!("cannot map the frame pool: {e}")))?;
+            pools.views.push(Mapped {
+                id: wire.pool_id,
+                view,
+                lent: 0,
+            });
+        }
         let side = ClientSide::attach(block.as_fd(), client_bell, engine_bell, kind)
             .map_err(|e| failed(format!("cannot map the connection block: {e}")))?;
         if side.layout().ring_capacity() != created.ring_capacity {
@@ -196,8 +252,8 @@ impl Core {
             id: created.conn_id,
             shared: shared.clone(),
             kind,
-            pool,
-            pool_id: wire.pool_id,
+            pools: Mutex::new(pools),
+            geometry,
             bell: inbox.bell(),
             inbox: Mutex::new(inbox),
             outbox: Mutex::new(outbox),
@@ -228,6 +284,17 @@ impl Core {
     /// The group the connection belongs to.
     pub fn group(&self) -> &str {
         &self.group
+    }
+
+    /// The id of the newest frame pool the connection has mapped (a sender's pool; 0 for a
+    /// receiver that has mapped none yet).
+    pub fn pool_id(&self) -> u32 {
+        lock(&self.pools)
+            .views
+            .iter()
+            .map(|m| m.id)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether this is a sender.
@@ -264,14 +331,18 @@ impl Core {
         }
         if self.kind == ConnKind::Tx
             && let Some(d) = lock(&self.stash).pop()
+            && let Lent::Buf(b) = self.lend(d)?
         {
-            return self.lend(d);
+            return Ok(b);
         }
         let deadline = self.deadline(timeout);
         let mut inbox = self.lock_until(&self.inbox, deadline)?;
         loop {
             if let Some(d) = inbox.pop() {
-                return self.lend(d);
+                match self.lend(d)? {
+                    Lent::Buf(b) => return Ok(b),
+                    Lent::Skip => continue,
+                }
             }
             if inbox.is_corrupt() {
                 return Err(Error::closed("the engine's ring is corrupt"));
@@ -310,28 +381,117 @@ impl Core {
         }
     }
 
-    /// Checks a descriptor from the engine and makes a buffer of it.
-    fn lend(&self, mut d: Descriptor) -> Result<RawBuf> {
+    /// Checks a descriptor from the engine and makes a buffer of it; a receiver maps a pool
+    /// it has not seen first (FetchPool).
+    fn lend(&self, mut d: Descriptor) -> Result<Lent> {
         if self.kind == ConnKind::Tx {
             d.payload_len = self.payload_size;
             d.metadata_len = self.metadata_size;
             d.timestamp_ns = 0;
         }
-        if d.pool != self.pool_id || d.payload_len > self.payload_size {
-            return Err(Error::closed(format!(
+        let invalid = |d: &Descriptor| {
+            Error::closed(format!(
                 "the engine sent an invalid descriptor (pool {}, slot {}, {} bytes)",
                 d.pool, d.slot, d.payload_len
-            )));
+            ))
+        };
+        if d.payload_len > self.payload_size {
+            return Err(invalid(&d));
         }
-        let (payload, metadata) = self
-            .pool
+        let mut pools = lock(&self.pools);
+        let i = match pools.find(d.pool) {
+            Some(i) => i,
+            None if self.kind == ConnKind::Tx => return Err(invalid(&d)),
+            None => match self.fetch_pool(d.pool) {
+                Ok(Some(view)) => {
+                    pools.views.push(Mapped {
+                        id: d.pool,
+                        view,
+                        lent: 0,
+                    });
+                    pools.views.len() - 1
+                }
+                Ok(None) => {
+                    // The engine has let that pool go (the group moved twice since): the frame
+                    // cannot be read; it goes back, and the next one is taken.
+                    drop(pools);
+                    let _ = self.try_put(d, Timeout::After(Duration::ZERO));
+                    return Ok(Lent::Skip);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let (payload, metadata) = pools.views[i]
+            .view
             .slot_ptrs(d.slot, d.payload_len, d.metadata_len)
             .map_err(|e| Error::closed(format!("the engine sent an invalid descriptor: {e}")))?;
-        Ok(RawBuf {
+        if self.kind == ConnKind::Rx {
+            pools.views[i].lent += 1;
+            pools.prune();
+        }
+        Ok(Lent::Buf(RawBuf {
             desc: d,
             payload,
             metadata,
-        })
+        }))
+    }
+
+    /// Maps pool `pool` of the group, which a descriptor named (a receiver's).
+    /// `None`: the engine refused (it has let that pool go).
+    fn fetch_pool(&self, pool: u32) -> Result<Option<PoolView>> {
+        let failed = |what: String| Error::mesh(MeshErr::ConnFailed, what);
+        let mut msg = ClientMessage::new();
+        msg.set_fetch_pool(FetchPool {
+            conn_id: self.id,
+            pool_id: pool,
+            ..FetchPool::new()
+        });
+        let (reply, fds) = match self.shared.chan().request(&msg, REQUEST_TIMEOUT) {
+            Ok(r) => r,
+            Err(_) if self.shared.engine_gone().is_none() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let got = match reply {
+            engine_message::Body::PoolFd(p) => p,
+            other => return Err(unexpected("PoolFd", &other)),
+        };
+        let fds = if got.fds_attached {
+            fds
+        } else {
+            fetch_fds(&got.fd_socket, &got.fd_token, self.id)?
+        };
+        let wire = got.pool.as_ref().cloned().unwrap_or_default();
+        let same = wire.pool_id == pool
+            && wire.slot_count == self.geometry.slot_count
+            && wire.payload_capacity == self.geometry.payload_capacity
+            && wire.metadata_capacity == self.geometry.metadata_capacity;
+        if !same {
+            return Err(failed(format!(
+                "the engine answered for pool {pool} with pool {} of another shape",
+                wire.pool_id
+            )));
+        }
+        let [fd]: [OwnedFd; 1] = fds.try_into().map_err(|fds: Vec<OwnedFd>| {
+            failed(format!(
+                "the engine sent {} fds for a pool (expected 1)",
+                fds.len()
+            ))
+        })?;
+        PoolView::attach(fd.as_fd(), self.geometry, Access::ReadOnly)
+            .map(Some)
+            .map_err(|e| failed(format!("cannot map frame pool {pool}: {e}")))
+    }
+
+    /// A receiver's buffer went back to the engine: its pool may be unmapped now.
+    fn returned(&self, d: &Descriptor) {
+        let mut pools = lock(&self.pools);
+        if let Some(i) = pools.find(d.pool) {
+            let m = &mut pools.views[i];
+            m.lent = m.lent.saturating_sub(1);
+            if m.lent == 0 {
+                pools.prune();
+            }
+        }
     }
 
     /// Sends (tx) or releases (rx) a buffer. A tx buffer that could not be sent goes back to
@@ -366,7 +526,13 @@ impl Core {
         }
         loop {
             match outbox.push(d) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    drop(outbox);
+                    if self.kind == ConnKind::Rx {
+                        self.returned(&d);
+                    }
+                    return Ok(());
+                }
                 Err(_) if closed(&outbox) || self.is_shut() => {
                     return Err(Error::closed(format!(
                         "connection {}: closed while the buffer waited for room",

@@ -25,10 +25,10 @@ use mcm_proto::config::transport::Edge as ConfigEdge;
 use mcm_proto::config::{ConnectionConfig, Direction, MeshErr};
 use mcm_proto::sdk::{
     BridgeStats, ConnectionCreated, ConnectionKind, ConnectionStats, CreateConnection, ErrorCode,
-    PoolGeometry as WireGeometry, Stats,
+    PoolFd, PoolGeometry as WireGeometry, Stats,
 };
 use mcm_proto::shm::conn::{ConnKind, ConnLayout, Doorbell, EngineSide};
-use mcm_proto::shm::map::{HugePages, reopen_readonly};
+use mcm_proto::shm::map::{HugePages, reopen_readonly, seal_against_writes};
 use mcm_proto::shm::pool::{Pool, PoolGeometry};
 
 use crate::dataplane::{
@@ -72,7 +72,17 @@ struct Group {
     id: GroupId,
     /// Read-write fd of the pool (the data plane holds the pool itself).
     pool_fd: OwnedFd,
+    /// The pool's geometry and id, as clients are told.
     pool: WireGeometry,
+    /// Whether the pool is sealed against new writers (`F_SEAL_FUTURE_WRITE`): receivers are
+    /// given its fd only then, so none can map it writable, whatever its uid.
+    sealed: bool,
+    /// The SDK sender given the pool read-write that has not activated yet (has not mapped it
+    /// for sure); the pool is sealed when it activates or goes.
+    writer: Option<ConnId>,
+    /// The sealed pool before the last move, with its id: a receiver may still have frames of
+    /// it to read and fetch it ([`Mesh::fetch_pool`]).
+    previous: Option<(u32, OwnedFd)>,
     quota: u32,
     payload_size: u32,
     metadata_size: u32,
@@ -164,6 +174,25 @@ impl NetEdge {
 }
 
 impl Group {
+    /// Seals the pool against new writers (see [`seal_against_writes`]).
+    fn seal(&mut self, urn: &str) -> Result<(), String> {
+        if self.sealed {
+            return Ok(());
+        }
+        seal_against_writes(self.pool_fd.as_fd()).map_err(|e| {
+            format!(
+                "group {urn:?}: its frame pool cannot be sealed against writers ({e}); a \
+                 sender sealed it first, or the kernel is older than 5.1"
+            )
+        })?;
+        self.sealed = true;
+        tracing::debug!(
+            "group {urn:?}: pool {} sealed against new writers",
+            self.pool.pool_id
+        );
+        Ok(())
+    }
+
     fn sink_edges(&self) -> usize {
         self.edges.iter().filter(|e| e.role == Role::Sink).count()
     }
@@ -242,6 +271,8 @@ pub struct Mesh {
     conns: HashMap<ConnId, Conn>,
     tokens: HashMap<[u8; TOKEN_LEN], Parked>,
     next_group: GroupId,
+    /// Next frame pool id (pools are numbered across groups and moves, never reused).
+    next_pool: u32,
     /// Next id of a connection or network edge (one space: an SDK connection is an edge).
     next_conn: ConnId,
     /// Groups whose source is on another engine, by URN, with that engine's name (from the
@@ -277,6 +308,7 @@ impl Mesh {
             conns: HashMap::new(),
             tokens: HashMap::new(),
             next_group: 1,
+            next_pool: 1,
             next_conn: 1,
             remote_sources: HashMap::new(),
             held: HashMap::new(),
@@ -401,6 +433,12 @@ impl Mesh {
         } else {
             Some(self.create_group_pool(dp, &urn, &cfg)?)
         };
+        match kind {
+            // The sender must map the pool writable, which a sealed pool refuses.
+            ConnKind::Tx if self.groups[&urn].sealed => self.move_pool(dp, &urn)?,
+            ConnKind::Tx => {}
+            ConnKind::Rx => self.seal_for_receivers(dp, &urn)?,
+        }
         let result = self
             .check_edges(&urn, Some(kind), &edges)
             .and_then(|()| self.join(session, &urn, kind, capacity, transport, now))
@@ -524,6 +562,12 @@ impl Mesh {
         e: &ConfigEdge,
         payload_size: u32,
     ) -> Result<(EdgeId, Claim), Refusal> {
+        let builds = !self.groups[urn].edges.iter().any(|n| n.config == *e);
+        // A receiving link maps the pool writable for itself, which a sealed pool refuses (an
+        // ST 2110 receiver writes through the engine's own mapping, made before the seal).
+        if builds && maps_writable(e) && self.groups[urn].sealed {
+            self.move_pool(dp, urn)?;
+        }
         let g = self.groups.get_mut(urn).expect("joined above");
         let (id, claim) = match g.edges.iter_mut().find(|n| n.config == *e) {
             Some(n) => {
@@ -562,6 +606,10 @@ impl Mesh {
                 tracing::info!("group {urn:?}: edge {id} ({kind}) attached");
                 if role == Role::Source {
                     g.source = Some(id);
+                    // Its writers (the engine, a link's own mapping) have mapped it now.
+                    if let Err(why) = g.seal(urn) {
+                        tracing::warn!("{why}");
+                    }
                 }
                 g.edges.push(NetEdge {
                     id,
@@ -681,6 +729,7 @@ impl Mesh {
                 && matches!(
                     reason,
                     EdgeFailure::Violation(crate::dataplane::Violation::Link(_))
+                        | EdgeFailure::PoolMoved
                 )
             {
                 e.schedule_retry(urn, now, reason.to_string());
@@ -713,11 +762,29 @@ impl Mesh {
     /// Sets up again every failed edge whose back-off has passed (same id and counters); one
     /// that cannot be set up waits longer.
     pub fn retry_due(&mut self, dp: &mut dyn Dataplane, now: Instant) {
-        for (urn, g) in &mut self.groups {
-            for e in &mut g.edges {
-                if e.on_dataplane || e.retry.as_ref().is_none_or(|r| r.at > now) {
-                    continue;
-                }
+        let due: Vec<(String, EdgeId)> = self
+            .groups
+            .iter()
+            .flat_map(|(urn, g)| g.edges.iter().map(move |e| (urn, e)))
+            .filter(|(_, e)| !e.on_dataplane && e.retry.as_ref().is_some_and(|r| r.at <= now))
+            .map(|(urn, e)| (urn.clone(), e.id))
+            .collect();
+        for (urn, id) in due {
+            let g = &self.groups[&urn];
+            let Some(e) = g.edges.iter().find(|e| e.id == id) else {
+                continue;
+            };
+            // A receiving link maps the pool writable again: not a sealed one.
+            let moved = if g.sealed && maps_writable(&e.config) {
+                self.move_pool(dp, &urn).map_err(|r| r.message)
+            } else {
+                Ok(())
+            };
+            let g = self.groups.get_mut(&urn).expect("found above");
+            let Some(e) = g.edges.iter_mut().find(|e| e.id == id) else {
+                continue;
+            };
+            let submitted = moved.and_then(|()| {
                 let spec = EdgeSpec::network(
                     &e.config,
                     g.payload,
@@ -730,13 +797,19 @@ impl Mesh {
                     edge: e.id,
                     spec,
                 };
-                match dp.submit(cmd) {
-                    Ok(()) => {
-                        tracing::debug!("group {urn:?}: edge {} ({}) set up again", e.id, e.kind);
-                        e.on_dataplane = true;
+                dp.submit(cmd).map_err(|err| err.to_string())
+            });
+            match submitted {
+                Ok(()) => {
+                    tracing::debug!("group {urn:?}: edge {} ({}) set up again", e.id, e.kind);
+                    e.on_dataplane = true;
+                    if e.role == Role::Source
+                        && let Err(why) = g.seal(&urn)
+                    {
+                        tracing::warn!("{why}");
                     }
-                    Err(err) => e.schedule_retry(urn, now, err.to_string()),
                 }
+                Err(why) => e.schedule_retry(&urn, now, why),
             }
         }
     }
@@ -801,6 +874,76 @@ impl Mesh {
         Ok(())
     }
 
+    /// Seals group `urn`'s pool unless a sender is about to map it (a receiver is then given
+    /// it later); a pool that cannot be sealed (a sender sealed it against seals) is replaced by
+    /// a new one, sealed at once.
+    fn seal_for_receivers(&mut self, dp: &mut dyn Dataplane, urn: &str) -> Result<(), Refusal> {
+        let g = self
+            .groups
+            .get_mut(urn)
+            .expect("checked or created by the caller");
+        if g.writer.is_some() {
+            return Ok(());
+        }
+        let Err(why) = g.seal(urn) else {
+            return Ok(());
+        };
+        tracing::warn!("{why}; the group moves to a new pool");
+        self.move_pool(dp, urn)?;
+        let g = self.groups.get_mut(urn).expect("moved above");
+        g.seal(urn)
+            .map_err(|why| Refusal::new(ErrorCode::ERROR_CODE_INTERNAL, MeshErr::ConnFailed, why))
+    }
+
+    /// Moves group `urn` to a new frame pool of the same geometry (a writer that maps the pool
+    /// joins and the pool is sealed): the data plane switches when the group has no source
+    /// ([`Command::ReplacePool`]); the old pool, when receivers may still read it, is kept
+    /// for them to fetch.
+    fn move_pool(&mut self, dp: &mut dyn Dataplane, urn: &str) -> Result<(), Refusal> {
+        let internal = |what: String| {
+            Refusal::new(
+                ErrorCode::ERROR_CODE_INTERNAL,
+                MeshErr::ConnFailed,
+                format!("group {urn:?}: {what}"),
+            )
+        };
+        let pool_id = self.next_pool;
+        let g = self
+            .groups
+            .get_mut(urn)
+            .expect("checked or created by the caller");
+        let geometry = PoolGeometry {
+            slot_count: g.pool.slot_count,
+            payload_capacity: g.pool.payload_capacity,
+            metadata_capacity: g.pool.metadata_capacity,
+        };
+        let pool = Pool::create(
+            pool_id,
+            &format!("mcm-pool-{}-{pool_id}", g.id),
+            geometry,
+            self.config.huge_pages,
+        )
+        .map_err(|e| internal(format!("cannot create a new frame pool: {e}")))?;
+        let pool_fd = pool
+            .dup_fd()
+            .map_err(|e| internal(format!("cannot keep the pool fd: {e}")))?;
+        dp.submit(Command::ReplacePool { group: g.id, pool })
+            .map_err(|e| internal(format!("the data plane did not take the new pool: {e}")))?;
+        self.next_pool += 1;
+        let old_id = g.pool.pool_id;
+        let old_fd = std::mem::replace(&mut g.pool_fd, pool_fd);
+        if g.sealed {
+            g.previous = Some((old_id, old_fd));
+        }
+        g.pool.pool_id = pool_id;
+        g.sealed = false;
+        tracing::info!(
+            "group {urn:?}: moves from pool {old_id} to pool {pool_id} (a new writer joins; the \
+             old pool is sealed against writers)"
+        );
+        Ok(())
+    }
+
     /// Creates the pool and the group, and starts it on the data plane.
     fn create_group_pool(
         &mut self,
@@ -822,9 +965,7 @@ impl Mesh {
             metadata_capacity: cfg.max_metadata_size(),
         };
         let id = self.next_group;
-        // The pool id is the group id's low 32 bits: unique among live groups in practice, and
-        // only ever compared within one group.
-        let pool_id = id as u32;
+        let pool_id = self.next_pool;
         let pool = Pool::create(
             pool_id,
             &format!("mcm-pool-{id}"),
@@ -858,6 +999,7 @@ impl Mesh {
         })
         .map_err(|e| internal(format!("the data plane did not take the group: {e}")))?;
         self.next_group += 1;
+        self.next_pool += 1;
         let wire = WireGeometry {
             pool_id,
             slot_count: geometry.slot_count,
@@ -872,6 +1014,9 @@ impl Mesh {
                 id,
                 pool_fd,
                 pool: wire,
+                sealed: false,
+                writer: None,
+                previous: None,
                 quota,
                 payload_size: cfg.payload_size(),
                 metadata_size: cfg.max_metadata_size(),
@@ -915,18 +1060,26 @@ impl Mesh {
             .map_err(|e| internal(format!("cannot duplicate the doorbell: {e}")))?;
         let side = EngineSide::create_with_bell(&format!("mcm-conn-{id}"), layout, bell)
             .map_err(|e| internal(e.to_string()))?;
+        // A receiver is given the pool only once it is sealed; until then (a sender has been
+        // given it and not activated) it fetches it when a frame names it.
         let pool_fd = match kind {
-            ConnKind::Tx => g.pool_fd.try_clone(),
-            ConnKind::Rx => reopen_readonly(g.pool_fd.as_fd()).map_err(Into::into),
+            ConnKind::Tx => Some(g.pool_fd.try_clone()),
+            ConnKind::Rx if g.sealed => {
+                Some(reopen_readonly(g.pool_fd.as_fd()).map_err(std::io::Error::from))
+            }
+            ConnKind::Rx => None,
         };
+        let pool_later = pool_fd.is_none();
         let dup = |fd: std::os::fd::BorrowedFd<'_>| fd.try_clone_to_owned();
         let fds = (|| -> std::io::Result<Vec<OwnedFd>> {
-            Ok(vec![
-                pool_fd?,
-                side.region().dup_fd().map_err(std::io::Error::other)?,
-                dup(side.client_bell().fd())?,
-                dup(side.engine_bell().fd())?,
-            ])
+            let mut fds = Vec::with_capacity(4);
+            if let Some(fd) = pool_fd {
+                fds.push(fd?);
+            }
+            fds.push(side.region().dup_fd().map_err(std::io::Error::other)?);
+            fds.push(dup(side.client_bell().fd())?);
+            fds.push(dup(side.engine_bell().fd())?);
+            Ok(fds)
         })()
         .map_err(|e| internal(format!("cannot duplicate the fds: {e}")))?;
         let quota = capacity.min(g.quota);
@@ -936,6 +1089,7 @@ impl Mesh {
             ring_capacity: capacity,
             quota,
             group: urn.to_owned(),
+            pool_fd_later: pool_later,
             ..ConnectionCreated::new()
         };
         let reply_fds = match transport {
@@ -960,7 +1114,10 @@ impl Mesh {
             }
         };
         match kind {
-            ConnKind::Tx => g.source = Some(id),
+            ConnKind::Tx => {
+                g.source = Some(id);
+                g.writer = Some(id);
+            }
             ConnKind::Rx => g.sinks.push(id),
         }
         self.next_conn += 1;
@@ -1011,6 +1168,90 @@ impl Mesh {
         Ok((parked.conn, parked.fds))
     }
 
+    /// A read-only fd of pool `pool_id` of receiver `conn`'s group, for `session`: the group's
+    /// pool or the one before it, once sealed against writers (a receiver is given a pool only
+    /// then). Over TCP the fd is parked under a one-time token, as for `CreateConnection`.
+    pub fn fetch_pool(
+        &mut self,
+        session: u64,
+        conn: ConnId,
+        pool_id: u32,
+        transport: Transport,
+        now: Instant,
+    ) -> Result<(PoolFd, Vec<OwnedFd>), Refusal> {
+        let c = self.owned(session, conn)?;
+        let (kind, urn) = (c.kind, c.urn.clone());
+        if kind != ConnKind::Rx {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_INVALID_ARGUMENT,
+                MeshErr::ConnFailed,
+                format!(
+                    "connection {conn} is a sender (FetchPool is for receivers: a sender keeps \
+                     the pool it was given)"
+                ),
+            ));
+        }
+        let g = &self.groups[&urn];
+        let fd = if g.pool.pool_id == pool_id && g.sealed {
+            Some(g.pool_fd.as_fd())
+        } else {
+            g.previous
+                .as_ref()
+                .filter(|(id, _)| *id == pool_id)
+                .map(|(_, fd)| fd.as_fd())
+        };
+        let Some(fd) = fd else {
+            return Err(Refusal::new(
+                ErrorCode::ERROR_CODE_NOT_FOUND,
+                MeshErr::ConnFailed,
+                format!(
+                    "group {urn:?} has no pool {pool_id} to give (allowed: its pool {} once its \
+                     sender has activated, or the one before it)",
+                    g.pool.pool_id
+                ),
+            ));
+        };
+        let internal = |what: String| {
+            Refusal::new(
+                ErrorCode::ERROR_CODE_INTERNAL,
+                MeshErr::ConnFailed,
+                format!("connection {conn}: {what}"),
+            )
+        };
+        let ro =
+            reopen_readonly(fd).map_err(|e| internal(format!("cannot reopen the pool: {e}")))?;
+        let mut reply = PoolFd {
+            conn_id: conn,
+            pool: Some(WireGeometry {
+                pool_id,
+                ..g.pool.clone()
+            })
+            .into(),
+            ..PoolFd::new()
+        };
+        match transport {
+            Transport::Unix => {
+                reply.fds_attached = true;
+                Ok((reply, vec![ro]))
+            }
+            Transport::Tcp => {
+                let token = random_token().map_err(|e| internal(format!("no randomness: {e}")))?;
+                reply.fd_socket = self.config.unix_path.clone();
+                reply.fd_token = token.to_vec();
+                self.tokens.insert(
+                    token,
+                    Parked {
+                        conn,
+                        session,
+                        fds: vec![ro],
+                        expires: now + TOKEN_LIFETIME,
+                    },
+                );
+                Ok((reply, Vec::new()))
+            }
+        }
+    }
+
     /// Hands `session`'s connection `conn` to the data plane.
     pub fn activate(
         &mut self,
@@ -1027,7 +1268,26 @@ impl Mesh {
             ));
         };
         let (urn, kind, quota, counters) = (c.urn.clone(), c.kind, c.quota, c.counters.clone());
-        let group = self.groups[&urn].id;
+        let g = self
+            .groups
+            .get_mut(&urn)
+            .expect("a connection's group exists");
+        if g.writer == Some(conn) {
+            // The sender has mapped the pool (it says so by activating): nobody else may from
+            // now on. Sealed before its first slot is lent, so no frame is ever read from a
+            // pool that a receiver could write.
+            g.writer = None;
+            if let Err(why) = g.seal(&urn) {
+                // Refused; the sender's connection stays pending and expires.
+                self.conns.get_mut(&conn).expect("owned").pending = Some(side);
+                return Err(Refusal::new(
+                    ErrorCode::ERROR_CODE_INTERNAL,
+                    MeshErr::ConnFailed,
+                    format!("connection {conn}: {why}"),
+                ));
+            }
+        }
+        let group = g.id;
         let role = match kind {
             ConnKind::Tx => Role::Source,
             ConnKind::Rx => Role::Sink,
@@ -1236,6 +1496,13 @@ impl Mesh {
         if g.source == Some(conn) {
             g.source = None;
         }
+        if g.writer == Some(conn) {
+            g.writer = None;
+            // It may have mapped the pool writable; seal it before a receiver is given it.
+            if let Err(why) = g.seal(&c.urn) {
+                tracing::warn!("{why}");
+            }
+        }
         g.sinks.retain(|&s| s != conn);
         for id in &c.edges {
             let Some(i) = g.edges.iter().position(|e| e.id == *id) else {
@@ -1271,6 +1538,12 @@ impl Mesh {
         }
         tracing::info!("group {urn:?}: destroyed (no members left)");
     }
+}
+
+/// Whether the edge maps its group's pool writable for itself (a receiving RDMA link
+/// registers it for the peer's writes), which a pool sealed against writers refuses.
+fn maps_writable(e: &ConfigEdge) -> bool {
+    matches!(e, ConfigEdge::Rdma { .. }) && edge_role(e) == Role::Source
 }
 
 /// What a configured edge is to its group.
@@ -1358,6 +1631,7 @@ mod tests {
                 }
                 Command::DetachEdge { group, edge } => format!("detach {group} {edge}"),
                 Command::DestroyGroup { group } => format!("destroy {group}"),
+                Command::ReplacePool { group, pool } => format!("move {group} {}", pool.id()),
             });
             Ok(())
         }
@@ -1426,11 +1700,34 @@ mod tests {
             (rx.ring_capacity, rx.quota, rx.group.as_str()),
             (32, 32, "a")
         );
-        let (tx, _) = m
+        let (tx, tx_fds) = m
             .create(&mut dp, 2, &req(TX, "a", 64), Transport::Unix, now, None)
             .unwrap();
         assert_eq!(tx.quota, 32, "a member's quota is capped by the group's");
+        // The receiver was given the pool sealed; the sender gets a new one it can map.
+        let (rx_pool, tx_pool) = (&fds[0], &tx_fds[0]);
+        assert!(mcm_proto::shm::map::is_write_sealed(rx_pool.as_fd()));
+        assert!(!mcm_proto::shm::map::is_write_sealed(tx_pool.as_fd()));
+        assert_ne!(tx.pool.pool_id, rx.pool.pool_id);
+        assert!(
+            m.fetch_pool(2, tx.conn_id, tx.pool.pool_id, Transport::Unix, now)
+                .is_err()
+        );
+        assert!(
+            m.fetch_pool(1, rx.conn_id, tx.pool.pool_id, Transport::Unix, now)
+                .is_err(),
+            "not before its sender has activated"
+        );
         m.activate(&mut dp, 2, tx.conn_id).unwrap();
+        assert!(mcm_proto::shm::map::is_write_sealed(tx_pool.as_fd()));
+        let (reply, pool_fds) = m
+            .fetch_pool(1, rx.conn_id, tx.pool.pool_id, Transport::Unix, now)
+            .unwrap();
+        assert_eq!((reply.pool.pool_id, pool_fds.len()), (tx.pool.pool_id, 1));
+        let (_, old_fds) = m
+            .fetch_pool(1, rx.conn_id, rx.pool.pool_id, Transport::Unix, now)
+            .unwrap();
+        assert_eq!(old_fds.len(), 1, "the pool before is kept for receivers");
         assert_eq!(m.groups(), 1);
         m.session_closed(&mut dp, 1);
         m.delete(&mut dp, 2, tx.conn_id).unwrap();
@@ -1439,6 +1736,7 @@ mod tests {
             dp.commands,
             [
                 "create 1 a slots=128 payload=288",
+                "move 1 2",
                 "attach 1 2 Source quota=32",
                 "detach 1 2",
                 "destroy 1"

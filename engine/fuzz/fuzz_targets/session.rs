@@ -37,6 +37,15 @@ impl Handler for Refuse {
     fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
         Err(no())
     }
+    fn fetch_pool(
+        &mut self,
+        _: u64,
+        _: u64,
+        _: u32,
+        _: Transport,
+    ) -> Result<(mcm_proto::sdk::PoolFd, Vec<OwnedFd>), Refusal> {
+        Err(no())
+    }
     fn activate(&mut self, _: u64, _: u64) -> Result<(), Refusal> {
         Err(no())
     }

@@ -69,6 +69,21 @@ pub trait Source: Send {
     fn end_park(&mut self) {}
 }
 
+/// What a sink needs when its group moves to a new frame pool (a writer that maps the pool
+/// joined a group whose pool is sealed against writers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMove {
+    /// It reads its frames through its own mapping of the old pool, which stays valid: it
+    /// keeps what it holds, the group forgets it (an SDK receiver, whose client releases the
+    /// old frames when done with them).
+    Keep,
+    /// It reads through the engine's mapping: the move waits until it holds nothing (an
+    /// ST 2110 sender sends its queue), and it is set up again when that takes too long.
+    Drain,
+    /// It mapped or registered the pool itself: it is set up again on the new pool.
+    Rebuild,
+}
+
 /// An edge that takes its group's frames.
 pub trait Sink: Send {
     /// Short name for logs.
@@ -91,6 +106,14 @@ pub trait Sink: Send {
     /// (a paced sender: the network sets the rate).
     fn paces_source(&self) -> bool {
         false
+    }
+    /// What the sink needs when its group moves to a new pool (see [`PoolMove`]).
+    fn pool_move(&self) -> PoolMove {
+        PoolMove::Drain
+    }
+    /// The group moved to pool `pool`: the frames offered from now on are its slots.
+    fn pool_moved(&mut self, pool: u32) {
+        let _ = pool;
     }
     /// A descriptor readable when the sink has work (a release ring's doorbell, a CQ).
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {

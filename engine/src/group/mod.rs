@@ -37,7 +37,9 @@ use mcm_proto::shm::pool::{Pool, SlotHeader};
 use rustix::event::epoll;
 
 use crate::lcore::{Garbage, Port, PortMsg, Progress};
-pub use edge::{Fifo, Frame, FrameQueue, IO_BATCH, SINK_QUEUE, Sink, SinkIo, Source, SourceIo};
+pub use edge::{
+    Fifo, Frame, FrameQueue, IO_BATCH, PoolMove, SINK_QUEUE, Sink, SinkIo, Source, SourceIo,
+};
 
 /// Most sinks one group can have: one bit each in a slot's mask.
 pub const MAX_SINKS: usize = 64;
@@ -46,6 +48,9 @@ pub const LEAVE_LIMIT: Duration = Duration::from_secs(10);
 /// Flush rounds of a detached source (each publishes up to [`IO_BATCH`] frames): bounds the
 /// work of a source that lies about having more.
 const FLUSH_ROUNDS: usize = 64;
+/// Longest a move to a new pool waits for the sinks that read through the engine's mapping to
+/// finish their frames of the old one; then they are set up again.
+pub const POOL_MOVE_LIMIT: Duration = Duration::from_secs(2);
 /// Epoll data of the group's doorbell in its wake set (edges use their id, never 0).
 const BELL: u64 = 0;
 
@@ -81,6 +86,8 @@ pub enum GroupMsg {
         /// Its id.
         edge: EdgeId,
     },
+    /// The group moves to this pool (see [`Command::ReplacePool`](mcm_control::dataplane::Command)).
+    ReplacePool(Pool),
 }
 
 /// How the port reports to the control thread and hands it what must be dropped there.
@@ -157,6 +164,10 @@ pub struct GroupPort {
     leaving: u32,
     /// Destroyed: every edge is leaving; the port is done when none is left.
     closing: bool,
+    /// A pool to move to, and until when the move waits for draining sinks.
+    next_pool: Option<(Pool, Instant)>,
+    /// A source that attached while a move waited: attached once the move is done.
+    waiting_source: Option<(EdgeId, Box<dyn Source>, u32)>,
     reporter: Reporter,
     /// Keeps the doorbell the group's SDK connections ring open (it is in `wake`).
     _bell: Doorbell,
@@ -197,6 +208,8 @@ impl GroupPort {
             source_first: false,
             leaving: 0,
             closing: false,
+            next_pool: None,
+            waiting_source: None,
             reporter,
             _bell: bell,
             wake,
@@ -234,12 +247,17 @@ impl GroupPort {
         }
         match part {
             Part::Source(imp, quota) => {
-                if self.source.is_some() {
+                if self.source.is_some() || self.waiting_source.is_some() {
                     self.reporter.discard(Box::new(imp));
                     return self.reporter.emit(Event::EdgeFailed {
                         edge,
                         reason: EdgeFailure::SecondSource,
                     });
+                }
+                if self.next_pool.is_some() {
+                    // It writes the new pool: it starts when the move is done.
+                    self.waiting_source = Some((edge, imp, quota));
+                    return self.try_move(now);
                 }
                 self.watch(edge, imp.wake_fd());
                 self.source = Some(SourceSlot {
@@ -279,6 +297,11 @@ impl GroupPort {
     }
 
     fn detach(&mut self, edge: EdgeId, now: Instant) {
+        if self.waiting_source.as_ref().is_some_and(|w| w.0 == edge) {
+            let (edge, imp, _) = self.waiting_source.take().expect("checked");
+            self.reporter.discard(Box::new(imp));
+            return self.report_removed(edge, None);
+        }
         if self.source.as_ref().is_some_and(|s| s.edge == edge) {
             let result = self.flush_source();
             let reason = result.err().map(EdgeFailure::Violation);
@@ -286,6 +309,76 @@ impl GroupPort {
         }
         if let Some(i) = self.sink_index(edge) {
             self.leave(i, now);
+        }
+    }
+
+    /// Takes `pool` as the pool to move to (a later one replaces one still waiting).
+    fn replace_pool(&mut self, pool: Pool, now: Instant) {
+        if self.closing {
+            return self.reporter.discard(Box::new(pool));
+        }
+        if let Some((older, _)) = self.next_pool.replace((pool, now + POOL_MOVE_LIMIT)) {
+            self.reporter.discard(Box::new(older));
+        }
+        self.try_move(now);
+    }
+
+    /// Moves to the waiting pool when the group has no source and no sink that reads through
+    /// the engine's mapping holds a frame (or the move's limit has passed: those sinks are set
+    /// up again). Sinks with their own mapping keep their frames of the old pool, which the
+    /// group forgets; links that registered the old pool are set up again on the new one.
+    fn try_move(&mut self, now: Instant) {
+        let Some((_, limit)) = &self.next_pool else {
+            return;
+        };
+        if self.source.is_some() {
+            // The control thread moves only a group without a source; one that has not
+            // finished leaving is waited for.
+            return;
+        }
+        let late = now >= *limit;
+        let mut order = self.sink_mask;
+        while order != 0 {
+            let i = order.trailing_zeros() as usize;
+            order &= order - 1;
+            if let Some(s) = &self.sinks[i]
+                && s.held > 0
+                && s.imp.pool_move() == PoolMove::Drain
+                && !late
+            {
+                return;
+            }
+        }
+        let (pool, _) = self.next_pool.take().expect("checked");
+        let id = pool.id();
+        for i in 0..MAX_SINKS {
+            let cut = self.sinks[i]
+                .as_ref()
+                .is_some_and(|s| match s.imp.pool_move() {
+                    PoolMove::Keep => false,
+                    PoolMove::Drain => s.held > 0,
+                    PoolMove::Rebuild => true,
+                });
+            if cut {
+                self.remove_sink(i, Some(EdgeFailure::PoolMoved));
+            }
+        }
+        for s in self.sinks_iter_mut() {
+            s.held = 0;
+            s.imp.pool_moved(id);
+        }
+        self.masks.fill(0);
+        self.source_held.fill(false);
+        let old = std::mem::replace(&mut self.pool, pool);
+        tracing::info!(
+            "{}: moved from pool {} to pool {id} (a new writer joins)",
+            self.name,
+            old.id()
+        );
+        // Unmapped on the control thread.
+        self.reporter.discard(Box::new(old));
+        if let Some((edge, imp, quota)) = self.waiting_source.take() {
+            self.attach(edge, Part::Source(imp, quota), now);
         }
     }
 
@@ -557,6 +650,10 @@ impl Port for GroupPort {
         if self.leaving > 0 {
             self.reap(now);
         }
+        if self.next_pool.is_some() {
+            // After the sinks' releases of this poll.
+            self.try_move(now);
+        }
         match work {
             0 => Progress::Idle,
             n => Progress::Worked(n),
@@ -569,6 +666,9 @@ impl Port for GroupPort {
 
     fn next_deadline(&self, now: Instant) -> Option<Instant> {
         let mut at = self.source.as_ref().and_then(|s| s.imp.next_deadline(now));
+        if let Some((_, limit)) = &self.next_pool {
+            at = Some(at.map_or(*limit, |a| a.min(*limit)));
+        }
         for s in self.sinks.iter().flatten() {
             let t = s.imp.next_deadline(now).or(s.leaving);
             at = match (at, t) {
@@ -603,6 +703,7 @@ impl Port for GroupPort {
         match msg.downcast::<GroupMsg>().map(|m| *m) {
             Ok(GroupMsg::Attach { edge, part }) => self.attach(edge, part, now),
             Ok(GroupMsg::Detach { edge }) => self.detach(edge, now),
+            Ok(GroupMsg::ReplacePool(pool)) => self.replace_pool(pool, now),
             Err(msg) => {
                 tracing::error!("{}: ignored a message that is not a GroupMsg", self.name);
                 self.reporter.discard(msg);
@@ -612,6 +713,12 @@ impl Port for GroupPort {
 
     fn close(&mut self, now: Instant) {
         self.closing = true;
+        if let Some((pool, _)) = self.next_pool.take() {
+            self.reporter.discard(Box::new(pool));
+        }
+        if let Some(edge) = self.waiting_source.as_ref().map(|w| w.0) {
+            self.detach(edge, now);
+        }
         if let Some(edge) = self.source.as_ref().map(|s| s.edge) {
             self.detach(edge, now);
         }

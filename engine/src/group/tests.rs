@@ -62,6 +62,13 @@ impl Rig {
 
     /// Attaches a connection the way the registry does and maps its block as a client would.
     fn join(&mut self, conn: ConnId, role: Role, capacity: u32, quota: u32) -> Client {
+        let (client, part) = self.connect(conn, role, capacity, quota);
+        self.attach(conn, part);
+        client
+    }
+
+    /// Builds a connection's edge and maps its block as a client would (not yet attached).
+    fn connect(&mut self, conn: ConnId, role: Role, capacity: u32, quota: u32) -> (Client, Part) {
         let kind = match role {
             Role::Source => ConnKind::Tx,
             Role::Sink => ConnKind::Rx,
@@ -84,14 +91,14 @@ impl Rig {
                 quota,
                 counters: counters.clone(),
             },
-            POOL_ID,
+            self.port.pool.id(),
         );
-        self.attach(conn, part);
-        Client {
+        let client = Client {
             side: client,
             counters,
             engine_block,
-        }
+        };
+        (client, part)
     }
 
     fn attach(&mut self, edge: EdgeId, part: Part) {
@@ -620,4 +627,106 @@ fn a_pacing_sink_caps_what_the_sender_has_in_flight() {
     r.poll();
     assert_eq!(src.pop_all().len(), 2);
     assert!(r.failures().is_empty());
+}
+
+/// A move to a new pool waits for a sink that reads through the engine's mapping to finish
+/// its frames, and a source that attaches meanwhile starts on the new pool once it is done; an
+/// SDK receiver keeps the frames of the old pool it holds, and its releases of them are let go.
+#[test]
+fn a_move_to_a_new_pool_waits_for_a_draining_sink_and_sdk_receivers_keep_their_frames() {
+    let (mut r, script) = bridged(Role::Sink, 4);
+    script.lock().unwrap().room = 4;
+    let mut sdk = r.join(1, Role::Sink, 8, 8);
+    let mut src = r.join(2, Role::Source, 4, 4);
+    for d in src.pop_all().iter().take(2) {
+        src.side.push(frame(d.slot, 10, 0)).unwrap();
+    }
+    r.poll();
+    let held = sdk.pop_all();
+    assert_eq!(held.len(), 2);
+    // The sender leaves; the registry moves the group and a new sender joins.
+    r.send(GroupMsg::Detach { edge: 2 });
+    let next = Pool::create(POOL_ID + 1, "mcm-test-moved", GEOMETRY, HugePages::Off).unwrap();
+    r.send(GroupMsg::ReplacePool(next));
+    let (mut src2, part) = r.connect(3, Role::Source, 4, 4);
+    r.send(GroupMsg::Attach { edge: 3, part });
+    r.poll();
+    assert_eq!(
+        r.port.pool.id(),
+        POOL_ID,
+        "the bridge still holds two frames"
+    );
+    let early: Vec<Event> = r.events.try_iter().collect();
+    assert!(
+        !early.contains(&Event::EdgeAttached { edge: 3 }),
+        "{early:?}"
+    );
+    assert!(src2.pop_all().is_empty(), "nothing is lent before the move");
+    let bridged: Vec<u32> = script
+        .lock()
+        .unwrap()
+        .offered
+        .iter()
+        .map(|(f, _)| f.slot)
+        .collect();
+    script.lock().unwrap().release = bridged;
+    r.poll();
+    assert_eq!(
+        r.port.pool.id(),
+        POOL_ID + 1,
+        "moved once the bridge let go"
+    );
+    assert!(
+        r.events
+            .try_iter()
+            .any(|e| e == Event::EdgeAttached { edge: 3 }),
+        "the waiting sender attached"
+    );
+    // The SDK receiver releases its old frames: let go, no violation.
+    for d in held {
+        sdk.side.push(d).unwrap();
+    }
+    let lent = src2.pop_all();
+    assert_eq!(lent.len(), 4);
+    assert!(lent.iter().all(|d| d.pool == POOL_ID + 1));
+    src2.side
+        .push(Descriptor {
+            pool: POOL_ID + 1,
+            ..frame(lent[0].slot, 20, 0)
+        })
+        .unwrap();
+    r.poll();
+    let got = sdk.pop_all();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].pool, got[0].seq),
+        (POOL_ID + 1, 2),
+        "numbering goes on"
+    );
+    assert!(r.failures().is_empty());
+    assert_eq!(r.port.free_slots(), GEOMETRY.slot_count - 4 - 1);
+}
+
+/// A draining sink that does not finish within the move's limit is cut off with
+/// `PoolMoved` (the registry sets it up again) and the move goes ahead.
+#[test]
+fn a_sink_that_does_not_drain_in_time_is_set_up_again_after_the_move() {
+    let (mut r, script) = bridged(Role::Sink, 4);
+    script.lock().unwrap().room = 4;
+    let mut src = r.join(2, Role::Source, 4, 4);
+    let d = src.pop_all()[0];
+    src.side.push(frame(d.slot, 10, 0)).unwrap();
+    r.poll();
+    r.send(GroupMsg::Detach { edge: 2 });
+    let next = Pool::create(POOL_ID + 1, "mcm-test-moved", GEOMETRY, HugePages::Off).unwrap();
+    r.send(GroupMsg::ReplacePool(next));
+    r.poll();
+    assert_eq!(r.port.pool.id(), POOL_ID);
+    r.port.poll(Instant::now() + POOL_MOVE_LIMIT, 64);
+    assert_eq!(r.port.pool.id(), POOL_ID + 1);
+    assert_eq!(
+        r.failures(),
+        vec![(100, EdgeFailure::PoolMoved.to_string())]
+    );
+    assert_eq!(r.port.free_slots(), GEOMETRY.slot_count);
 }

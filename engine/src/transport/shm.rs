@@ -15,7 +15,7 @@ use mcm_control::dataplane::{Attachment, ConnCounters, RingName, Role, Violation
 use mcm_proto::shm::conn::EngineSide;
 use mcm_proto::shm::desc::Descriptor;
 
-use crate::group::{Frame, IO_BATCH, Part, Sink, SinkIo, Source, SourceIo};
+use crate::group::{Frame, IO_BATCH, Part, PoolMove, Sink, SinkIo, Source, SourceIo};
 
 /// The edge of an activated connection, with its quota.
 pub fn build(a: Attachment, pool_id: u32) -> Part {
@@ -34,6 +34,7 @@ pub fn build(a: Attachment, pool_id: u32) -> Part {
                 name,
                 side: a.side,
                 pool_id,
+                first_pool: pool_id,
                 counters: a.counters,
             }),
             a.quota,
@@ -144,7 +145,11 @@ impl Source for ShmSource {
 pub struct ShmSink {
     name: String,
     side: EngineSide,
+    /// The group's pool now.
     pool_id: u32,
+    /// Its pool when it attached: releases of the pools between (pool ids only grow) are of
+    /// frames the group forgot when it moved, and are let go.
+    first_pool: u32,
     counters: Arc<ConnCounters>,
 }
 
@@ -175,6 +180,14 @@ impl Sink for ShmSink {
         self.counters.count_drop();
     }
 
+    fn pool_move(&self) -> PoolMove {
+        PoolMove::Keep
+    }
+
+    fn pool_moved(&mut self, pool: u32) {
+        self.pool_id = pool;
+    }
+
     fn poll(&mut self, _now: Instant, budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         // A quiet release ring (nothing to take back, no corrupt index to find) costs two loads.
         if budget == 0 || self.side.is_quiet() {
@@ -185,6 +198,9 @@ impl Sink for ShmSink {
         let n = self.side.pop_into(&mut batch[..room]);
         let corrupt = self.side.is_corrupt();
         for d in &batch[..n] {
+            if (self.first_pool..self.pool_id).contains(&d.pool) {
+                continue;
+            }
             io.release_checked(d.pool, d.slot)?;
         }
         if corrupt {

@@ -250,7 +250,10 @@ impl EngineSide {
         layout: ConnLayout,
         engine_bell: Doorbell,
     ) -> Result<Self, ConnError> {
-        let region = Arc::new(Region::create(name, layout.len(), HugePages::Off)?);
+        let region = Region::create(name, layout.len(), HugePages::Off)?;
+        // Both sides write a connection block; no seal is ever added after these.
+        region.seal(false)?;
+        let region = Arc::new(region);
         let base = region.as_ptr();
         let header = Header { base };
         let (to_client, to_engine) = {

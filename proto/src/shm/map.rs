@@ -10,15 +10,18 @@
 //!
 //! # Guarantees of a [`Region`]
 //!
-//! - Its memfd is sealed with `F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`: nobody holding any of
-//!   its fds can change its size (which would turn our accesses into SIGBUS) or add seals (such as
-//!   `F_SEAL_FUTURE_WRITE`). The seals are applied to huge-page memfds too; that needs Linux 4.16
-//!   or later (`MFD_HUGETLB | MFD_ALLOW_SEALING` fails with `EINVAL` before). There, `On` is an
-//!   error and `Auto` falls back to normal pages: every region is sealed, without exception.
-//! - Its inode mode is set to `0400` once it is mapped, so that a non-root peer that received the
-//!   read-only fd cannot reopen `/proc/self/fd/N` read-write to get around it. A peer running as
-//!   root (`CAP_DAC_OVERRIDE`) can; the read-only fd guards against mistakes and unprivileged
-//!   peers, not against root.
+//! - Its memfd is sealed with `F_SEAL_SHRINK | F_SEAL_GROW` at creation: nobody holding any of its
+//!   fds can change its size (which would turn our accesses into SIGBUS). The seals are applied to
+//!   huge-page memfds too; that needs Linux 4.16 or later (`MFD_HUGETLB | MFD_ALLOW_SEALING` fails
+//!   with `EINVAL` before). There, `On` is an error and `Auto` falls back to normal pages: every
+//!   region is sealed, without exception.
+//! - [`Region::seal`] closes it: `F_SEAL_SEAL` (no more seals, by anyone), and with `writes`
+//!   also `F_SEAL_FUTURE_WRITE` once every writer has mapped it. From then on no fd of the memfd
+//!   — whoever holds it, however it was opened, root included — can `write(2)` it or map it
+//!   writable (`mmap(PROT_WRITE, MAP_SHARED)` fails with `EPERM`), while the mappings made before
+//!   keep writing. That is what makes a receiver's view read-only: a read-only fd alone is not,
+//!   since root (or the memfd's owner, after `fchmod`) can reopen `/proc/self/fd/N` read-write.
+//! - Its inode mode is set to `0400` once it is mapped, a second fence for unsealed regions.
 //!
 //! # Huge pages
 //!
@@ -417,7 +420,7 @@ impl Region {
             max: MAX_REGION_LEN,
         })?;
         rustix::fs::ftruncate(&fd, size as u64).map_err(|e| create_error(name, "ftruncate", e))?;
-        let seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL;
+        let seals = SealFlags::SHRINK | SealFlags::GROW;
         rustix::fs::fcntl_add_seals(&fd, seals)
             .map_err(|e| create_error(name, "F_ADD_SEALS", e))?;
         let map = Mapping::map(fd.as_fd(), size, Access::ReadWrite).map_err(|e| match e {
@@ -477,6 +480,22 @@ impl Region {
         rustix::io::fcntl_dupfd_cloexec(&self.fd, 0).map_err(|e| self.fd_error("dup", e))
     }
 
+    /// Adds the final seals: `F_SEAL_SEAL`, and with `writes` `F_SEAL_FUTURE_WRITE` (see the
+    /// module documentation). Fails if a peer holding an fd sealed it first (`EPERM`).
+    pub fn seal(&self, writes: bool) -> Result<(), MapError> {
+        let mut seals = SealFlags::SEAL;
+        if writes {
+            seals |= SealFlags::FUTURE_WRITE;
+        }
+        rustix::fs::fcntl_add_seals(&self.fd, seals).map_err(|e| self.fd_error("F_ADD_SEALS", e))
+    }
+
+    /// Whether no new writable mapping or write of the region can be made
+    /// (`F_SEAL_FUTURE_WRITE` or `F_SEAL_WRITE` is set).
+    pub fn write_sealed(&self) -> bool {
+        is_write_sealed(self.fd.as_fd())
+    }
+
     /// A new read-only fd for the region, to hand to a peer that must not write it.
     ///
     /// Reopens `/proc/self/fd/N` with `O_RDONLY | O_CLOEXEC`: a new open file description, so a
@@ -494,6 +513,59 @@ impl Region {
             source: err.into(),
         }
     }
+}
+
+/// Whether the memfd behind `fd` refuses new writes and writable mappings
+/// (`F_SEAL_FUTURE_WRITE` or `F_SEAL_WRITE`).
+pub fn is_write_sealed(fd: BorrowedFd<'_>) -> bool {
+    rustix::fs::fcntl_get_seals(fd)
+        .is_ok_and(|s| s.intersects(SealFlags::FUTURE_WRITE | SealFlags::WRITE))
+}
+
+/// Seals the memfd behind `fd` against every new write and writable mapping
+/// (`F_SEAL_FUTURE_WRITE | F_SEAL_SEAL`, see [`Region::seal`]) through any of its fds. Done
+/// when it is write-sealed already; fails when a peer holding an fd sealed it against new seals
+/// first, leaving it writable (`EPERM`), or when the kernel has no `F_SEAL_FUTURE_WRITE` (before
+/// Linux 5.1, `EINVAL`).
+pub fn seal_against_writes(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    if is_write_sealed(fd) {
+        return Ok(());
+    }
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SEAL | SealFlags::FUTURE_WRITE)
+        .map_err(std::io::Error::from)
+}
+
+/// Checks that the kernel enforces a write seal on a region of `kind`: reopens it read-write
+/// through `/proc/self/fd/N` (which works even for root) and tries a writable shared mapping and
+/// a `write(2)`; both must fail. Returns what went through, if anything did.
+pub fn probe_write_seal(region: &Region) -> Option<String> {
+    let path = format!("/proc/self/fd/{}", region.fd().as_raw_fd());
+    let rw = match rustix::fs::open(path.as_str(), OFlags::RDWR | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(fd) => fd,
+        // Cannot even be reopened read-write: nothing to get around.
+        Err(_) => return None,
+    };
+    // SAFETY: a fresh shared mapping of the region's first page, unmapped right away; nothing
+    // reads or writes it.
+    let mapped = unsafe {
+        rustix::mm::mmap(
+            std::ptr::null_mut(),
+            region.len().min(HUGE_PAGE_SIZE),
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::SHARED,
+            &rw,
+            0,
+        )
+    };
+    if let Ok(p) = mapped {
+        // SAFETY: exactly the mapping made above.
+        let _ = unsafe { rustix::mm::munmap(p, region.len().min(HUGE_PAGE_SIZE)) };
+        return Some("a writable shared mapping".to_owned());
+    }
+    if rustix::io::pwrite(&rw, &[], 0).is_ok() && rustix::io::pwrite(&rw, &[0], 0).is_ok() {
+        return Some("write(2)".to_owned());
+    }
+    None
 }
 
 /// A new read-only fd for the file behind `fd`: reopens `/proc/self/fd/N` with
@@ -731,7 +803,11 @@ pub(crate) mod tests {
         assert_eq!(region.len() % 4096, 0);
         assert!(region.len() >= 5000);
         let seals = rustix::fs::fcntl_get_seals(region.fd()).unwrap();
-        assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL));
+        assert!(seals.contains(SealFlags::SHRINK | SealFlags::GROW));
+        assert!(
+            !seals.contains(SealFlags::SEAL),
+            "closed later by Region::seal"
+        );
         let grow = rustix::fs::ftruncate(region.fd(), 1 << 20);
         assert_eq!(grow, Err(Errno::PERM), "sealed against growing");
         let shrink = rustix::fs::ftruncate(region.fd(), 0);
@@ -771,6 +847,32 @@ pub(crate) mod tests {
 
     fn libc_eacces() -> i32 {
         Errno::ACCESS.raw_os_error()
+    }
+
+    #[test]
+    fn a_write_seal_stops_every_new_writer_but_not_the_owner() {
+        let r = Region::create("seal-test", 4096, HugePages::Off).unwrap();
+        // Before the seal, a reopened read-write fd (root, or the owner after fchmod) can map it
+        // writable: the attack the seal exists for.
+        assert!(probe_write_seal(&r).is_some() || !rustix::process::geteuid().is_root());
+        assert!(!r.write_sealed());
+        r.seal(true).unwrap();
+        assert!(r.write_sealed());
+        assert_eq!(probe_write_seal(&r), None);
+        // A read-only mapping is still allowed, and the owner's mapping still writes.
+        let ro = Mapping::map(r.readonly_fd().unwrap().as_fd(), 4096, Access::ReadOnly).unwrap();
+        // SAFETY: both mappings are 4096 bytes of the same live region.
+        unsafe {
+            r.as_ptr().write_volatile(42);
+            assert_eq!(ro.as_ptr().read_volatile(), 42);
+        }
+        // Nobody can add or change seals afterwards.
+        assert!(r.seal(false).is_err());
+        // A region sealed without `writes` stays writable for new mappings.
+        let c = Region::create("seal-test-rw", 4096, HugePages::Off).unwrap();
+        c.seal(false).unwrap();
+        assert!(!c.write_sealed());
+        assert!(Mapping::map(c.dup_fd().unwrap().as_fd(), 4096, Access::ReadWrite).is_ok());
     }
 
     #[test]

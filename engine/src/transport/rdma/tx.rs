@@ -438,6 +438,11 @@ impl Sink for RdmaSink {
         EdgeCounters::add(&self.counters.frames_dropped, 1);
     }
 
+    fn pool_move(&self) -> crate::group::PoolMove {
+        // Its memory registration is of the old pool's mapping.
+        crate::group::PoolMove::Rebuild
+    }
+
     fn poll(&mut self, now: Instant, _budget: u32, io: &mut SinkIo<'_>) -> Result<u32, Violation> {
         let step = |s: &mut Self| -> Result<u32, LinkFault> {
             Ok(match s.state {
