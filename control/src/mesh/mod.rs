@@ -83,6 +83,9 @@ struct Group {
     /// The sealed pool before the last move, with its id: a receiver may still have frames of
     /// it to read and fetch it ([`Mesh::fetch_pool`]).
     previous: Option<(u32, OwnedFd)>,
+    /// Whether the pool has had a source (so receivers may hold frames of it): a pool that never
+    /// had one is not kept after a move (with huge pages, it holds its reservation).
+    written: bool,
     quota: u32,
     payload_size: u32,
     metadata_size: u32,
@@ -606,6 +609,7 @@ impl Mesh {
                 tracing::info!("group {urn:?}: edge {id} ({kind}) attached");
                 if role == Role::Source {
                     g.source = Some(id);
+                    g.written = true;
                     // Its writers (the engine, a link's own mapping) have mapped it now.
                     if let Err(why) = g.seal(urn) {
                         tracing::warn!("{why}");
@@ -932,11 +936,14 @@ impl Mesh {
         self.next_pool += 1;
         let old_id = g.pool.pool_id;
         let old_fd = std::mem::replace(&mut g.pool_fd, pool_fd);
-        if g.sealed {
+        if g.sealed && g.written {
             g.previous = Some((old_id, old_fd));
         }
+        // Otherwise no receiver can have a frame of the old pool: it goes, and the one before
+        // it stays.
         g.pool.pool_id = pool_id;
         g.sealed = false;
+        g.written = false;
         tracing::info!(
             "group {urn:?}: moves from pool {old_id} to pool {pool_id} (a new writer joins; the \
              old pool is sealed against writers)"
@@ -1017,6 +1024,7 @@ impl Mesh {
                 sealed: false,
                 writer: None,
                 previous: None,
+                written: false,
                 quota,
                 payload_size: cfg.payload_size(),
                 metadata_size: cfg.max_metadata_size(),
@@ -1117,6 +1125,7 @@ impl Mesh {
             ConnKind::Tx => {
                 g.source = Some(id);
                 g.writer = Some(id);
+                g.written = true;
             }
             ConnKind::Rx => g.sinks.push(id),
         }
@@ -1679,6 +1688,58 @@ mod tests {
     const RX: ConnectionKind = ConnectionKind::CONNECTION_KIND_RX;
 
     #[test]
+    fn a_new_sender_moves_the_group_and_the_pool_it_wrote_stays_for_receivers() {
+        let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
+        let (tx1, tx1_fds) = m
+            .create(&mut dp, 1, &req(TX, "a", 16), Transport::Unix, now, None)
+            .unwrap();
+        assert!(!mcm_proto::shm::map::is_write_sealed(tx1_fds[0].as_fd()));
+        m.activate(&mut dp, 1, tx1.conn_id).unwrap();
+        let (rx, rx_fds) = m
+            .create(&mut dp, 2, &req(RX, "a", 16), Transport::Tcp, now, None)
+            .unwrap();
+        assert!(
+            rx_fds.is_empty() && !rx.pool_fd_later,
+            "over TCP: parked under a token"
+        );
+        let (_, parked) = m.fetch_fds(&rx.fd_token, now).unwrap();
+        assert!(mcm_proto::shm::map::is_write_sealed(parked[0].as_fd()));
+        m.delete(&mut dp, 1, tx1.conn_id).unwrap();
+        let (tx2, _) = m
+            .create(&mut dp, 1, &req(TX, "a", 16), Transport::Unix, now, None)
+            .unwrap();
+        assert_ne!(tx2.pool.pool_id, tx1.pool.pool_id);
+        // The old pool had frames: a receiver may fetch it, over TCP through a token.
+        let (reply, fds) = m
+            .fetch_pool(2, rx.conn_id, tx1.pool.pool_id, Transport::Tcp, now)
+            .unwrap();
+        assert!(fds.is_empty() && !reply.fds_attached);
+        let (conn, fds) = m.fetch_fds(&reply.fd_token, now).unwrap();
+        assert_eq!((conn, fds.len()), (rx.conn_id, 1));
+        assert!(mcm_proto::shm::map::is_write_sealed(fds[0].as_fd()));
+        // The new one only once its sender has activated; a sender fetches nothing.
+        assert!(
+            m.fetch_pool(2, rx.conn_id, tx2.pool.pool_id, Transport::Unix, now)
+                .is_err()
+        );
+        m.activate(&mut dp, 1, tx2.conn_id).unwrap();
+        assert!(
+            m.fetch_pool(2, rx.conn_id, tx2.pool.pool_id, Transport::Unix, now)
+                .is_ok()
+        );
+        assert!(
+            m.fetch_pool(1, tx2.conn_id, tx2.pool.pool_id, Transport::Unix, now)
+                .is_err()
+        );
+        assert!(
+            m.fetch_pool(1, rx.conn_id, tx2.pool.pool_id, Transport::Unix, now)
+                .is_err(),
+            "another session's connection"
+        );
+        assert!(dp.commands.iter().any(|c| c.starts_with("move 1 ")));
+    }
+
+    #[test]
     fn the_first_member_sizes_the_pool_and_the_last_one_destroys_the_group() {
         let (mut m, mut dp, now) = (mesh(), Recorder::default(), Instant::now());
         let (rx, fds) = m
@@ -1724,10 +1785,11 @@ mod tests {
             .fetch_pool(1, rx.conn_id, tx.pool.pool_id, Transport::Unix, now)
             .unwrap();
         assert_eq!((reply.pool.pool_id, pool_fds.len()), (tx.pool.pool_id, 1));
-        let (_, old_fds) = m
-            .fetch_pool(1, rx.conn_id, rx.pool.pool_id, Transport::Unix, now)
-            .unwrap();
-        assert_eq!(old_fds.len(), 1, "the pool before is kept for receivers");
+        assert!(
+            m.fetch_pool(1, rx.conn_id, rx.pool.pool_id, Transport::Unix, now)
+                .is_err(),
+            "a pool that never had a source is not kept after the move"
+        );
         assert_eq!(m.groups(), 1);
         m.session_closed(&mut dp, 1);
         m.delete(&mut dp, 2, tx.conn_id).unwrap();
