@@ -316,15 +316,18 @@ fn an_idle_flood_holds_every_session_only_until_the_idle_timeout() {
         r#"{{"apiConnectionString": "Server=127.0.0.1; Port={}"}}"#,
         e.tcp.port()
     );
+    // A session's slot is free once the engine has closed its socket, a moment after the
+    // client read the reason: retried for a bounded time.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let tcp = loop {
-        match mcm_sdk::Client::new(Some(&json)) {
+    let retry = |make: &dyn Fn() -> mcm_sdk::Result<mcm_sdk::Client>| loop {
+        match make() {
             Ok(c) => break c,
             Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let unix = mcm_sdk::Client::with_unix_socket(&e.unix, Default::default()).unwrap();
+    let tcp = retry(&|| mcm_sdk::Client::new(Some(&json)));
+    let unix = retry(&|| mcm_sdk::Client::with_unix_socket(&e.unix, Default::default()));
     assert!(tcp.stats().is_ok() && unix.stats().is_ok());
     let env = std::sync::Arc::new(grpcio::EnvBuilder::new().cq_count(1).build());
     let control = mcm_control::grpc::proto::control_grpc::EngineClient::new(
