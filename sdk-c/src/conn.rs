@@ -92,6 +92,9 @@ impl Pools {
 
     /// Unmaps the pools no buffer is lent from, except the newest (pool ids only grow).
     fn prune(&mut self) {
+        if self.views.len() < 2 {
+            return;
+        }
         let newest = self.views.iter().map(|m| m.id).max().unwrap_or(0);
         self.views.retain(|m| m.id == newest || m.lent > 0);
     }
