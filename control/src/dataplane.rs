@@ -120,11 +120,27 @@ pub struct EdgeCounters {
     /// An RDMA rx link: the port it listens on (set by the data plane each time it builds the
     /// link, on the control thread); 0 otherwise.
     pub listen_port: AtomicU64,
+    /// An ST 2022-7 session's two paths: `[0]` the first (`ipAddr`), `[1]` the redundant one.
+    pub paths: [PathCounters; 2],
+    /// rx, ST 2022-7: packets discarded because the other path had already delivered their
+    /// sequence number (the second copy of every packet, normally).
+    pub packets_redundant: AtomicU64,
+}
+
+/// Counters of one path of an ST 2022-7 session.
+#[derive(Debug, Default)]
+pub struct PathCounters {
+    /// tx: packets sent on the path. rx: packets of the stream that arrived on it.
+    pub packets: AtomicU64,
+    /// rx: sequence numbers that never arrived on this path (a late arrival takes its count
+    /// back); only numbers before the last that arrived can be known. tx: packets the path
+    /// could not send (a full socket buffer or an error), which the other path still carried.
+    pub lost: AtomicU64,
 }
 
 impl EdgeCounters {
     /// Every counter with its name (the names GetStats and the control plane use).
-    pub fn named(&self) -> [(&'static str, u64); 19] {
+    pub fn named(&self) -> [(&'static str, u64); 24] {
         let get = Self::get;
         [
             ("packets", get(&self.packets)),
@@ -146,6 +162,11 @@ impl EdgeCounters {
             ("handshakes_refused", get(&self.handshakes_refused)),
             ("failures", get(&self.failures)),
             ("links_up", get(&self.links_up)),
+            ("primary_packets", get(&self.paths[0].packets)),
+            ("primary_lost", get(&self.paths[0].lost)),
+            ("secondary_packets", get(&self.paths[1].packets)),
+            ("secondary_lost", get(&self.paths[1].lost)),
+            ("packets_redundant", get(&self.packets_redundant)),
         ]
     }
 

@@ -380,6 +380,16 @@ pub struct St2110File {
     /// again (0..=1000; 0 reads on every lcore iteration). Fewer, larger `recvmmsg` calls for
     /// at most this much added latency.
     pub rx_read_interval_us: u32,
+    /// ST 2022-7: the interface of sessions' second paths (`redundant` in a connection's
+    /// `st2110`); empty: the first path's interface.
+    pub redundant_interface: String,
+    /// IPv4 address of `redundant_interface`: the source of second-path tx streams, where
+    /// second-path unicast rx listens. Required with `redundant_interface`.
+    pub redundant_local_ip: String,
+    /// ST 2022-7 rx: how long (µs, 100..=100000) the merge waits for one path to bring a
+    /// packet the other lost before it gives the packet up: the largest delay between the two
+    /// paths that stays seamless.
+    pub redundancy_window_us: u32,
 }
 
 impl Default for St2110File {
@@ -396,6 +406,9 @@ impl Default for St2110File {
             multicast_ttl: 32,
             gso: true,
             rx_read_interval_us: 25,
+            redundant_interface: String::new(),
+            redundant_local_ip: String::new(),
+            redundancy_window_us: 10_000,
         }
     }
 }
@@ -901,20 +914,39 @@ fn validate_st2110(
         );
         return Err(ConfigError::new("st2110.backend", msg));
     }
-    if f.interface.is_empty() || f.interface.len() > 15 || f.interface.contains(['/', ' ']) {
-        let msg = format!(
-            "`{}` is not an interface name (allowed: 1 to 15 characters, no '/' or space)",
-            f.interface
-        );
-        return Err(ConfigError::new("st2110.interface", msg));
-    }
-    let local_ip: std::net::Ipv4Addr = f.local_ip.parse().map_err(|_| {
-        let msg = format!(
-            "`{}` is not an IPv4 address (allowed: e.g. 192.168.96.1)",
-            f.local_ip
-        );
-        ConfigError::new("st2110.local_ip", msg)
-    })?;
+    interface_name("st2110.interface", &f.interface)?;
+    let local_ip = ipv4_of("st2110.local_ip", &f.local_ip)?;
+    let redundant = match (
+        f.redundant_interface.as_str(),
+        f.redundant_local_ip.as_str(),
+    ) {
+        ("", "") => None,
+        ("", _) => {
+            let msg = "required with st2110.redundant_local_ip: the interface that address is on";
+            return Err(ConfigError::new("st2110.redundant_interface", msg));
+        }
+        (_, "") => {
+            let msg = "required with st2110.redundant_interface: that interface's IPv4 address";
+            return Err(ConfigError::new("st2110.redundant_local_ip", msg));
+        }
+        (name, ip) => {
+            interface_name("st2110.redundant_interface", name)?;
+            let ip = ipv4_of("st2110.redundant_local_ip", ip)?;
+            if ip == local_ip {
+                let msg = format!(
+                    "`{ip}` is st2110.local_ip (allowed: the second interface's own address)"
+                );
+                return Err(ConfigError::new("st2110.redundant_local_ip", msg));
+            }
+            Some((name.to_owned(), ip))
+        }
+    };
+    let window = in_range(
+        "st2110.redundancy_window_us",
+        u64::from(f.redundancy_window_us),
+        100,
+        100_000,
+    )?;
     for (key, v) in [
         ("st2110.dscp_video", f.dscp_video),
         ("st2110.dscp_audio", f.dscp_audio),
@@ -946,6 +978,25 @@ fn validate_st2110(
         gso: f.gso,
         rx_read_interval: std::time::Duration::from_micros(rx_read_interval),
         sdp_dir: shm_dir.to_path_buf(),
+        redundant,
+        redundancy_window: std::time::Duration::from_micros(window),
+    })
+}
+
+fn interface_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+        let msg = format!(
+            "`{name}` is not an interface name (allowed: 1 to 15 characters, no '/' or space)"
+        );
+        return Err(ConfigError::new(key, msg));
+    }
+    Ok(())
+}
+
+fn ipv4_of(key: &str, text: &str) -> Result<std::net::Ipv4Addr, ConfigError> {
+    text.parse().map_err(|_| {
+        let msg = format!("`{text}` is not an IPv4 address (allowed: e.g. 192.168.96.1)");
+        ConfigError::new(key, msg)
     })
 }
 
@@ -1387,6 +1438,31 @@ mod tests {
             "st2110.dscp_audio: 64 is out of range (allowed: 0 to 63)"
         );
         assert!(err("[st2110]\nsocket_buffer_bytes = 10\n").contains("allowed: 65536 to"));
+        // ST 2022-7's second interface: both keys or neither, another address.
+        assert_eq!(
+            (&c.redundant, c.redundancy_window.as_micros()),
+            (&None, 10_000)
+        );
+        let two = "[st2110]\nredundant_interface = \"eth1\"\nredundant_local_ip = \"10.2.0.1\"\n";
+        assert_eq!(
+            check(two).unwrap().st2110.path(1),
+            ("eth1", "10.2.0.1".parse().unwrap())
+        );
+        assert_eq!(check(two).unwrap().st2110.path(0).0, "lo");
+        assert_eq!(c.path(1), ("lo", std::net::Ipv4Addr::LOCALHOST));
+        assert!(
+            err("[st2110]\nredundant_interface = \"eth1\"\n")
+                .starts_with("st2110.redundant_local_ip: required")
+        );
+        assert!(
+            err("[st2110]\nredundant_local_ip = \"10.2.0.1\"\n")
+                .starts_with("st2110.redundant_interface: required")
+        );
+        assert!(
+            err("[st2110]\nredundant_interface = \"e\"\nredundant_local_ip = \"127.0.0.1\"\n")
+                .contains("is st2110.local_ip")
+        );
+        assert!(err("[st2110]\nredundancy_window_us = 50\n").contains("allowed: 100 to 100000"));
         // MCM's flags.
         let mut f = ConfigFile::default();
         let o = Overrides {

@@ -1600,6 +1600,11 @@ fn edge_stats(urn: &str, e: &NetEdge) -> BridgeStats {
         handshakes_refused: get(&c.handshakes_refused),
         failures: get(&c.failures),
         links_up: get(&c.links_up),
+        primary_packets: get(&c.paths[0].packets),
+        primary_lost: get(&c.paths[0].lost),
+        secondary_packets: get(&c.paths[1].packets),
+        secondary_lost: get(&c.paths[1].lost),
+        packets_redundant: get(&c.packets_redundant),
         ..BridgeStats::new()
     }
 }
@@ -2032,6 +2037,7 @@ mod tests {
                 transport_pixel_format: Some("yuv422p10rfc4175".to_owned()),
                 sdp_file: None,
                 any_source: false,
+                redundant: None,
             },
         };
         let edge = m.attach_edge(&mut dp, "cfg", &cfg, &tx_edge(6000)).unwrap();

@@ -415,6 +415,10 @@ impl<R: PacketRx> PacketRx for FaultyRx<R> {
             .flatten()
             .min()
     }
+
+    fn foreign(&self) -> u64 {
+        self.inner.foreign()
+    }
 }
 
 #[cfg(test)]

@@ -8,11 +8,14 @@
 //!   receiving, delay) from a seed, counting what it injected (tests).
 //! - [`pcap`]: wraps any sender or receiver and writes every datagram to a pcap file (tests,
 //!   debugging).
+//! - [`redundant`]: SMPTE ST 2022-7 over any two senders or receivers: every datagram sent on
+//!   both paths; both received and merged by RTP sequence number.
 //!
 //! DPDK (physical NICs, `net_af_xdp`, `net_memif`) is the next backend (its own issue).
 
 pub mod fault;
 pub mod pcap;
+pub mod redundant;
 pub mod udp;
 
 use std::os::fd::BorrowedFd;
@@ -48,6 +51,11 @@ pub trait PacketRx: Send {
     fn next_read(&self) -> Option<Instant> {
         None
     }
+    /// Datagrams the backend dropped itself for coming from a sender it does not accept (a
+    /// [`redundant::RedundantRx`] filters each path by its own sender).
+    fn foreign(&self) -> u64 {
+        0
+    }
 }
 
 impl<T: PacketTx + ?Sized> PacketTx for Box<T> {
@@ -74,6 +82,9 @@ impl<R: PacketRx + ?Sized> PacketRx for Box<R> {
     }
     fn next_read(&self) -> Option<Instant> {
         (**self).next_read()
+    }
+    fn foreign(&self) -> u64 {
+        (**self).foreign()
     }
 }
 

@@ -173,6 +173,10 @@ impl<R: PacketRx> PacketRx for PcapRx<R> {
     fn next_read(&self) -> Option<Instant> {
         self.inner.next_read()
     }
+
+    fn foreign(&self) -> u64 {
+        self.inner.foreign()
+    }
 }
 
 #[cfg(test)]

@@ -280,6 +280,35 @@ impl NetnsPair {
         p
     }
 
+    /// A second veth pair between the two namespaces (an ST 2022-7 second path):
+    /// `10.99.<subnet>.1/24` on the returned `a` end, `.2` on the `b` end. Deleted with the
+    /// namespaces.
+    pub fn add_link(&self, tag: &str, subnet: u8) -> Link {
+        let id = std::process::id() % 100_000;
+        let l = Link {
+            veth_a: format!("w{tag}{id}a"),
+            veth_b: format!("w{tag}{id}b"),
+            ip_a: format!("10.99.{subnet}.1"),
+            ip_b: format!("10.99.{subnet}.2"),
+        };
+        run(
+            "ip",
+            &[
+                "link", "add", &l.veth_a, "type", "veth", "peer", "name", &l.veth_b,
+            ],
+        );
+        run("ip", &["link", "set", &l.veth_a, "netns", &self.a]);
+        run("ip", &["link", "set", &l.veth_b, "netns", &self.b]);
+        for (ns, dev, ip) in [(&self.a, &l.veth_a, &l.ip_a), (&self.b, &l.veth_b, &l.ip_b)] {
+            run(
+                "ip",
+                &["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev],
+            );
+            run("ip", &["-n", ns, "link", "set", dev, "up"]);
+        }
+        l
+    }
+
     /// `ip netns exec NS program args`, panicking on failure.
     pub fn exec(&self, ns: &str, program: &str, args: &[&str]) -> String {
         let all: Vec<&str> = ["netns", "exec", ns, program]
@@ -288,6 +317,14 @@ impl NetnsPair {
             .collect();
         run("ip", &all)
     }
+}
+
+/// A further veth pair of a [`NetnsPair`] (see [`NetnsPair::add_link`]).
+pub struct Link {
+    pub veth_a: String,
+    pub veth_b: String,
+    pub ip_a: String,
+    pub ip_b: String,
 }
 
 impl Drop for NetnsPair {

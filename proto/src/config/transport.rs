@@ -25,6 +25,9 @@
 //!   (an mcm extension, `true` or `false`, default `false`) lets an rx session accept packets
 //!   from any sender; without it a unicast rx accepts only `ipAddr` (the sender; this engine's
 //!   own address meaning senders on this host) and a multicast rx only its SSM or SDP source.
+//!   `redundant` (an mcm extension) makes the stream ST 2022-7: `{ "ipAddr" (required),
+//!   "port" (default: `port`), "multicastSourceIpAddr" }` is its second path (see
+//!   [`Redundant`]).
 //! - `rdma`: `{ "connectionMode" ("RC", the only mode), "maxLatencyNanoseconds" (default 0) }`.
 //!
 //! `options.rdma` is `{ "provider" ("tcp" default, "verbs"), "num_endpoints" or "numEndpoints"
@@ -174,6 +177,15 @@ impl Edge {
                 if s.any_source {
                     body.insert("anySource".into(), json!(true));
                 }
+                if let Some(r) = &s.redundant {
+                    let mut leg = Map::new();
+                    leg.insert("ipAddr".into(), json!(r.ip_addr.to_string()));
+                    leg.insert("port".into(), json!(r.port));
+                    if let Some(src) = r.multicast_source_ip_addr {
+                        leg.insert("multicastSourceIpAddr".into(), json!(src.to_string()));
+                    }
+                    body.insert("redundant".into(), Value::Object(leg));
+                }
                 body.insert("transport".into(), json!(s.transport.as_str()));
                 body.insert("ipAddr".into(), json!(s.ip_addr.to_string()));
                 body.insert("port".into(), json!(s.port));
@@ -234,6 +246,23 @@ pub struct St2110 {
     /// sender on this host), and a multicast rx only `multicastSourceIpAddr` or the SDP's
     /// source filter when given.
     pub any_source: bool,
+    /// ST 2022-7 (an mcm extension, `"redundant"`): the stream's second path. A tx session
+    /// sends every packet on both; an rx session receives both and merges them.
+    pub redundant: Option<Redundant>,
+}
+
+/// `connection.st2110.redundant`: the second path of an ST 2022-7 stream, `{ "ipAddr"
+/// (required), "port" (default: the first path's), "multicastSourceIpAddr" }`. It goes out
+/// of (or arrives on) the engine's `st2110.redundant_interface` when one is configured.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Redundant {
+    /// Destination (tx) or listening (rx) address of the second path.
+    pub ip_addr: IpAddr,
+    /// Its UDP port.
+    pub port: u16,
+    /// rx: the sender's address on the second path (source-specific multicast, or the only
+    /// unicast sender accepted).
+    pub multicast_source_ip_addr: Option<IpAddr>,
 }
 
 impl St2110 {
@@ -498,7 +527,34 @@ fn parse_st2110(obj: &Obj<'_>) -> Result<St2110, ConfigError> {
             .then(|| tpf.unwrap_or(DEFAULT_TRANSPORT_PIXEL_FORMAT).to_owned()),
         sdp_file: non_empty(obj, "sdpFile")?.map(String::from),
         any_source: obj.flag("anySource")?,
+        redundant: parse_redundant(obj, ip, port)?,
     })
+}
+
+fn parse_redundant(obj: &Obj<'_>, ip: IpAddr, port: u16) -> Result<Option<Redundant>, ConfigError> {
+    let Some(r) = obj.obj("redundant")? else {
+        return Ok(None);
+    };
+    let addr = ip_addr(&r, "ipAddr")?
+        .ok_or_else(|| r.err("ipAddr", "required, the second path's IP address"))?;
+    let r_port = r.uint("port", 1..=u16::MAX, port)?;
+    if (addr, r_port) == (ip, port) {
+        return Err(r.err(
+            "ipAddr",
+            format_args!("{addr}:{r_port} is the first path (allowed: another address or port)"),
+        ));
+    }
+    if addr.is_ipv4() != ip.is_ipv4() {
+        return Err(r.err(
+            "ipAddr",
+            format_args!("{addr} and the first path's {ip} are of different IP versions"),
+        ));
+    }
+    Ok(Some(Redundant {
+        ip_addr: addr,
+        port: r_port,
+        multicast_source_ip_addr: ip_addr(&r, "multicastSourceIpAddr")?,
+    }))
 }
 
 /// A string field where `""` counts as absent.
@@ -814,6 +870,41 @@ mod tests {
             s.transport_pixel_format.as_deref(),
             Some("yuv422p10rfc4175")
         );
+    }
+
+    #[test]
+    fn redundant_is_a_second_path_checked_against_the_first() {
+        let base = json!({"ipAddr": "239.1.1.1", "port": 5004});
+        assert_eq!(st2110(base.clone()).unwrap().redundant, None);
+        let mut two = base.clone();
+        two["redundant"] = json!({"ipAddr": "239.2.2.2", "multicastSourceIpAddr": "10.2.0.1"});
+        assert_eq!(
+            st2110(two).unwrap().redundant,
+            Some(Redundant {
+                ip_addr: "239.2.2.2".parse().unwrap(),
+                port: 5004,
+                multicast_source_ip_addr: Some("10.2.0.1".parse().unwrap()),
+            })
+        );
+        for (leg, want) in [
+            (json!({"port": 5006}), "redundant.ipAddr: required"),
+            (json!({"ipAddr": "239.1.1.1"}), "is the first path"),
+            (json!({"ipAddr": "ff02::1"}), "different IP versions"),
+            (json!({"ipAddr": "239.2.2.2", "port": 0}), "redundant.port"),
+            (json!("239.2.2.2"), "redundant"),
+        ] {
+            let mut bad = base.clone();
+            bad["redundant"] = leg;
+            let e = st2110(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{e} (wanted {want:?})");
+        }
+        // An edge with a second path reads back the same from its JSON.
+        let edge = Edge::from_json(
+            r#"{"st2110": {"direction": "rx", "ipAddr": "239.1.1.1", "port": 5004,
+                "redundant": {"ipAddr": "239.2.2.2", "port": 5006}}}"#,
+        )
+        .unwrap();
+        assert_eq!(Edge::from_json(&edge.to_json()).unwrap(), edge);
     }
 
     #[test]

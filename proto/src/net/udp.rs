@@ -515,6 +515,10 @@ impl UdpRx {
         bind(raw, SocketAddrV4::new(at.addr, at.port))?;
         if at.addr.is_multicast() {
             join(raw, at.addr, opts.interface, at.source)?;
+            // Only the groups this socket joined, on the interface it joined them on (two
+            // sockets of one group on two interfaces, as ST 2022-7 paths can be, stay apart).
+            let off: libc::c_int = 0;
+            let _ = setsockopt(raw, libc::IPPROTO_IP, libc::IP_MULTICAST_ALL, &off);
         }
         Ok(Self {
             fd,

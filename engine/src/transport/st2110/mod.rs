@@ -39,4 +39,19 @@ pub struct Settings {
     pub rx_read_interval: std::time::Duration,
     /// Where tx sessions publish their SDP files.
     pub sdp_dir: PathBuf,
+    /// ST 2022-7: the interface and address second paths use (`None`: the first path's).
+    pub redundant: Option<(String, Ipv4Addr)>,
+    /// ST 2022-7 rx: how long the merge waits for a packet one path lost (see
+    /// [`crate::io::redundant`]).
+    pub redundancy_window: std::time::Duration,
+}
+
+impl Settings {
+    /// The interface name and address of path `leg` (0: the first, 1: the redundant one).
+    pub fn path(&self, leg: usize) -> (&str, Ipv4Addr) {
+        match (&self.redundant, leg) {
+            (Some((name, ip)), 1) => (name, *ip),
+            _ => (&self.interface, self.local_ip),
+        }
+    }
 }

@@ -597,7 +597,7 @@ impl RtpRx {
 
     /// Mirrors the counters into `c`.
     pub fn publish(&self, c: &EdgeCounters) {
-        let n = self.counts;
+        let n = self.counts();
         // Relaxed stores: statistics (one writer).
         c.packets.store(n.packets, Ordering::Relaxed);
         publish_rx(self.udp.counters(), c);
@@ -608,9 +608,13 @@ impl RtpRx {
         c.packets_foreign.store(n.foreign, Ordering::Relaxed);
     }
 
-    /// The counters so far.
+    /// The counters so far (datagrams from senders not accepted include those the receiver
+    /// itself dropped: each path of an ST 2022-7 merge filters its own sender).
     pub fn counts(&self) -> RxCounts {
-        self.counts
+        RxCounts {
+            foreign: self.counts.foreign + self.udp.foreign(),
+            ..self.counts
+        }
     }
 
     /// The socket, readable when datagrams wait.

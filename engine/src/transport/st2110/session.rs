@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
-use mcm_control::dataplane::St2110Edge;
+use mcm_control::dataplane::{EdgeCounters, St2110Edge};
 use mcm_proto::config::Direction;
 use mcm_proto::config::payload::{Ancillary, Audio, AudioFormat, Payload, Video};
-use mcm_proto::config::transport::{St2110, Transport};
+use mcm_proto::config::transport::{Redundant, St2110, Transport};
 use mcm_proto::st2110::rfc4175::{Depacketizer, Format, Packetizer, PackingMode};
 use mcm_proto::st2110::st21::{SenderType, Timing};
 use mcm_proto::st2110::{Depth, FrameRate, Sampling};
@@ -27,7 +27,9 @@ use super::convert::PixelFormat;
 use super::paced::{PacedTx, RtpRx, Stream};
 use super::video::{Conversion, Rfc4175Frames, St20Rx, St20Tx};
 use crate::group::{Part, SINK_QUEUE};
+use crate::io::redundant::{RedundantRx, RedundantTx};
 use crate::io::udp::{RxAddr, SocketOptions, UdpRx, UdpTx};
+use crate::io::{PacketRx, PacketTx};
 
 /// Pixel bytes per RFC 4175 packet: 1080p 10-bit 4:2:2 lines split into 4 packets, 4320 per
 /// frame, as ST 2110 senders commonly do; datagrams stay under a 1500-byte MTU.
@@ -181,15 +183,10 @@ fn video(
                 packetizer.packets_per_frame(),
                 sender,
             );
-            let TxSocket {
-                udp,
-                source,
-                dest,
-                params,
-            } = tx_socket(settings, st, &opts)?;
-            let name = format!("st2110-20 tx {dest}");
-            let sdp_text = video_sdp(&params, &format, rate, sender);
-            let sdp_path = write_sdp(settings, "tx", dest, &sdp_text, &counters)?;
+            let tx = tx_socket(settings, st, &opts, &counters)?;
+            let name = format!("st2110-20 tx {}", tx.paths());
+            let sdp_text = video_sdp(&tx, &format, rate, sender);
+            let sdp_path = write_sdp(settings, "tx", tx.dest, &sdp_text, &counters)?;
             let stream = Stream {
                 payload_type: st.payload_type,
                 ssrc: random_u32(),
@@ -198,38 +195,39 @@ fn video(
                 sender,
             };
             let format = Rfc4175Frames::new(packetizer, conversion, counters.clone());
-            let tx = St20Tx::new(name, udp, format, stream, counters, Clock::Tai)
-                .with_sdp_file(sdp_path);
             tracing::info!(
-                "st2110-20 tx {source} -> {dest}: {}x{} {rate} fps {wire_name}, {} packets per \
-                 frame, {sender} pacing",
+                "st2110-20 tx {} -> {}: {}x{} {rate} fps {wire_name}, {} packets per frame, \
+                 {sender} pacing",
+                tx.sources(),
+                tx.paths(),
                 v.width,
                 v.height,
                 timing.packets()
             );
+            let tx = St20Tx::new(name, tx.udp, format, stream, counters, Clock::Tai)
+                .with_sdp_file(sdp_path);
             Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
         }
         Direction::Rx => {
-            let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
-            let name = format!("st2110-20 rx {}:{}", at.addr, at.port);
+            let end = open_rx(settings, st, group, from_sdp.as_ref(), &opts, &counters)?;
+            let name = format!("st2110-20 rx {}", end.at);
             tracing::info!(
-                "st2110-20 rx on {}:{}{}: {}x{} {wire_name}",
-                at.addr,
-                at.port,
-                filter.map(|f| format!(" from {f}")).unwrap_or_default(),
+                "st2110-20 rx on {}{}: {}x{} {wire_name}",
+                end.at,
+                end.from,
                 v.width,
                 v.height
             );
             let rx = St20Rx::new(
                 name,
-                udp,
+                end.rx,
                 Depacketizer::new(format),
                 conversion,
                 app_bytes,
                 counters,
                 Clock::Tai,
             )
-            .with_source_filter(filter)
+            .with_source_filter(end.filter)
             .with_payload_type(payload_type);
             Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
@@ -279,12 +277,7 @@ fn audio(spec: &St2110Edge, a: &Audio, settings: &Settings) -> Result<Part, Stri
     };
     match spec.direction {
         Direction::Tx => {
-            let TxSocket {
-                udp,
-                source,
-                dest,
-                params: tx,
-            } = tx_socket(settings, st, &opts)?;
+            let tx = tx_socket(settings, st, &opts, &counters)?;
             let audio = sdp::AudioParams {
                 encoding: match encoding {
                     st30::Encoding::L16 => sdp::AudioEncoding::L16,
@@ -296,13 +289,13 @@ fn audio(spec: &St2110Edge, a: &Audio, settings: &Settings) -> Result<Part, Stri
                     .ok_or_else(|| format!("payload.audio: no SDP ptime for {format}"))?,
                 channel_order: None,
             };
-            let text = sdp::Session::st2110_30(&tx, &audio).to_string();
-            let sdp_path = write_sdp(settings, "tx", dest, &text, &counters)?;
-            tracing::info!("st2110-30 tx {source} -> {dest}: {format}");
-            let name = format!("st2110-30 tx {dest}");
+            let text = tx.sdp(sdp::Session::st2110_30(&tx.params, &audio));
+            let sdp_path = write_sdp(settings, "tx", tx.dest, &text, &counters)?;
+            tracing::info!("st2110-30 tx {} -> {}: {format}", tx.sources(), tx.paths());
+            let name = format!("st2110-30 tx {}", tx.paths());
             let tx = St30Tx::new(
                 name,
-                udp,
+                tx.udp,
                 format,
                 st.payload_type,
                 random_u32(),
@@ -313,11 +306,11 @@ fn audio(spec: &St2110Edge, a: &Audio, settings: &Settings) -> Result<Part, Stri
             Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
         }
         Direction::Rx => {
-            let (udp, at, filter) = open_rx(settings, st, group, from_sdp.as_ref(), &opts)?;
-            tracing::info!("st2110-30 rx on {}:{}: {format}", at.addr, at.port);
-            let name = format!("st2110-30 rx {}:{}", at.addr, at.port);
-            let rx = St30Rx::new(name, udp, format, payload_type, counters, Clock::Tai)
-                .with_source_filter(filter);
+            let end = open_rx(settings, st, group, from_sdp.as_ref(), &opts, &counters)?;
+            tracing::info!("st2110-30 rx on {}{}: {format}", end.at, end.from);
+            let name = format!("st2110-30 rx {}", end.at);
+            let rx = St30Rx::new(name, end.rx, format, payload_type, counters, Clock::Tai)
+                .with_source_filter(end.filter);
             Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
     }
@@ -335,30 +328,104 @@ fn video_opts(settings: &Settings) -> SocketOptions {
     }
 }
 
-/// A tx session's socket, connected to `ipAddr:port` (GSO as `st2110.gso` says), with the
+/// A tx session's sender: a socket connected to `ipAddr:port` (GSO as `st2110.gso` says), or
+/// with `redundant` (ST 2022-7) two, one per path, each from its path's interface; with the
 /// SDP parameters of the stream it sends.
 struct TxSocket {
-    udp: UdpTx,
+    udp: Box<dyn PacketTx>,
+    /// The first path's source and destination.
     source: SocketAddrV4,
     dest: SocketAddrV4,
     params: sdp::TxParams,
+    /// The second path's, with its SDP parameters.
+    second: Option<(SocketAddrV4, SocketAddrV4, sdp::TxParams)>,
 }
 
-fn tx_socket(settings: &Settings, st: &St2110, opts: &SocketOptions) -> Result<TxSocket, String> {
-    let dest = SocketAddrV4::new(ipv4(st)?, st.port);
-    let mut udp = open_tx(settings, dest, opts)?;
-    if !settings.gso {
-        udp.disable_gso();
+impl TxSocket {
+    /// Where it sends, e.g. `239.1.1.1:5004` or `239.1.1.1:5004 + 239.2.2.2:5004`.
+    fn paths(&self) -> String {
+        match &self.second {
+            Some((_, d, _)) => format!("{} + {d}", self.dest),
+            None => self.dest.to_string(),
+        }
     }
-    let source = udp.local().map_err(|e| format!("socket: {e}"))?;
-    let name = format!("mcm {} {dest}", st.transport.as_str());
-    let params = tx_params(settings, name, source, dest, st.payload_type);
+
+    /// Where it sends from.
+    fn sources(&self) -> String {
+        match &self.second {
+            Some((s, ..)) => format!("{} + {s}", self.source),
+            None => self.source.to_string(),
+        }
+    }
+
+    /// The SDP text of `session`: with the second path as an ST 2022-7 `a=group:DUP` leg.
+    fn sdp(&self, session: sdp::Session) -> String {
+        match &self.second {
+            Some((.., p)) => session.with_st2022_7(p).to_string(),
+            None => session.to_string(),
+        }
+    }
+}
+
+fn tx_socket(
+    settings: &Settings,
+    st: &St2110,
+    opts: &SocketOptions,
+    counters: &Arc<EdgeCounters>,
+) -> Result<TxSocket, String> {
+    let name = format!("mcm {} {}:{}", st.transport.as_str(), st.ip_addr, st.port);
+    let path = |leg: usize, dest: SocketAddrV4| {
+        let (interface, local_ip) = settings.path(leg);
+        let opts = SocketOptions {
+            interface: local_ip,
+            ..*opts
+        };
+        let mut udp = open_tx(settings, local_ip, dest, &opts)?;
+        if !settings.gso {
+            udp.disable_gso();
+        }
+        let source = udp.local().map_err(|e| format!("socket: {e}"))?;
+        let params = tx_params(
+            settings,
+            interface,
+            name.clone(),
+            source,
+            dest,
+            st.payload_type,
+        );
+        Ok::<_, String>((udp, source, params))
+    };
+    let dest = SocketAddrV4::new(ipv4(st)?, st.port);
+    let (first, source, params) = path(0, dest)?;
+    let Some(r) = &st.redundant else {
+        return Ok(TxSocket {
+            udp: Box::new(first),
+            source,
+            dest,
+            params,
+            second: None,
+        });
+    };
+    let dest2 = SocketAddrV4::new(second_ipv4(r)?, r.port);
+    let (second, source2, params2) = path(1, dest2)?;
     Ok(TxSocket {
-        udp,
+        udp: Box::new(RedundantTx::new(first, second, counters.clone())),
         source,
         dest,
         params,
+        second: Some((source2, dest2, params2)),
     })
+}
+
+/// The second path's address, IPv4 like the first.
+fn second_ipv4(r: &Redundant) -> Result<Ipv4Addr, String> {
+    match r.ip_addr {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(a) => Err(format!(
+            "connection.st2110.redundant.ipAddr {a} is IPv6 (allowed: IPv4, as ST 2110 \
+             networks use)"
+        )),
+    }
 }
 
 /// An rx session's RTP end: its socket (see [`open_rx`]), payload type and source filter,
@@ -368,15 +435,13 @@ fn rtp_rx(
     st: &St2110,
     from_sdp: Option<&SdpStream>,
     opts: &SocketOptions,
+    counters: &Arc<EdgeCounters>,
 ) -> Result<(RtpRx, String), String> {
-    let (udp, at, filter) = open_rx(settings, st, ipv4(st)?, from_sdp, opts)?;
+    let end = open_rx(settings, st, ipv4(st)?, from_sdp, opts, counters)?;
     let payload_type = from_sdp.map_or(st.payload_type, |s| s.payload_type);
-    let name = format!("{} rx {}:{}", st.transport.as_str(), at.addr, at.port);
-    tracing::info!(
-        "{name}{}: payload type {payload_type}",
-        filter.map(|f| format!(" from {f}")).unwrap_or_default()
-    );
-    Ok((RtpRx::new(udp, payload_type, filter), name))
+    let name = format!("{} rx {}", st.transport.as_str(), end.at);
+    tracing::info!("{name}{}: payload type {payload_type}", end.from);
+    Ok((RtpRx::new(end.rx, payload_type, end.filter), name))
 }
 
 /// The sampling and depth of the decoded picture `pixelFormat` describes (for the SDP).
@@ -417,7 +482,7 @@ fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part,
             let sender = sender_type(st.pacing.as_deref())?;
             let format = Codestream::new(ancillary::MAX_RTP_PAYLOAD)
                 .map_err(|e| format!("st2110-22: {e}"))?;
-            let tx = tx_socket(settings, st, &opts)?;
+            let tx = tx_socket(settings, st, &opts, &counters)?;
             let (sampling, depth) = decoded_format(v);
             let mut fmtp = sdp::JxsvFmtp::new(v.width, v.height, rate);
             fmtp.sampling = Some(sampling);
@@ -425,13 +490,13 @@ fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part,
             fmtp.sender_type = Some(sdp_sender_type(sender));
             // b=AS: the largest codestream every frame period, in kbit/s.
             let kbps = (f64::from(spec.payload_size) * 8.0 * v.fps / 1000.0).ceil() as u64;
-            let text = sdp::Session::st2110_22(&tx.params, fmtp, kbps).to_string();
+            let text = tx.sdp(sdp::Session::st2110_22(&tx.params, fmtp, kbps));
             let sdp_path = write_sdp(settings, "tx", tx.dest, &text, &counters)?;
             tracing::info!(
                 "st2110-22 tx {} -> {}: {}x{} {rate} fps, codestreams up to {} bytes in \
                  {}-byte packets, {sender} pacing",
-                tx.source,
-                tx.dest,
+                tx.sources(),
+                tx.paths(),
                 v.width,
                 v.height,
                 spec.payload_size,
@@ -444,7 +509,7 @@ fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part,
                 height: v.height,
                 sender,
             };
-            let name = format!("st2110-22 tx {}", tx.dest);
+            let name = format!("st2110-22 tx {}", tx.paths());
             let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
                 .with_sdp_file(sdp_path);
             Ok(Part::Sink(Box::new(tx), sink_quota(spec)))
@@ -461,7 +526,7 @@ fn compressed(spec: &St2110Edge, v: &Video, settings: &Settings) -> Result<Part,
                     v.width, v.height
                 ));
             }
-            let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts)?;
+            let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts, &counters)?;
             let rx = St22Rx::new(name, rtp, counters, Clock::Tai);
             Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
@@ -483,15 +548,19 @@ fn ancillary(spec: &St2110Edge, a: &Ancillary, settings: &Settings) -> Result<Pa
     match spec.direction {
         Direction::Tx => {
             let sender = sender_type(st.pacing.as_deref())?;
-            let tx = tx_socket(settings, st, &opts)?;
+            let tx = tx_socket(settings, st, &opts, &counters)?;
             let fmtp = sdp::AncFmtp {
                 exactframerate: Some(rate),
                 ssn: Some("ST2110-40:2023".to_owned()),
                 ..sdp::AncFmtp::default()
             };
-            let text = sdp::Session::st2110_40(&tx.params, fmtp).to_string();
+            let text = tx.sdp(sdp::Session::st2110_40(&tx.params, fmtp));
             let sdp_path = write_sdp(settings, "tx", tx.dest, &text, &counters)?;
-            tracing::info!("st2110-40 tx {} -> {}: {rate} fps", tx.source, tx.dest);
+            tracing::info!(
+                "st2110-40 tx {} -> {}: {rate} fps",
+                tx.sources(),
+                tx.paths()
+            );
             let stream = Stream {
                 payload_type: st.payload_type,
                 ssrc: random_u32(),
@@ -500,7 +569,7 @@ fn ancillary(spec: &St2110Edge, a: &Ancillary, settings: &Settings) -> Result<Pa
                 height: 1080,
                 sender,
             };
-            let name = format!("st2110-40 tx {}", tx.dest);
+            let name = format!("st2110-40 tx {}", tx.paths());
             let format = AncFrame::new(ancillary::MAX_RTP_PAYLOAD);
             let tx = PacedTx::new(name, tx.udp, format, stream, counters, Clock::Tai)
                 .with_sdp_file(sdp_path);
@@ -509,7 +578,7 @@ fn ancillary(spec: &St2110Edge, a: &Ancillary, settings: &Settings) -> Result<Pa
         Direction::Rx => {
             let from_sdp = stream_from_sdp(spec)?;
             check_encoding(from_sdp.as_ref(), "smpte291")?;
-            let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts)?;
+            let (rtp, name) = rtp_rx(settings, st, from_sdp.as_ref(), &opts, &counters)?;
             let rx = St40Rx::new(name, rtp, counters, Clock::Tai);
             Ok(Part::Source(Box::new(rx), RX_QUOTA))
         }
@@ -536,10 +605,14 @@ struct SdpStream {
     video: Option<(Sampling, Depth, u32, u32)>,
     /// JPEG XS video: width and height, when the fmtp gives both.
     size: Option<(u32, u32)>,
+    /// ST 2022-7: the other media section of the stream's `a=group:DUP` (its destination,
+    /// port and source filter).
+    second: Option<Redundant>,
 }
 
 /// Reads the connection's `sdpFile`, if any: the media section on `ipAddr:port` (its `c=` or
-/// the session's), checked against the connection.
+/// the session's), checked against the connection, and the other leg of its `a=group:DUP`
+/// when it is in one.
 fn stream_from_sdp(spec: &St2110Edge) -> Result<Option<SdpStream>, String> {
     let st = &spec.st2110;
     let Some(path) = &st.sdp_file else {
@@ -554,10 +627,18 @@ fn stream_from_sdp(spec: &St2110Edge) -> Result<Option<SdpStream>, String> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("sdpFile {path:?}: {e}"))?;
     let session = sdp::Session::parse(&text).map_err(|e| format!("sdpFile {path:?}: {e}"))?;
+    // The section on ipAddr:port; else the first on the port (whose address is then refused).
+    let on_port = |m: &&sdp::Media| m.port == st.port;
     let media = session
         .media
         .iter()
-        .find(|m| m.port == st.port)
+        .filter(on_port)
+        .find(|m| {
+            session
+                .connection_of(m)
+                .is_some_and(|c| c.addr == st.ip_addr)
+        })
+        .or_else(|| session.media.iter().find(on_port))
         .ok_or_else(|| format!("sdpFile {path:?} has no media section on port {}", st.port))?;
     if let Some(c) = session.connection_of(media)
         && c.addr != st.ip_addr
@@ -568,7 +649,7 @@ fn stream_from_sdp(spec: &St2110Edge) -> Result<Option<SdpStream>, String> {
             c.addr, st.ip_addr
         ));
     }
-    let source = match media.source_filter.as_ref().map(|f| f.source) {
+    let source_of = |m: &sdp::Media| match m.source_filter.as_ref().map(|f| f.source) {
         Some(IpAddr::V4(s)) => Some(s),
         _ => None,
     };
@@ -580,33 +661,169 @@ fn stream_from_sdp(spec: &St2110Edge) -> Result<Option<SdpStream>, String> {
         sdp::Fmtp::Jxsv(f) => f.width.zip(f.height),
         _ => None,
     };
+    let second =
+        match dup_partner(&session, media) {
+            None => None,
+            Some(other) => {
+                let addr = session.connection_of(other).map(|c| c.addr).ok_or_else(|| {
+                format!(
+                    "sdpFile {path:?}: the a=group:DUP section on port {} has no c= address",
+                    other.port
+                )
+            })?;
+                Some(Redundant {
+                    ip_addr: addr,
+                    port: other.port,
+                    multicast_source_ip_addr: source_of(other).map(IpAddr::V4),
+                })
+            }
+        };
     Ok(Some(SdpStream {
         payload_type: media.payload_type,
-        source,
+        source: source_of(media),
         encoding: media.rtpmap.encoding.clone(),
         video,
         size,
+        second,
     }))
 }
 
-/// Opens an rx session's socket (see [`rx_addr`]; the SDP's source filter wins) and returns it
-/// with where it listens and the only sender accepted (`None`: any, said in the log).
+/// The other media section of the `a=group:DUP` (RFC 7104) `media` is in, if any.
+fn dup_partner<'a>(session: &'a sdp::Session, media: &sdp::Media) -> Option<&'a sdp::Media> {
+    let mid = media.mid.as_deref()?;
+    let group = session.attributes.iter().find_map(|a| {
+        let v = a.value.as_deref().filter(|_| a.name == "group")?;
+        let mids: Vec<&str> = v.strip_prefix("DUP ")?.split_whitespace().collect();
+        mids.contains(&mid).then_some(mids)
+    })?;
+    let other = group.into_iter().find(|m| *m != mid)?;
+    session
+        .media
+        .iter()
+        .find(|m| m.mid.as_deref() == Some(other))
+}
+
+/// An rx session's receiving end: one socket, or (ST 2022-7) the merge of two, with where it
+/// listens and whom it accepts, for names and logs.
+struct RxEnd {
+    rx: Box<dyn PacketRx>,
+    /// Where it listens, e.g. `239.1.1.1:5004` or `239.1.1.1:5004 + 239.2.2.2:5004`.
+    at: String,
+    /// `" from 10.0.0.5"` and the like, or empty (any sender).
+    from: String,
+    /// The only sender the receiver behind it accepts (`None`: any, or a merge that filters
+    /// each path itself).
+    filter: Option<Ipv4Addr>,
+}
+
+/// Opens an rx session's socket (see [`rx_addr`]; the SDP's source filter wins) and, with
+/// `redundant` or an SDP `a=group:DUP`, the second path's on its own interface, merged by
+/// [`RedundantRx`].
 fn open_rx(
     settings: &Settings,
     st: &St2110,
     group: Ipv4Addr,
     from_sdp: Option<&SdpStream>,
     opts: &SocketOptions,
+    counters: &Arc<EdgeCounters>,
+) -> Result<RxEnd, String> {
+    let first = Leg {
+        addr: group,
+        port: st.port,
+        source: st.multicast_source_ip_addr,
+        sdp_source: from_sdp.and_then(|s| s.source),
+    };
+    let Some(second) = second_path(st, from_sdp)? else {
+        let (udp, at, filter) = open_leg(settings, st, 0, &first, opts)?;
+        return Ok(RxEnd {
+            rx: Box::new(udp),
+            at: format!("{}:{}", at.addr, at.port),
+            from: filter.map(|f| format!(" from {f}")).unwrap_or_default(),
+            filter,
+        });
+    };
+    let leg2 = Leg {
+        addr: second_ipv4(&second)?,
+        port: second.port,
+        source: second.multicast_source_ip_addr,
+        sdp_source: None,
+    };
+    let (udp, at, filter) = open_leg(settings, st, 0, &first, opts)?;
+    let (udp2, at2, filter2) = open_leg(settings, st, 1, &leg2, opts)?;
+    if (at.addr, at.port) == (at2.addr, at2.port) {
+        return Err(format!(
+            "connection.st2110.redundant: the second path would listen on {}:{} as the first \
+             does (allowed: another port or group, or st2110.redundant_interface with its own \
+             address)",
+            at.addr, at.port
+        ));
+    }
+    let legs: [(Box<dyn PacketRx>, Option<Ipv4Addr>); 2] =
+        [(Box::new(udp), filter), (Box::new(udp2), filter2)];
+    let rx = RedundantRx::new(legs, settings.redundancy_window, counters.clone())
+        .map_err(|e| format!("ST 2022-7 merge: {e}"))?;
+    let from = |f: Option<Ipv4Addr>| f.map_or_else(|| "anyone".to_owned(), |f| f.to_string());
+    Ok(RxEnd {
+        rx: Box::new(rx),
+        at: format!("{}:{} + {}:{}", at.addr, at.port, at2.addr, at2.port),
+        from: format!(" from {} + {}", from(filter), from(filter2)),
+        filter: None,
+    })
+}
+
+/// The second path of an rx stream: `redundant`, or the SDP's `a=group:DUP` leg; when both
+/// are given they must agree (the configured source wins).
+fn second_path(st: &St2110, from_sdp: Option<&SdpStream>) -> Result<Option<Redundant>, String> {
+    match (&st.redundant, from_sdp.and_then(|s| s.second.as_ref())) {
+        (None, sdp) => Ok(sdp.cloned()),
+        (Some(r), None) => Ok(Some(r.clone())),
+        (Some(r), Some(sdp)) if (r.ip_addr, r.port) != (sdp.ip_addr, sdp.port) => Err(format!(
+            "sdpFile: the stream's a=group:DUP second leg is {}:{}; \
+             connection.st2110.redundant is {}:{} (allowed: the same)",
+            sdp.ip_addr, sdp.port, r.ip_addr, r.port
+        )),
+        (Some(r), Some(sdp)) => Ok(Some(Redundant {
+            multicast_source_ip_addr: r.multicast_source_ip_addr.or(sdp.multicast_source_ip_addr),
+            ..r.clone()
+        })),
+    }
+}
+
+/// One path of an rx stream, as configured.
+struct Leg {
+    /// The multicast group, or for unicast the sender.
+    addr: Ipv4Addr,
+    port: u16,
+    /// `multicastSourceIpAddr`.
+    source: Option<IpAddr>,
+    /// The SDP's source filter (wins over `source`).
+    sdp_source: Option<Ipv4Addr>,
+}
+
+/// Opens path `leg`'s socket on its interface and returns it with where it listens and the
+/// only sender accepted (`None`: any, said in the log).
+fn open_leg(
+    settings: &Settings,
+    st: &St2110,
+    leg: usize,
+    path: &Leg,
+    opts: &SocketOptions,
 ) -> Result<(UdpRx, RxAddr, Option<Ipv4Addr>), String> {
-    let mut at = rx_addr(settings, st, group)?;
-    if let Some(src) = from_sdp.and_then(|s| s.source) {
+    let (_, local_ip) = settings.path(leg);
+    let group = path.addr;
+    let mut at = rx_addr(settings, leg, path)?;
+    if let Some(src) = path.sdp_source {
         at.source = Some(src);
     }
-    let udp = UdpRx::open(at, opts)
+    let opts = SocketOptions {
+        interface: local_ip,
+        ..*opts
+    };
+    let udp = UdpRx::open(at, &opts)
         .map_err(|e| format!("cannot listen on {}:{}: {e}", at.addr, at.port))?
         .with_read_interval(settings.rx_read_interval);
     // Never silently any sender: the SSM or SDP source when there is one, else for unicast
-    // `ipAddr` as the sender (this engine's own address: senders on this host); only
+    // the path's address as the sender (this engine's own address: senders on this host); only
     // "anySource": true takes everyone. Packets from others are dropped and counted
     // (`packets_foreign`).
     let filter = if st.any_source {
@@ -623,55 +840,66 @@ fn open_rx(
             "st2110 rx {group}:{}: any sender in the multicast group is accepted (no \
              multicastSourceIpAddr or SDP source filter; \"anySource\": true says so on \
              purpose)",
-            st.port
+            path.port
         ),
-        Some(s) if s == settings.local_ip => mcm_control::log_limited!(
+        Some(s) if s == local_ip => mcm_control::log_limited!(
             info,
             "st2110 rx {group}:{}: accepts packets from {s} only, this engine's own address \
              (senders on this host); give the sender's address as ipAddr, or \"anySource\": \
              true",
-            st.port
+            path.port
         ),
         _ => {}
     }
     Ok((udp, at, filter))
 }
 
-/// Where an rx session listens: the multicast group (joined on the local interface, SSM when
-/// a source is given), or the local address for unicast.
-fn rx_addr(settings: &Settings, st: &St2110, group: Ipv4Addr) -> Result<RxAddr, String> {
-    if !settings.rx_ports.contains(&st.port) {
+/// Where path `leg` of an rx session listens: the multicast group (joined on the path's
+/// interface, SSM when a source is given), or the path's local address for unicast.
+fn rx_addr(settings: &Settings, leg: usize, path: &Leg) -> Result<RxAddr, String> {
+    let key = ["connection.st2110", "connection.st2110.redundant"][leg];
+    if !settings.rx_ports.contains(&path.port) {
         return Err(format!(
-            "connection.st2110.port {} is outside st2110.rx_ports ({}-{})",
-            st.port,
+            "{key}.port {} is outside st2110.rx_ports ({}-{})",
+            path.port,
             settings.rx_ports.start(),
             settings.rx_ports.end()
         ));
     }
-    let source = match st.multicast_source_ip_addr {
+    let group = path.addr;
+    let source = match path.source {
         None => None,
         Some(IpAddr::V4(s)) if group.is_multicast() => Some(s),
+        Some(s) if group.is_multicast() => {
+            return Err(format!(
+                "{key}.multicastSourceIpAddr {s} is IPv6 (allowed: IPv4, as ipAddr is)"
+            ));
+        }
         Some(s) => {
             return Err(format!(
-                "connection.st2110.multicastSourceIpAddr {s} needs an IPv4 multicast ipAddr \
-                 (got {group})"
+                "{key}.multicastSourceIpAddr {s} needs an IPv4 multicast ipAddr (got {group})"
             ));
         }
     };
     let addr = if group.is_multicast() {
         group
     } else {
-        settings.local_ip
+        settings.path(leg).1
     };
     Ok(RxAddr {
         addr,
-        port: st.port,
+        port: path.port,
         source,
     })
 }
 
 /// Opens a tx socket from the first free source port of `st2110.tx_ports`.
-fn open_tx(settings: &Settings, dest: SocketAddrV4, opts: &SocketOptions) -> Result<UdpTx, String> {
+fn open_tx(
+    settings: &Settings,
+    local_ip: Ipv4Addr,
+    dest: SocketAddrV4,
+    opts: &SocketOptions,
+) -> Result<UdpTx, String> {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let (first, last) = (*settings.tx_ports.start(), *settings.tx_ports.end());
     let span = u32::from(last - first) + 1;
@@ -679,7 +907,7 @@ fn open_tx(settings: &Settings, dest: SocketAddrV4, opts: &SocketOptions) -> Res
     for _ in 0..span.min(1024) {
         // Relaxed: only spreads the search; a collision is retried below.
         let k = u32::from(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
-        let local = SocketAddrV4::new(settings.local_ip, first + k as u16);
+        let local = SocketAddrV4::new(local_ip, first + k as u16);
         match UdpTx::open(local, dest, opts) {
             Ok(udp) => return Ok(udp),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => last_err = Some(e),
@@ -695,6 +923,7 @@ fn open_tx(settings: &Settings, dest: SocketAddrV4, opts: &SocketOptions) -> Res
 /// The `o=`, `c=` and clock lines of a tx session's SDP.
 fn tx_params(
     settings: &Settings,
+    interface: &str,
     name: String,
     source: SocketAddrV4,
     dest: SocketAddrV4,
@@ -710,7 +939,7 @@ fn tx_params(
         ttl: settings.multicast_ttl,
         payload_type: pt,
         // No PTP here: RTP time follows this host's TAI clock, named by the interface's MAC.
-        ref_clock: sdp::RefClock::LocalMac(interface_mac(&settings.interface)),
+        ref_clock: sdp::RefClock::LocalMac(interface_mac(interface)),
     }
 }
 
@@ -731,7 +960,7 @@ fn sink_quota(spec: &St2110Edge) -> u32 {
 }
 
 /// The SDP of a tx video session (ST 2110-20 fmtp, ts-refclk, mediaclk, source-filter).
-fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: SenderType) -> String {
+fn video_sdp(tx: &TxSocket, format: &Format, rate: FrameRate, sender: SenderType) -> String {
     let mut fmtp = sdp::VideoFmtp::new(
         format.sampling(),
         format.depth(),
@@ -740,7 +969,7 @@ fn video_sdp(tx: &sdp::TxParams, format: &Format, rate: FrameRate, sender: Sende
         rate,
     );
     fmtp.sender_type = Some(sdp_sender_type(sender));
-    sdp::Session::st2110_20(tx, fmtp).to_string()
+    tx.sdp(sdp::Session::st2110_20(&tx.params, fmtp))
 }
 
 /// A tx session's published SDP file, removed when the session is dropped — unless a newer
@@ -812,6 +1041,7 @@ mod tests {
                 transport_pixel_format: Some("yuv422p10rfc4175".into()),
                 sdp_file,
                 any_source: false,
+                redundant: None,
             },
             payload: Payload::Blob,
             payload_size: 64,
@@ -845,9 +1075,64 @@ mod tests {
                 encoding: "raw".to_owned(),
                 video: Some((Sampling::YCbCr422, Depth::D8, 1280, 720)),
                 size: None,
+                second: None,
             }
         );
         assert_eq!(stream_from_sdp(&spec(Direction::Rx, None)).unwrap(), None);
+    }
+
+    /// An ST 2022-7 SDP: the primary on 239.9.9.9, the secondary on 239.8.8.8:5006.
+    const DUP: &str = "v=0\r\no=- 1 1 IN IP4 10.0.0.5\r\ns=cam\r\nt=0 0\r\n\
+        a=group:DUP primary secondary\r\n\
+        m=video 5004 RTP/AVP 96\r\nc=IN IP4 239.9.9.9/32\r\n\
+        a=source-filter: incl IN IP4 239.9.9.9 10.0.0.5\r\na=rtpmap:96 raw/90000\r\n\
+        a=fmtp:96 sampling=YCbCr-4:2:2; width=1280; height=720; depth=8\r\na=mid:primary\r\n\
+        m=video 5006 RTP/AVP 96\r\nc=IN IP4 239.8.8.8/32\r\n\
+        a=source-filter: incl IN IP4 239.8.8.8 10.1.0.5\r\na=rtpmap:96 raw/90000\r\n\
+        a=fmtp:96 sampling=YCbCr-4:2:2; width=1280; height=720; depth=8\r\na=mid:secondary\r\n";
+
+    #[test]
+    fn an_sdp_dup_group_gives_the_second_path_and_must_agree_with_redundant() {
+        let (_d, p) = with_sdp(DUP);
+        let s = spec(Direction::Rx, p.clone());
+        let got = stream_from_sdp(&s).unwrap().unwrap();
+        let second = Redundant {
+            ip_addr: "239.8.8.8".parse().unwrap(),
+            port: 5006,
+            multicast_source_ip_addr: Some("10.1.0.5".parse().unwrap()),
+        };
+        assert_eq!(got.source, Some("10.0.0.5".parse().unwrap()));
+        assert_eq!(got.second.as_ref(), Some(&second));
+        assert_eq!(second_path(&s.st2110, Some(&got)), Ok(Some(second.clone())));
+        // The secondary's own section, named as the connection, finds the primary.
+        let mut s2 = spec(Direction::Rx, p);
+        s2.st2110.ip_addr = "239.8.8.8".parse().unwrap();
+        s2.st2110.port = 5006;
+        let other = stream_from_sdp(&s2).unwrap().unwrap();
+        assert_eq!(other.source, Some("10.1.0.5".parse().unwrap()));
+        assert_eq!(
+            other.second.map(|r| (r.ip_addr, r.port)),
+            Some(("239.9.9.9".parse().unwrap(), 5004))
+        );
+        // A configured second path must be the SDP's; its source wins, else the SDP's.
+        let mut st = s.st2110.clone();
+        st.redundant = Some(Redundant {
+            multicast_source_ip_addr: None,
+            ..second.clone()
+        });
+        assert_eq!(second_path(&st, Some(&got)), Ok(Some(second.clone())));
+        st.redundant = Some(Redundant {
+            port: 5008,
+            ..second.clone()
+        });
+        let e = second_path(&st, Some(&got)).unwrap_err();
+        assert!(e.contains("second leg is 239.8.8.8:5006"), "{e}");
+        assert!(e.contains("redundant is 239.8.8.8:5008"), "{e}");
+        assert_eq!(second_path(&st, None), Ok(st.redundant.clone()));
+        // Without a DUP group there is no second path.
+        let (_d, p) = with_sdp(SDP);
+        let plain = stream_from_sdp(&spec(Direction::Rx, p)).unwrap().unwrap();
+        assert_eq!(second_path(&s.st2110, Some(&plain)), Ok(None));
     }
 
     #[test]
@@ -905,6 +1190,8 @@ mod tests {
             gso: true,
             rx_read_interval: std::time::Duration::ZERO,
             sdp_dir: std::env::temp_dir(),
+            redundant: None,
+            redundancy_window: std::time::Duration::from_millis(10),
         };
         let mut s = spec(Direction::Tx, None);
         s.st2110.transport = Transport::St2110_40;
