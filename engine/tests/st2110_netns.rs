@@ -195,17 +195,7 @@ fn multicast_between_engines_in_two_namespaces_is_bit_exact() {
 
 /// The packets the drop rule of table `lossy` in `ns` has dropped (`counter packets N`).
 fn nft_dropped(net: &NetnsPair, ns: &str) -> u64 {
-    let text = net.exec(ns, "nft", &["list", "chain", "ip", "lossy", "pre"]);
-    let line = text
-        .lines()
-        .find(|l| l.contains("drop"))
-        .unwrap_or_else(|| panic!("no drop rule in {text}"));
-    let mut words = line.split_whitespace();
-    words
-        .find(|w| *w == "packets")
-        .and_then(|_| words.next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no packet counter in {line:?}"))
+    nft_rule_dropped(net, ns, "lossy", "")
 }
 
 /// Polls `f` until it returns true (bounded); panics with `what` otherwise.

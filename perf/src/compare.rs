@@ -669,6 +669,7 @@ fn ours_st2110(a: &CompareArgs, s: &Stream) -> Result<(Round, Hist), String> {
         no_grade: true,
         flood: 0,
         second_destination: false,
+        redundant: false,
         detach_second_after: None,
         json: true,
         out: OutputArgs::default(),

@@ -80,6 +80,10 @@ pub struct St2110Args {
     /// of this tool. The measured stream is the first destination's.
     #[arg(long)]
     pub(crate) second_destination: bool,
+    /// ST 2022-7: the stream (tx and rx) takes a second path, to the group's multicast address
+    /// plus 2 on the same port and interface; the rx session merges the two.
+    #[arg(long)]
+    pub(crate) redundant: bool,
     /// With `--second-destination`: delete the monitoring connection after this many frames,
     /// which detaches the second edge mid-stream.
     #[arg(long)]
@@ -94,7 +98,16 @@ pub struct St2110Args {
 }
 
 fn connection_json(a: &St2110Args, port: u16) -> String {
-    stream_json(a, &a.group.to_string(), port)
+    let json = stream_json(a, &a.group.to_string(), port);
+    if !a.redundant {
+        return json;
+    }
+    let second = Ipv4Addr::from(u32::from(a.group).wrapping_add(2));
+    json.replacen(
+        r#""payloadType": 96,"#,
+        &format!(r#""payloadType": 96, "redundant": {{"ipAddr": "{second}"}},"#),
+        1,
+    )
 }
 
 /// The sender's group with `--second-destination`, and the edge to `addr:port` (tx).

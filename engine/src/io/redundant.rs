@@ -87,18 +87,7 @@ impl PacketTx for RedundantTx {
     }
 
     fn counters(&self) -> IoCounters {
-        let (a, b) = (self.legs[0].counters(), self.legs[1].counters());
-        IoCounters {
-            syscalls: a.syscalls + b.syscalls,
-            would_block: a.would_block + b.would_block,
-            errors: a.errors + b.errors,
-            last_errno: if b.last_errno != 0 {
-                b.last_errno
-            } else {
-                a.last_errno
-            },
-            ..self.sent
-        }
+        both(self.legs[0].counters(), self.legs[1].counters(), self.sent)
     }
 }
 
@@ -454,19 +443,11 @@ impl PacketRx for RedundantRx {
     }
 
     fn counters(&self) -> IoCounters {
-        let (a, b) = (self.legs[0].counters(), self.legs[1].counters());
-        IoCounters {
-            syscalls: a.syscalls + b.syscalls,
-            would_block: a.would_block + b.would_block,
-            errors: a.errors + b.errors,
-            last_errno: if b.last_errno != 0 {
-                b.last_errno
-            } else {
-                a.last_errno
-            },
-            kernel_drops: a.kernel_drops + b.kernel_drops,
-            ..self.merge.out
-        }
+        both(
+            self.legs[0].counters(),
+            self.legs[1].counters(),
+            self.merge.out,
+        )
     }
 
     fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -492,6 +473,24 @@ impl PacketRx for RedundantRx {
 
     fn foreign(&self) -> u64 {
         self.merge.paths.iter().map(|p| p.foreign).sum()
+    }
+}
+
+/// Two paths' counters as one: the system calls, full or empty sockets, errors and kernel
+/// drops of both (the last error of either), with `stream`'s datagrams and bytes (what the
+/// session got out or handed on, each packet once).
+fn both(a: IoCounters, b: IoCounters, stream: IoCounters) -> IoCounters {
+    IoCounters {
+        syscalls: a.syscalls + b.syscalls,
+        would_block: a.would_block + b.would_block,
+        errors: a.errors + b.errors,
+        last_errno: if b.last_errno != 0 {
+            b.last_errno
+        } else {
+            a.last_errno
+        },
+        kernel_drops: a.kernel_drops + b.kernel_drops,
+        ..stream
     }
 }
 
