@@ -590,11 +590,7 @@ mod tests {
             _: u32,
             _: Transport,
         ) -> Result<(mcm_proto::sdk::PoolFd, Vec<OwnedFd>), Refusal> {
-            Err(Refusal::new(
-                ErrorCode::ERROR_CODE_NOT_FOUND,
-                MeshErr::ConnFailed,
-                "no pool",
-            ))
+            Err(no_pool())
         }
         fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
             Err(refusal())
@@ -608,6 +604,14 @@ mod tests {
         fn stats(&mut self, _: u64) -> Stats {
             Stats::new()
         }
+    }
+
+    fn no_pool() -> Refusal {
+        Refusal::new(
+            ErrorCode::ERROR_CODE_NOT_FOUND,
+            MeshErr::ConnFailed,
+            "no pool",
+        )
     }
 
     fn refusal() -> Refusal {
@@ -795,11 +799,7 @@ mod tests {
             _: u32,
             _: Transport,
         ) -> Result<(mcm_proto::sdk::PoolFd, Vec<OwnedFd>), Refusal> {
-            Err(Refusal::new(
-                ErrorCode::ERROR_CODE_NOT_FOUND,
-                MeshErr::ConnFailed,
-                "no pool",
-            ))
+            Err(no_pool())
         }
         fn fetch_fds(&mut self, _: u64, _: &[u8]) -> Result<(u64, Vec<OwnedFd>), Refusal> {
             Err(refusal())

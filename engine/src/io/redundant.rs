@@ -16,7 +16,9 @@
 //!
 //! Each path filters its own sender. Sequence numbers are extended against the merged stream,
 //! so a path that comes back after an outage of any length counts exactly the numbers it
-//! missed ([`PathCounters::lost`]), as long as the two paths are less than 32768 packets apart.
+//! missed ([`PathCounters::lost`]), as long as the two paths are less than 16384 packets
+//! apart (`STRAY_DISTANCE`; about 63 ms at 1080p59.94): a copy further behind the merge is
+//! taken for another stream's packet and discarded.
 //! A new SSRC (a restarted sender) starts the merge over; so do sequence numbers far behind the
 //! merge once the merged stream has been quiet for a window.
 
