@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcm_control::dataplane::{EdgeCounters, PathCounters};
+use mcm_proto::st2110::rtp;
 use rustix::event::epoll;
 
 use super::{Datagram, IoCounters, PacketRx, PacketTx, RxMeta};
@@ -496,14 +497,10 @@ fn both(a: IoCounters, b: IoCounters, stream: IoCounters) -> IoCounters {
     }
 }
 
-/// The sequence number and SSRC of an RTP version 2 packet.
+/// The sequence number and SSRC of an RTP packet (`None`: not RTP).
 fn rtp_fields(d: &[u8]) -> Option<(u16, u32)> {
-    if d.len() < 12 || d[0] >> 6 != 2 {
-        return None;
-    }
-    let seq = u16::from_be_bytes([d[2], d[3]]);
-    let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
-    Some((seq, ssrc))
+    let p = rtp::Packet::new_checked(d).ok()?;
+    Some((p.sequence_number(), p.ssrc()))
 }
 
 /// The extended sequence number of `seq` nearest `reference` (within ±32768).
