@@ -772,7 +772,7 @@ fn open_rx(
 }
 
 /// The second path of an rx stream: `redundant`, or the SDP's `a=group:DUP` leg; when both
-/// are given they must agree (the configured source wins).
+/// are given they must agree, and the SDP's source filter wins (as on the first path).
 fn second_path(st: &St2110, from_sdp: Option<&SdpStream>) -> Result<Option<Redundant>, String> {
     match (&st.redundant, from_sdp.and_then(|s| s.second.as_ref())) {
         (None, sdp) => Ok(sdp.cloned()),
@@ -783,7 +783,7 @@ fn second_path(st: &St2110, from_sdp: Option<&SdpStream>) -> Result<Option<Redun
             sdp.ip_addr, sdp.port, r.ip_addr, r.port
         )),
         (Some(r), Some(sdp)) => Ok(Some(Redundant {
-            multicast_source_ip_addr: r.multicast_source_ip_addr.or(sdp.multicast_source_ip_addr),
+            multicast_source_ip_addr: sdp.multicast_source_ip_addr.or(r.multicast_source_ip_addr),
             ..r.clone()
         })),
     }
@@ -1114,10 +1114,10 @@ mod tests {
             other.second.map(|r| (r.ip_addr, r.port)),
             Some(("239.9.9.9".parse().unwrap(), 5004))
         );
-        // A configured second path must be the SDP's; its source wins, else the SDP's.
+        // A configured second path must be the SDP's; the SDP's source wins, as on the first.
         let mut st = s.st2110.clone();
         st.redundant = Some(Redundant {
-            multicast_source_ip_addr: None,
+            multicast_source_ip_addr: Some("10.9.9.9".parse().unwrap()),
             ..second.clone()
         });
         assert_eq!(second_path(&st, Some(&got)), Ok(Some(second.clone())));
